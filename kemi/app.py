@@ -1,0 +1,38 @@
+"""Build the router Kamailio runs from the settings file (called by kamailio_entry.mod_init)."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from kemi.settings import Settings, SettingsError, load_settings
+from kemi.store.mysql import Database
+from kemi.store.subscribers import SubscriberDirectory
+
+
+def load_router_class(spec: str):
+    from kemi.routing import Router
+
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise SettingsError("python.router", f"cannot load {spec!r} ({exc})",
+                            "name an importable 'module:Class' (see python.path)") from None
+    if not (isinstance(cls, type) and issubclass(cls, Router)):
+        raise SettingsError("python.router", f"{spec!r} is not a subclass of kemi.routing.Router",
+                            "derive your class from kemi.routing.Router")
+    return cls
+
+
+def create_router(ksr, settings: Settings):
+    for extra in settings.python.path:
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
+    cls = load_router_class(settings.python.router)
+    db = Database(settings.database.connect_args(), log=ksr.err)
+    subscribers = SubscriberDirectory(db, settings.database.cache_ttl, settings.database.cache_size)
+    return cls(ksr, settings, subscribers)
+
+
+def create_router_from_file(ksr, settings_file: str):
+    return create_router(ksr, load_settings(settings_file))

@@ -1,0 +1,11 @@
+"""The routing Kamailio runs: `Router` (router.py) composes the routes in call-flow order.
+
+request.py      request_route: initial checks, in-dialog, relay
+registrar.py    auth, registrar (REGISTER), location (EXTEN to contacts)
+transaction.py  branch / onreply / failure routes armed by relay
+message.py      per-message PV reads, once each
+"""
+from kemi.routing.request import DONE, NEXT
+from kemi.routing.router import Router
+
+__all__ = ["DONE", "NEXT", "Router"]

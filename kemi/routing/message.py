@@ -1,0 +1,64 @@
+"""One SIP message's values, each read from Kamailio at most once.
+
+Every KSR.pv call crosses from Python into C; a route that needs `$rU` three times should
+pay for it once. `Message` is created per message by the Router and reads a PV on first
+use only.
+"""
+from __future__ import annotations
+
+
+class _PV:
+    """A lazily read, cached pseudo-variable ("" when Kamailio has no value)."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    def __get__(self, msg: "Message", owner=None):
+        if msg is None:
+            return self
+        cache = msg.cache
+        value = cache.get(self.spec)
+        if value is None:
+            value = cache[self.spec] = msg.ksr.pv.gete(self.spec)
+        return value
+
+
+class Message:
+    __slots__ = ("ksr", "cache")
+
+    method = _PV("$rm")
+    ruri = _PV("$ru")
+    ruri_user = _PV("$rU")
+    ruri_domain = _PV("$rd")
+    from_user = _PV("$fU")
+    from_domain = _PV("$fd")
+    to_user = _PV("$tU")
+    to_tag = _PV("$tt")
+    call_id = _PV("$ci")
+    user_agent = _PV("$ua")
+    source_ip = _PV("$si")
+    source_port = _PV("$sp")
+    received_ip = _PV("$Ri")
+    received_port = _PV("$Rp")
+    status = _PV("$rs")          # replies only
+
+    def __init__(self, ksr):
+        self.ksr = ksr
+        self.cache: dict[str, object] = {}
+
+    def pv(self, spec: str):
+        """Any other PV, read once."""
+        value = self.cache.get(spec)
+        if value is None:
+            value = self.cache[spec] = self.ksr.pv.gete(spec)
+        return value
+
+    @property
+    def in_dialog(self) -> bool:
+        return self.to_tag != ""
+
+    def describe(self) -> str:
+        """Short identification for log lines."""
+        return f"{self.method} from {self.source_ip}:{self.source_port} call-id={self.call_id}"

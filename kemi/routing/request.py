@@ -1,0 +1,129 @@
+"""request_route and the routes it calls, in the order a request meets them.
+
+Each method mirrors a route of Kamailio's default kamailio.cfg (route[REQINIT],
+route[WITHINDLG], ...). A route returns NEXT when the request should go on to the next
+route, or DONE when it has been answered, relayed or dropped.
+"""
+from __future__ import annotations
+
+from kemi import sip
+from kemi.flags import FLT_NATS
+from kemi.routing.message import Message
+
+NEXT = True
+DONE = False
+
+# methods that may create a dialog: Record-Route them so in-dialog requests come back here
+DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE"})
+# tm callbacks (names of Router methods) armed before relaying
+BRANCH_ROUTE_METHODS = frozenset({"INVITE", "BYE", "SUBSCRIBE", "UPDATE"})
+ONREPLY_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "UPDATE"})
+
+
+class RequestRoutes:
+    """request_route{}: initial checks, in-dialog handling, then on to auth and registrar."""
+
+    def route_request(self, msg: Message) -> None:
+        ksr = self.ksr
+        if not self.route_reqinit(msg):
+            return
+        self.route_natdetect(msg)
+        if msg.method == "CANCEL":
+            if ksr.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return
+        if not self.route_withindlg(msg):
+            return
+        # --- only initial requests (no To tag) from here on ---
+        if msg.method != "ACK":
+            if ksr.tmx.t_precheck_trans() > 0:       # a retransmission being processed
+                ksr.tm.t_check_trans()
+                return
+            if ksr.tm.t_check_trans() == sip.TRANS_HANDLED:
+                return
+        if not self.route_auth(msg):
+            return
+        ksr.hdr.remove("Route")                     # preloaded routes are not honoured
+        if msg.method in DIALOG_FORMING:
+            ksr.rr.record_route()
+        if not self.route_sipout(msg):
+            return
+        if not self.route_registrar(msg):
+            return
+        if not msg.ruri_user:
+            self.reply(sip.ADDRESS_INCOMPLETE)
+            return
+        self.route_location(msg)
+
+    # route[REQINIT]
+    def route_reqinit(self, msg: Message) -> bool:
+        ksr = self.ksr
+        if ksr.maxfwd.process_maxfwd(sip.MAX_FORWARDS) < 0:
+            self.reply(sip.TOO_MANY_HOPS)
+            return DONE
+        if msg.method == "OPTIONS" and not msg.ruri_user and ksr.is_myself_ruri():
+            self.reply(sip.OK_KEEPALIVE)
+            return DONE
+        if ksr.sanity.sanity_check(sip.SANITY_MSG_CHECKS, sip.SANITY_URI_CHECKS) < 0:
+            # sanity has answered (400 and friends) where an answer makes sense
+            ksr.info(f"kemi: malformed request dropped: {msg.describe()}\n")
+            return DONE
+        return NEXT
+
+    # route[NATDETECT]
+    def route_natdetect(self, msg: Message) -> None:
+        ksr = self.ksr
+        ksr.force_rport()
+        if ksr.nathelper.nat_uac_test(sip.NAT_TESTS) > 0:
+            if msg.method == "REGISTER":
+                ksr.nathelper.fix_nated_register()
+            elif ksr.siputils.is_first_hop() > 0:
+                ksr.nathelper.set_contact_alias()
+            ksr.setflag(FLT_NATS)
+
+    # route[WITHINDLG]
+    def route_withindlg(self, msg: Message) -> bool:
+        ksr = self.ksr
+        if not msg.in_dialog:
+            return NEXT
+        if ksr.rr.loose_route() > 0:
+            self.route_dlguri(msg)
+            if msg.method == "ACK":
+                self.route_natmanage(msg)
+            self.route_relay(msg)
+            return DONE
+        if msg.method == "ACK":
+            # an ACK we did not record-route: relay it only if it ends one of our
+            # transactions (ACK for a negative reply), otherwise it is absorbed
+            if ksr.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return DONE
+        self.reply(sip.NOT_FOUND)
+        return DONE
+
+    # route[DLGURI]
+    def route_dlguri(self, msg: Message) -> None:
+        if not self.ksr.isdsturiset():
+            self.ksr.nathelper.handle_ruri_alias()
+
+    # route[SIPOUT]: requests for foreign domains (authenticated local users only get here)
+    def route_sipout(self, msg: Message) -> bool:
+        if self.ksr.is_myself_ruri():
+            return NEXT
+        if msg.method == "REGISTER":
+            self.reply(sip.NOT_RELAYING)
+            return DONE
+        self.route_relay(msg)
+        return DONE
+
+    # route[RELAY]
+    def route_relay(self, msg: Message) -> None:
+        ksr, method = self.ksr, msg.method
+        if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0:
+            ksr.tm.t_on_branch("ksr_branch_manage")
+        if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
+            ksr.tm.t_on_reply("ksr_onreply_manage")
+        if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
+            ksr.tm.t_on_failure("ksr_failure_manage")
+        if ksr.tm.t_relay() < 0:
+            ksr.sl.sl_reply_error()

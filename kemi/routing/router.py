@@ -1,0 +1,95 @@
+"""The object Kamailio calls: one method per cfg route, each guarded against exceptions.
+
+Kamailio 5.6's app_python3 looks these methods up by name: ksr_request_route,
+ksr_reply_route, ksr_onsend_route (mandatory on 5.6), child_init, and the tm callbacks named
+in t_on_branch/t_on_reply/t_on_failure. Each builds a Message, runs the route, and turns
+any exception into one log line with the Call-ID plus, for a request, a 500 reply: an
+exception escaping to Kamailio would leave the caller waiting for a timeout.
+"""
+from __future__ import annotations
+
+import traceback
+
+from kemi import sip
+from kemi.routing.message import Message
+from kemi.routing.registrar import RegistrarRoutes
+from kemi.routing.request import RequestRoutes
+from kemi.routing.transaction import TransactionRoutes
+from kemi.settings import Settings
+
+ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
+
+
+class Router(RequestRoutes, RegistrarRoutes, TransactionRoutes):
+    """Subclass this for a site's own routing and name it in settings `python.router`."""
+
+    def __init__(self, ksr, settings: Settings, subscribers):
+        self.ksr = ksr
+        self.settings = settings
+        self.subscribers = subscribers
+
+    def child_init(self, rank: int) -> int:
+        return 0
+
+    # --- entry points --------------------------------------------------------------------
+
+    def ksr_request_route(self, _msg) -> int:
+        msg = Message(self.ksr)
+        try:
+            self.route_request(msg)
+        except Exception as exc:
+            self.handler_failed("request_route", msg, exc, answer=True)
+        return ROUTE_OK
+
+    def ksr_reply_route(self, _msg) -> int:
+        return ROUTE_OK
+
+    def ksr_onsend_route(self, _msg) -> int:
+        return ROUTE_OK
+
+    def ksr_branch_manage(self, _msg) -> int:
+        msg = Message(self.ksr)
+        try:
+            self.branch_manage(msg)
+        except Exception as exc:
+            self.handler_failed("branch_route", msg, exc)
+        return ROUTE_OK
+
+    def ksr_onreply_manage(self, _msg) -> int:
+        msg = Message(self.ksr)
+        try:
+            self.onreply_manage(msg)
+        except Exception as exc:
+            self.handler_failed("onreply_route", msg, exc)
+        return ROUTE_OK
+
+    def ksr_failure_manage(self, _msg) -> int:
+        msg = Message(self.ksr)
+        try:
+            self.failure_manage(msg)
+        except Exception as exc:
+            self.handler_failed("failure_route", msg, exc, answer=True)
+        return ROUTE_OK
+
+    # --- shared helpers ------------------------------------------------------------------
+
+    def reply(self, reply: sip.Reply) -> None:
+        """Answer the current request (statefully if a transaction exists)."""
+        self.ksr.sl.send_reply(reply.code, reply.reason)
+
+    def handler_failed(self, route: str, msg: Message, exc: BaseException, answer: bool = False) -> None:
+        """One log line with the Call-ID and where it failed; a 500 unless it is an ACK."""
+        ksr = self.ksr
+        try:
+            call_id, method = msg.call_id, msg.method
+        except Exception:  # the message itself may be what broke
+            call_id, method = "?", "?"
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames))
+        ksr.err(f"kemi: {route} raised {type(exc).__name__}: {exc} [call-id={call_id} "
+                f"method={method}] at {where}\n")
+        if answer and method != "ACK":
+            try:
+                self.reply(sip.SERVER_ERROR)
+            except Exception as reply_exc:
+                ksr.err(f"kemi: could not send 500 for call-id={call_id}: {reply_exc}\n")

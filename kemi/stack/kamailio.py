@@ -1,0 +1,46 @@
+"""Kamailio with our kamailio.cfg and a settings file, started in the foreground (-DD)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from kemi.settings import PROJECT_ROOT, Settings, write_kamailio_defines
+from kemi.stack.process import Daemon, StartError, sip_options_ok, wait_for
+
+KAMAILIO_CFG = PROJECT_ROOT / "kamailio.cfg"
+
+
+def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG) -> Path:
+    """Render the settings beside a copy of kamailio.cfg in `workdir`; returns the cfg path.
+
+    kamailio.cfg includes "kamailio-settings.cfg" relative to itself, so each instance
+    (make run, every test) gets its own pair and several can run side by side.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = workdir / "kamailio.cfg"
+    if cfg.resolve() != target.resolve():
+        shutil.copyfile(cfg, target)
+    write_kamailio_defines(settings, workdir)
+    Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def check_config(cfg: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60)
+
+
+def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: float = 30) -> Daemon:
+    cfg_path = prepare(settings, workdir, cfg)
+    checked = check_config(cfg_path)
+    if checked.returncode != 0:
+        raise StartError(f"kamailio -c rejected {cfg_path}:\n{checked.stdout}{checked.stderr}")
+    daemon = Daemon("kamailio", ["kamailio", "-DD", "-E", "-f", str(cfg_path), "-P", settings.pid_file],
+                    workdir / "kamailio.log")
+    first = settings.sip.listen[0]
+    if first.proto == "udp":
+        wait_for(lambda: sip_options_ok(first.host, first.port), timeout,
+                 f"Kamailio to answer OPTIONS on {first.socket}", daemon, interval=0.2)
+    else:
+        wait_for(lambda: Path(settings.ctl_socket).exists(), timeout, "Kamailio's control socket", daemon)
+    return daemon

@@ -1,0 +1,71 @@
+"""`make run`: MariaDB, the kamailio database, kamctlrc, then Kamailio in the foreground.
+
+Ctrl-C or SIGTERM stops what this started (by PID), and nothing else: a MariaDB that was
+already running is left running.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from kemi.settings import PROJECT_ROOT, SettingsError, load_settings
+from kemi.stack import kamailio, mariadb
+from kemi.stack.process import StartError
+
+RUN_DIR = PROJECT_ROOT / "run"
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):
+    raise _Stop()
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = load_settings(argv[0] if argv else None)
+    except SettingsError as exc:
+        print(f"kemi: {exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    started = []
+    try:
+        db = mariadb.start(RUN_DIR)
+        if db:
+            started.append(db)
+            print(f"kemi: started MariaDB (pid {db.pid})")
+        created = mariadb.provision(settings)
+        print(f"kemi: database ready ({'created ' + ', '.join(created) if created else 'all tables present'})")
+        print(f"kemi: wrote {mariadb.write_kamctlrc(settings)} (SIP_DOMAIN={settings.sip.domain})")
+        kam = kamailio.start(settings, RUN_DIR)
+        started.append(kam)
+        print(f"kemi: Kamailio running (pid {kam.pid}) on {', '.join(l.socket for l in settings.sip.listen)}; "
+              f"log: {kam.log}. Ctrl-C stops.")
+        while all(d.alive() for d in started):
+            time.sleep(0.5)
+        dead = [d.name for d in started if not d.alive()]
+        print(f"kemi: {', '.join(dead)} exited; stopping", file=sys.stderr)
+        for d in started:
+            if not d.alive():
+                print(d.log_tail(), file=sys.stderr)
+        return 1
+    except _Stop:
+        print("kemi: stopping")
+        return 0
+    except StartError as exc:
+        print(f"kemi: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for d in reversed(started):
+            d.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

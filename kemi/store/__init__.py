@@ -1,0 +1,1 @@
+"""What the Python side reads from MySQL, always parameterised, cached where it can be."""

@@ -1,0 +1,84 @@
+"""One lazily opened MySQL connection per Kamailio process, reconnecting by itself.
+
+Kamailio forks its workers after importing the routing script, so a connection opened at
+import would be shared by every child: we open it on first use, in the child. A lost
+connection (DB restarted, network blip) is dropped and the query retried once on a fresh
+one. While the DB is down, reconnect attempts are spaced by RETRY_AFTER seconds so a SIP
+worker is never stuck waiting on connect timeouts message after message.
+"""
+from __future__ import annotations
+
+import time
+
+RETRY_AFTER = 2.0          # seconds between reconnect attempts while the DB is down
+CONNECT_TIMEOUT = 2        # seconds; a SIP worker blocks at most this long per attempt
+IO_TIMEOUT = 2
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The query could not run: the DB is down or refused it."""
+
+
+class Database:
+    def __init__(self, connect_args: dict, log=None, clock=time.monotonic):
+        self._args = dict(connect_args, connect_timeout=CONNECT_TIMEOUT,
+                          read_timeout=IO_TIMEOUT, write_timeout=IO_TIMEOUT)
+        self._conn = None
+        self._down_since: float | None = None
+        self._log = log or (lambda text: None)
+        self._clock = clock
+        self.connects = 0           # how many connections this process opened (for tests)
+
+    def query_one(self, sql: str, params: tuple):
+        """First row of a parameterised SELECT, or None."""
+        import MySQLdb  # imported here: the package must load where mysqlclient is absent (unit tests)
+
+        last_error = None
+        for _attempt in range(2):
+            conn = self._connection(MySQLdb)
+            try:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    return cursor.fetchone()
+                finally:
+                    cursor.close()
+            except MySQLdb.OperationalError as exc:   # lost connection, server gone: retry once
+                last_error = exc
+                self._drop()
+            except MySQLdb.Error as exc:              # bad query or data: no point retrying
+                raise DatabaseUnavailable(f"query failed: {exc}") from exc
+        self._mark_down(last_error)
+        raise DatabaseUnavailable(f"lost the connection to MySQL: {last_error}")
+
+    def _connection(self, MySQLdb):
+        if self._conn is not None:
+            return self._conn
+        now = self._clock()
+        if self._down_since is not None and now - self._down_since < RETRY_AFTER:
+            raise DatabaseUnavailable("MySQL is unreachable; next reconnect attempt in "
+                                      f"{RETRY_AFTER - (now - self._down_since):.1f}s")
+        try:
+            self._conn = MySQLdb.connect(**self._args)
+        except MySQLdb.Error as exc:
+            self._mark_down(exc)
+            raise DatabaseUnavailable(f"cannot connect to MySQL: {exc}") from exc
+        self._conn.autocommit(True)
+        if self._down_since is not None:
+            self._log("kemi: MySQL connection restored\n")
+        self._down_since = None
+        self.connects += 1
+        return self._conn
+
+    def _mark_down(self, exc) -> None:
+        if self._down_since is None:
+            self._log(f"kemi: MySQL unavailable ({exc}); retrying every {RETRY_AFTER:.0f}s\n")
+        self._down_since = self._clock()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a dead connection may itself fail; it is gone either way
+                pass
+        self._conn = None

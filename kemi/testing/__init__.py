@@ -1,0 +1,11 @@
+"""Unit-test your routing without Kamailio: a fake KSR modelled on Kamailio 5.6's KEMI API.
+
+    from kemi.testing import FakeKSR, SipMessage, make_router
+    ksr = FakeKSR(SipMessage(method="OPTIONS", ruri="sip:127.0.0.1"))
+    make_router(ksr).ksr_request_route(None)
+    assert ksr.reply == (200, "OK")
+"""
+from kemi.testing.fake_ksr import FakeKSR, KSRTypeError, SipMessage, parse_uri
+from kemi.testing.helpers import FakeSubscribers, make_router
+
+__all__ = ["FakeKSR", "FakeSubscribers", "KSRTypeError", "SipMessage", "make_router", "parse_uri"]

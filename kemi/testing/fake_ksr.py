@@ -1,0 +1,335 @@
+"""A fake KSR object for unit-testing routing code without Kamailio.
+
+It exposes exactly the KEMI functions Kamailio 5.6 exports for the modules kamailio.cfg
+loads (snapshot in ksr_api_5_6.json), checks argument count and types like the real one
+(5.6 raises SystemError on a wrong type), records every call, and answers from a model of
+one SIP message. Any answer can be overridden per test:
+
+    ksr = FakeKSR(SipMessage(method="INVITE", ruri="sip:2001@127.0.0.1",
+                             headers={"Proxy-Authorization": "Digest ..."}))
+    ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]     # what registrar.lookup finds
+    ksr.results["auth_db.auth_check"] = -2                  # or a callable(ksr, *args)
+    router.ksr_request_route(None)
+    assert ksr.replies == [(407, "Proxy Authentication Required")]
+    assert ksr.called("tm.t_relay")
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+API_FILE = Path(__file__).with_name("ksr_api_5_6.json")
+_API = json.loads(API_FILE.read_text())
+
+_METHOD_LETTERS = {"I": "INVITE", "A": "ACK", "B": "BYE", "C": "CANCEL", "R": "REGISTER",
+                   "P": "PUBLISH", "S": "SUBSCRIBE", "N": "NOTIFY", "O": "OPTIONS", "E": "PRACK",
+                   "U": "UPDATE", "K": "KDMQ", "M": "MESSAGE", "G": "GET", "F": "INFO"}
+_URI_RE = re.compile(r"^(?:sips?|tel):(?:(?P<user>[^@;>]*)@)?(?P<host>\[[^\]]+\]|[^:;>]+)(?::(?P<port>\d+))?")
+_HDR_PV = re.compile(r"^\$hdr\((?P<name>[^)]+)\)$")
+_SHT_PV = re.compile(r"^\$sht\((?P<table>\w+)=>(?P<key>.*)\)$")
+
+
+def parse_uri(uri: str) -> tuple[str, str, str]:
+    """(user, host, port) of a SIP URI ("" where absent)."""
+    m = _URI_RE.match(uri.strip("<>"))
+    if not m:
+        return "", "", ""
+    return m.group("user") or "", m.group("host"), m.group("port") or ""
+
+
+@dataclass
+class SipMessage:
+    """The parts of a SIP message the routes look at."""
+    method: str = "INVITE"
+    ruri: str = "sip:2001@127.0.0.1"
+    from_uri: str = "sip:2002@127.0.0.1"
+    from_tag: str = "from-tag-1"
+    to_uri: str = ""                 # defaults to the R-URI
+    to_tag: str = ""                 # set it for an in-dialog request
+    call_id: str = "call-1@192.0.2.10"
+    cseq: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    source: tuple[str, int] = ("192.0.2.10", 5060)
+    proto: str = "udp"
+    received_on: str = "udp:127.0.0.1:5060"     # the local socket it arrived on
+    socket_name: str = ""                       # the listen socket's name= (if any)
+    status: int = 0                             # > 0: this is a reply with that code
+    reason: str = ""
+
+    def __post_init__(self):
+        if not self.to_uri:
+            self.to_uri = self.ruri
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def set_header(self, name: str, value: str | None) -> None:
+        for key in [k for k in self.headers if k.lower() == name.lower()]:
+            del self.headers[key]
+        if value is not None:
+            self.headers[name] = value
+
+
+class KSRTypeError(SystemError):
+    """What Kamailio 5.6 raises when a KEMI function gets a wrong argument type."""
+
+
+class _Module:
+    def __init__(self, ksr: "FakeKSR", name: str):
+        self._ksr, self._name = ksr, name
+
+    def __getattr__(self, func: str):
+        if func.startswith("__"):
+            raise AttributeError(func)
+        spec = _API[self._name].get(func)
+        if spec is None:
+            raise AttributeError(f"KSR.{self._name} has no function {func!r} in Kamailio 5.6")
+        return lambda *args: self._ksr._call(self._name, func, spec, args)
+
+    def __dir__(self):
+        return list(_API[self._name])
+
+
+class FakeKSR:
+    def __init__(self, message: SipMessage | None = None, local_addresses=("127.0.0.1",),
+                 local_domains=("127.0.0.1",)):
+        self.message = message or SipMessage()
+        self.local_addresses = set(local_addresses)
+        self.local_domains = set(local_domains) | self.local_addresses
+        self.results: dict = {}          # "module.func" -> value or callable(ksr, *args)
+        self.calls: list[tuple[str, tuple]] = []
+        self.replies: list[tuple[int, str]] = []
+        self.logs: list[tuple[str, str]] = []
+        self.relayed: list[dict] = []
+        self.locations: dict[str, list[str]] = {}   # AOR user -> contacts for registrar.lookup
+        self.flags: set[int] = set()
+        self.bflags: set[int] = set()
+        self.pvs: dict[str, object] = {}            # values set with pv.sets/seti
+        self.htable: dict[tuple[str, str], object] = {}
+        self.tm_routes: dict[str, str] = {}         # "failure_route" -> callback name
+        self.dropped = False
+        self.branches: list[str] = []
+
+    # --- the KSR surface --------------------------------------------------------------
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _API and name != "":
+            module = _Module(self, name)
+            setattr(self, name, module)
+            return module
+        spec = _API[""].get(name)
+        if spec is None:
+            raise AttributeError(f"KSR has no function or module {name!r} in Kamailio 5.6")
+        return lambda *args: self._call("", name, spec, args)
+
+    def _call(self, module: str, func: str, spec: dict, args: tuple):
+        key = f"{module}.{func}" if module else func
+        if len(args) != len(spec["params"]):
+            raise TypeError(f"KSR.{key}() takes {len(spec['params'])} arguments ({len(args)} given)")
+        for i, (kind, arg) in enumerate(zip(spec["params"], args)):
+            if kind == "int" and not isinstance(arg, int):
+                raise KSRTypeError(f"KSR.{key}() argument {i + 1} must be int, got {type(arg).__name__}")
+            if kind == "str" and not isinstance(arg, str):
+                raise KSRTypeError(f"KSR.{key}() argument {i + 1} must be str, got {type(arg).__name__}")
+        self.calls.append((key, args))
+        if key in self.results:
+            result = self.results[key]
+            return result(self, *args) if callable(result) else result
+        model = getattr(self, "_m_" + key.replace(".", "__"), None)
+        if model is not None:
+            return model(*args)
+        return {"int": 1, "bool": True, "none": None}.get(spec["ret"], "")
+
+    # --- inspection helpers for tests ---------------------------------------------------
+
+    def called(self, key: str) -> bool:
+        return any(k == key for k, _ in self.calls)
+
+    def calls_to(self, key: str) -> list[tuple]:
+        return [args for k, args in self.calls if k == key]
+
+    @property
+    def reply(self) -> tuple[int, str] | None:
+        """The last reply sent, or None."""
+        return self.replies[-1] if self.replies else None
+
+    def log_text(self, level: str | None = None) -> str:
+        return "".join(text for lvl, text in self.logs if level in (None, lvl))
+
+    # --- model: logging, flags, methods, addresses ----------------------------------------
+
+    def _m_dbg(self, t): self.logs.append(("dbg", t))
+    def _m_info(self, t): self.logs.append(("info", t))
+    def _m_notice(self, t): self.logs.append(("notice", t))
+    def _m_warn(self, t): self.logs.append(("warn", t))
+    def _m_err(self, t): self.logs.append(("err", t))
+    def _m_crit(self, t): self.logs.append(("crit", t))
+    def _m_log(self, level, t): self.logs.append((level, t))
+
+    def _m_set_drop(self):
+        self.dropped = True
+
+    def _m_setflag(self, f): self.flags.add(f); return True
+    def _m_resetflag(self, f): self.flags.discard(f); return True
+    def _m_isflagset(self, f): return f in self.flags
+    def _m_setbflag(self, f): self.bflags.add(f); return True
+    def _m_resetbflag(self, f): self.bflags.discard(f); return True
+    def _m_isbflagset(self, f): return f in self.bflags
+
+    def _m_is_method(self, m): return self.message.method in m.split("|")
+    def _m_is_method_in(self, letters): return any(_METHOD_LETTERS.get(c) == self.message.method for c in letters)
+
+    def _m_is_myself(self, uri_or_ip):
+        host = parse_uri(uri_or_ip)[1] if uri_or_ip.startswith(("sip:", "sips:")) else uri_or_ip
+        return host.strip("[]") in self.local_domains
+    def _m_is_myself_ruri(self): return parse_uri(self.message.ruri)[1] in self.local_domains
+    def _m_is_myself_furi(self): return parse_uri(self.message.from_uri)[1] in self.local_domains
+    def _m_is_myself_turi(self): return parse_uri(self.message.to_uri)[1] in self.local_domains
+    def _m_is_myself_srcip(self): return self.message.source[0] in self.local_addresses
+
+    # --- model: pseudo-variables ------------------------------------------------------------
+
+    def _pv_value(self, name: str):
+        if name in self.pvs:
+            return self.pvs[name]
+        msg = self.message
+        ruser, rhost, rport = parse_uri(msg.ruri)
+        fuser, fhost, _ = parse_uri(msg.from_uri)
+        tuser, thost, _ = parse_uri(msg.to_uri)
+        simple = {
+            "$rm": msg.method, "$ru": msg.ruri, "$rU": ruser or None, "$rd": rhost, "$rp": int(rport or 5060),
+            "$fu": msg.from_uri, "$fU": fuser or None, "$fd": fhost, "$ft": msg.from_tag or None,
+            "$tu": msg.to_uri, "$tU": tuser or None, "$td": thost, "$tt": msg.to_tag or None,
+            "$ci": msg.call_id, "$cs": msg.cseq, "$ua": msg.header("User-Agent"),
+            "$si": msg.source[0], "$sp": msg.source[1], "$pr": msg.proto, "$proto": msg.proto,
+            "$Ri": msg.received_on.split(":", 1)[1].rsplit(":", 1)[0].strip("[]"),
+            "$Rp": int(msg.received_on.rsplit(":", 1)[1]), "$Rn": msg.socket_name or None,
+            "$rs": msg.status or None, "$rr": msg.reason or None, "$rb": msg.body or None,
+            "$du": None, "$ds": None, "$T_reply_code": msg.status or None, "$T_branch_idx": 0,
+        }
+        if name in simple:
+            return simple[name]
+        if m := _HDR_PV.match(name):
+            return msg.header(m.group("name"))
+        if m := _SHT_PV.match(name):
+            key = m.group("key")
+            key = re.sub(r"\$\w+", lambda k: str(self._pv_value(k.group(0)) or ""), key)
+            return self.htable.get((m.group("table"), key))
+        return None
+
+    def _m_pv__get(self, name): return self._pv_value(name)
+    def _m_pv__getw(self, name): v = self._pv_value(name); return "<null>" if v is None else v
+    def _m_pv__gete(self, name): v = self._pv_value(name); return "" if v is None else v
+    def _m_pv__getvn(self, name, default): v = self._pv_value(name); return default if v is None else v
+    def _m_pv__getvs(self, name, default): v = self._pv_value(name); return default if v is None else v
+    def _m_pv__is_null(self, name): return self._pv_value(name) is None
+
+    def _set_pv(self, name, value):
+        if m := _SHT_PV.match(name):
+            key = re.sub(r"\$\w+", lambda k: str(self._pv_value(k.group(0)) or ""), m.group("key"))
+            self.htable[(m.group("table"), key)] = value
+        else:
+            self.pvs[name] = value
+        return 1
+
+    def _m_pv__sets(self, name, value): return self._set_pv(name, value)
+    def _m_pv__seti(self, name, value): return self._set_pv(name, value)
+
+    def _m_pv__unset(self, name):
+        self.pvs[name] = None
+
+    # --- model: headers and message checks --------------------------------------------------
+
+    def _m_hdr__get(self, name): return self.message.header(name)
+    def _m_hdr__gete(self, name): return self.message.header(name) or ""
+    def _m_hdr__is_present(self, name): return 1 if self.message.header(name) is not None else -1
+
+    def _m_hdr__remove(self, name):
+        present = self.message.header(name) is not None
+        self.message.set_header(name, None)
+        return 1 if present else -1
+
+    def _m_hdr__append(self, text):
+        name, _, value = text.partition(":")
+        self.message.set_header(name.strip(), value.strip())
+        return 1
+
+    def _m_corex__has_ruri_user(self): return 1 if parse_uri(self.message.ruri)[0] else -1
+    def _m_corex__has_user_agent(self): return 1 if self.message.header("User-Agent") else -1
+    def _m_siputils__has_totag(self): return 1 if self.message.to_tag else -1
+    def _m_siputils__is_request(self): return -1 if self.message.status else 1
+    def _m_siputils__is_reply(self): return 1 if self.message.status else -1
+    def _m_siputils__is_first_hop(self): return 1 if self.message.header("Via2") is None else -1
+    def _m_rr__loose_route(self): return 1 if self.message.header("Route") else -1
+    def _m_nathelper__nat_uac_test(self, tests): return -1
+    def _m_tm__t_check_trans(self): return -1
+    def _m_tmx__t_precheck_trans(self): return -1
+    def _m_tm__t_is_set(self, route): return 1 if route in self.tm_routes else -1
+
+    def _m_maxfwd__process_maxfwd(self, limit):
+        value = self.message.header("Max-Forwards")
+        if value is None:
+            self.message.set_header("Max-Forwards", str(limit))
+            return 2
+        if not value.strip().isdigit():
+            return -2
+        if int(value) == 0:
+            return -1
+        self.message.set_header("Max-Forwards", str(int(value) - 1))
+        return 1
+
+    # --- model: replies, auth, registrar, tm ----------------------------------------------
+
+    def _reply(self, code, reason):
+        self.replies.append((code, reason))
+        return 1
+
+    def _m_sl__sl_send_reply(self, code, reason): return self._reply(code, reason)
+    def _m_sl__send_reply(self, code, reason): return self._reply(code, reason)
+    def _m_sl__sl_reply_error(self): return self._reply(500, "Server Internal Error")
+    def _m_tm__t_reply(self, code, reason): return self._reply(code, reason)
+    def _m_tm__t_send_reply(self, code, reason): return self._reply(code, reason)
+
+    def _m_auth__auth_challenge(self, realm, flags):
+        if self.message.method == "REGISTER":
+            return self._reply(401, "Unauthorized")
+        return self._reply(407, "Proxy Authentication Required")
+
+    def _m_auth_db__auth_check(self, realm, table, flags):
+        has_creds = self.message.header("Authorization") or self.message.header("Proxy-Authorization")
+        return 1 if has_creds else -5
+
+    def _m_auth__consume_credentials(self):
+        self.message.set_header("Authorization", None)
+        self.message.set_header("Proxy-Authorization", None)
+        return 1
+
+    def _m_registrar__lookup(self, table):
+        contacts = self.locations.get(parse_uri(self.message.ruri)[0])
+        if not contacts:
+            return -1
+        self.message.ruri = contacts[0]
+        self.branches = list(contacts[1:])
+        return 1
+
+    def _m_tm__t_on_failure(self, name): self.tm_routes["failure_route"] = name
+    def _m_tm__t_on_reply(self, name): self.tm_routes["onreply_route"] = name
+    def _m_tm__t_on_branch(self, name): self.tm_routes["branch_route"] = name
+
+    def _relay(self):
+        self.relayed.append({"ruri": self.message.ruri, "branches": list(self.branches),
+                             "du": self.pvs.get("$du"), "headers": dict(self.message.headers)})
+        return 1
+
+    def _m_tm__t_relay(self): return self._relay()
+    def _m_tm__t_relay_to_proxy(self, proxy): return self._relay()
+
+    def _m_kx__get_def(self, name): return None
