@@ -1,0 +1,33 @@
+# make run    install what is missing, start MariaDB + Kamailio with the kemi routing (Ctrl-C stops)
+# make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, SIPp)
+# make unit   unit tests only (no root, no daemons)
+# make check  validate settings.toml and `kamailio -c` the rendered config
+PY      := /usr/bin/python3
+VENV_PY := .venv/bin/python
+PYTEST  := $(VENV_PY) -m pytest
+SETTINGS ?=
+
+.PHONY: run install test unit e2e check install-test
+
+run: install
+	$(PY) -m kemi.stack $(SETTINGS)
+
+install:
+	scripts/install.sh
+
+install-test:
+	scripts/install.sh --test
+
+test: install-test
+	$(PYTEST) -q tests
+
+unit: install-test
+	$(PYTEST) -q tests/unit
+
+e2e: install-test
+	$(PYTEST) -q tests/e2e
+
+check: install
+	$(PY) -m kemi.settings check $(SETTINGS)
+	$(PY) -m kemi.settings render $(SETTINGS) run/
+	cp kamailio.cfg run/kamailio.cfg && kamailio -c -f run/kamailio.cfg

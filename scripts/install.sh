@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install what the project needs from Debian 12 packages, only what is missing.
+#   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
+#   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
+# Package scripts must not start daemons with Debian's default configs (those are not
+# ours): a policy-rc.d forbids service starts during the install and is removed after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra-modules
+         kamailio-utils-modules kamailio-tls-modules mariadb-server mariadb-client
+         rtpengine-daemon sip-tester python3-mysqldb python3-cachetools)
+TESTING=(python3-venv iproute2 openssl)
+
+want=("${RUNTIME[@]}")
+[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}")
+
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    echo "install: installing ${missing[*]}"
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+    fi
+    trap '[[ $created_policy == 1 ]] && rm -f "$policy"' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ "${1:-}" == "--test" ]]; then
+    # the tests run on the interpreter Kamailio embeds (Debian's python3), in a venv that
+    # also sees Debian's mysqlclient and cachetools
+    if [[ ! -x .venv/bin/python ]]; then
+        /usr/bin/python3 -m venv --system-site-packages .venv
+    fi
+    if ! .venv/bin/python -c 'import pytest, sipvicious' 2>/dev/null; then
+        .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    fi
+fi

@@ -1,0 +1,1 @@
+"""Test harness: real Kamailio/MariaDB/SIPp started and stopped by the tests themselves."""

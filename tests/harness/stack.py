@@ -1,0 +1,159 @@
+"""MariaDB (a test database of its own) and Kamailio instances with per-test settings."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from kemi.settings import PROJECT_ROOT, load_settings
+from kemi.stack import kamailio, mariadb
+from kemi.stack.process import Daemon
+
+# KEMI_TEST_SLOT=N gives a test run its own database and port range, so several runs
+# (worktrees, CI and a developer) can share one machine and one MariaDB.
+SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
+PORT_BASE = 10000 + 1000 * SLOT          # Kamailio: BASE..BASE+49, SIPp: BASE+100..BASE+999
+TEST_DB = f"kemi_test{SLOT or ''}"
+TEST_DB_URL = f"mysql://kemi_test:kemi_test_pw@localhost/{TEST_DB}"
+TEST_DB_RO_URL = f"mysql://kemi_test_ro:kemi_test_ro@localhost/{TEST_DB}"
+DOMAIN = "127.0.0.1"
+PASSWORD = "123456"
+
+_sipp_ports = itertools.cycle(range(PORT_BASE + 100, PORT_BASE + 1000))
+_kamailio_ports = itertools.cycle(range(PORT_BASE, PORT_BASE + 50))
+
+
+def free_port() -> int:
+    """A UDP port for a SIPp endpoint; tests never reuse one within a session."""
+    return next(_sipp_ports)
+
+
+def kamailio_port() -> int:
+    return next(_kamailio_ports)
+
+
+def toml_dump(tables: dict) -> str:
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for table, items in tables.items():
+        out.append(f"[{table}]")
+        out += [f"{k} = {value(v)}" for k, v in items.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = {k: dict(v) for k, v in base.items()}
+    for table, items in (extra or {}).items():
+        out.setdefault(table, {}).update(items)
+    return out
+
+
+class TestDatabase:
+    """The kemi_test database, recreated once per test session from Kamailio's schema."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.daemon: Daemon | None = None
+        self.home = workdir / "kamctl-home"     # kamctl reads $HOME/.kamctlrc
+
+    def start(self) -> None:
+        self.daemon = mariadb.start(self.workdir)
+        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{TEST_DB}`;")
+        settings_file = self.workdir / "db-settings.toml"
+        settings_file.write_text(toml_dump({"database": {"url": TEST_DB_URL, "ro_url": TEST_DB_RO_URL},
+                                            "sip": {"domain": DOMAIN}}))
+        settings = load_settings(settings_file)
+        mariadb.provision(settings)
+        self.home.mkdir(parents=True, exist_ok=True)
+        mariadb.write_kamctlrc(settings, self.home)
+
+    def stop(self) -> None:
+        if self.daemon:
+            self.daemon.stop()
+
+    def kamctl(self, *args: str) -> str:
+        env = dict(os.environ, HOME=str(self.home))
+        done = subprocess.run(["kamctl", *args], env=env, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise AssertionError(f"kamctl {' '.join(args)} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def add_subscriber(self, user: str, password: str = PASSWORD) -> None:
+        self.kamctl("add", user, password)
+
+    def query(self, sql: str) -> list[list[str]]:
+        out = mariadb.root_sql(sql, TEST_DB)
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def locations(self, user: str) -> list[str]:
+        return [row[0] for row in self.query(
+            f"SELECT contact FROM location WHERE username = '{user}' AND expires > NOW();")]
+
+
+class KamailioInstance:
+    """Kamailio with kamailio.cfg, the kemi package and settings of the test's choosing."""
+
+    def __init__(self, workdir: Path, port: int, overrides: dict | None = None):
+        self.workdir, self.port = workdir, port
+        self.address = ("127.0.0.1", port)
+        self.daemon: Daemon | None = None
+        base = {
+            "sip": {"domain": DOMAIN, "listen": [f"udp:127.0.0.1:{port}"], "children": 2},
+            "database": {"url": TEST_DB_URL, "ro_url": TEST_DB_RO_URL},
+            "runtime": {"dir": str(workdir / "run"), "log_level": 2},
+        }
+        self.tables = merge(base, overrides or {})
+        self.settings_file = workdir / "settings.toml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(toml_dump(self.tables))
+        self.settings = load_settings(self.settings_file)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "KamailioInstance":
+        self.daemon = kamailio.start(self.settings, self.workdir)
+        return self
+
+    def stop(self) -> None:
+        if self.daemon:
+            self.daemon.stop()
+            self.daemon = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def alive(self) -> bool:
+        return self.daemon is not None and self.daemon.alive()
+
+    def log(self) -> str:
+        return (self.workdir / "kamailio.log").read_text(errors="replace")
+
+    def kamcmd(self, *args: str) -> str:
+        done = subprocess.run(["kamcmd", "-s", f"unix:{self.settings.ctl_socket}", *args],
+                              capture_output=True, text=True, timeout=15)
+        return done.stdout + done.stderr
+
+    def check_config(self) -> subprocess.CompletedProcess:
+        return kamailio.check_config(kamailio.prepare(self.settings, self.workdir))
+
+
+def project_file(*parts: str) -> Path:
+    return PROJECT_ROOT.joinpath(*parts)
+
+
+def have_tools() -> bool:
+    return all(shutil.which(t) for t in ("kamailio", "sipp", "mariadbd", "kamctl")) and os.geteuid() == 0
