@@ -27,20 +27,35 @@ def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG) -> Path
 
 
 def check_config(cfg: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60,
+                          cwd=cfg.parent)
 
 
-def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: float = 30) -> Daemon:
+def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: float = 30,
+          log: Path | None | str = "default") -> Daemon:
+    """Start Kamailio on `cfg` rendered for `settings` in `workdir`; output to workdir/kamailio.log
+    (or to our stdout with log=None)."""
     cfg_path = prepare(settings, workdir, cfg)
     checked = check_config(cfg_path)
     if checked.returncode != 0:
         raise StartError(f"kamailio -c rejected {cfg_path}:\n{checked.stdout}{checked.stderr}")
-    daemon = Daemon("kamailio", ["kamailio", "-DD", "-E", "-f", str(cfg_path), "-P", settings.pid_file],
-                    workdir / "kamailio.log")
     first = settings.sip.listen[0]
-    if first.proto == "udp":
-        wait_for(lambda: sip_options_ok(first.host, first.port), timeout,
-                 f"Kamailio to answer OPTIONS on {first.socket}", daemon, interval=0.2)
-    else:
-        wait_for(lambda: Path(settings.ctl_socket).exists(), timeout, "Kamailio's control socket", daemon)
+    # Kamailio binds UDP with SO_REUSEADDR: a second instance on the same port starts fine
+    # and silently shares the traffic. Refuse instead.
+    if first.proto == "udp" and sip_options_ok(first.host, first.port):
+        raise StartError(f"something already answers SIP on {first.socket}: stop it first")
+    Path(settings.ctl_socket).unlink(missing_ok=True)
+    # cwd = the cfg's folder: Kamailio resolves include_file "kamailio-settings.cfg" against
+    # the working directory FIRST, so another folder's rendered file would win silently
+    daemon = Daemon("kamailio", ["kamailio", "-DD", "-E", "-f", str(cfg_path), "-P", settings.pid_file],
+                    workdir / "kamailio.log" if log == "default" else log, cwd=cfg_path.parent)
+    try:
+        if first.proto == "udp":
+            wait_for(lambda: sip_options_ok(first.host, first.port), timeout,
+                     f"Kamailio to answer OPTIONS on {first.socket}", daemon, interval=0.2)
+        else:
+            wait_for(lambda: Path(settings.ctl_socket).exists(), timeout, "Kamailio's control socket", daemon)
+    except BaseException:
+        daemon.stop()
+        raise
     return daemon

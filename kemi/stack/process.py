@@ -16,12 +16,16 @@ class StartError(RuntimeError):
 class Daemon:
     """A child process we started; `stop()` ends it and everything in its process group."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict | None = None):
+    def __init__(self, name: str, argv: list[str], log: Path | None, env: dict | None = None,
+                 cwd: Path | None = None):
+        """Output goes to `log`, or to our own stdout when log is None (make run)."""
         self.name, self.argv, self.log = name, argv, log
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._logf = open(log, "ab")
+        self._logf = None
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            self._logf = open(log, "ab")
         self.proc = subprocess.Popen(argv, stdout=self._logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -41,9 +45,12 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        self._logf.close()
+        if self._logf:
+            self._logf.close()
 
     def log_tail(self, lines: int = 30) -> str:
+        if self.log is None:
+            return "(output above)"
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:

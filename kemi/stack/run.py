@@ -14,7 +14,6 @@ from kemi.settings import PROJECT_ROOT, SettingsError, load_settings
 from kemi.stack import kamailio, mariadb
 from kemi.stack.process import StartError
 
-RUN_DIR = PROJECT_ROOT / "run"
 
 
 class _Stop(Exception):
@@ -35,17 +34,19 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     started = []
     try:
-        db = mariadb.start(RUN_DIR)
+        db = mariadb.start(Path(settings.runtime.dir))
         if db:
             started.append(db)
-            print(f"kemi: started MariaDB (pid {db.pid})")
+            print(f"kemi: started MariaDB (pid {db.pid}, log {db.log})", flush=True)
         created = mariadb.provision(settings)
         print(f"kemi: database ready ({'created ' + ', '.join(created) if created else 'all tables present'})")
         print(f"kemi: wrote {mariadb.write_kamctlrc(settings)} (SIP_DOMAIN={settings.sip.domain})")
-        kam = kamailio.start(settings, RUN_DIR)
+        # kamailio-settings.cfg is rendered beside the project's kamailio.cfg, so plain
+        # `kamailio -c -f kamailio.cfg` works too; Kamailio's log goes to this terminal
+        kam = kamailio.start(settings, PROJECT_ROOT, log=None)
         started.append(kam)
-        print(f"kemi: Kamailio running (pid {kam.pid}) on {', '.join(l.socket for l in settings.sip.listen)}; "
-              f"log: {kam.log}. Ctrl-C stops.")
+        print(f"kemi: Kamailio running (pid {kam.pid}) on {', '.join(l.socket for l in settings.sip.listen)}, "
+              f"domain {settings.sip.domain}. Ctrl-C stops.", flush=True)
         while all(d.alive() for d in started):
             time.sleep(0.5)
         dead = [d.name for d in started if not d.alive()]

@@ -60,6 +60,7 @@ class SipMessage:
     reason: str = ""
 
     def __post_init__(self):
+        self.headers = dict(self.headers)   # routes edit headers: never the caller's dict
         if not self.to_uri:
             self.to_uri = self.ruri
 

@@ -147,3 +147,16 @@ def test_handler_exception_is_answered_500(db, kamailio_factory, phones, tmp_pat
     lines = [l for l in proxy.log().splitlines() if "request_route raised" in l]
     assert len(lines) == 1 and call_id in lines[0] and "RuntimeError" in lines[0]
     assert "Traceback" not in proxy.log()
+
+
+def test_usrloc_db_only_mode_registers_and_routes(db, kamailio_factory, phones):
+    proxy = kamailio_factory({"database": {"usrloc_db_mode": 3}}, name="dbonly")
+    phones.proxy = proxy
+    db.add_subscriber("2101")
+    db.add_subscriber("2102")
+    port = free_port()
+    assert phones.register("2101", port).finals == [200]
+    assert len(db.locations("2101")) == 1
+    uas = phones.callee(port)
+    assert phones.call("2102", "2101").finals == [200]
+    assert uas.wait().rc == 0

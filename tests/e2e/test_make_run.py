@@ -1,0 +1,69 @@
+"""`make run`'s runner (python3 -m kemi.stack): starts what is missing, SIGTERM stops it all."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from harness import stack
+from kemi.stack import kamailio
+from kemi.stack.process import sip_options_ok, wait_for
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid="], capture_output=True, text=True).stdout
+    return {int(p) for p, g in (line.split() for line in out.splitlines()) if int(g) == pid}
+
+
+def test_runner_serves_sip_and_sigterm_stops_everything(db, tmp_path):
+    port = stack.kamailio_port()
+    inst = stack.KamailioInstance(tmp_path / "run", port)      # only for its settings file
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))
+    runner = subprocess.Popen([sys.executable, "-m", "kemi.stack", str(inst.settings_file)],
+                              cwd=stack.project_file(), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: sip_options_ok("127.0.0.1", port), 30, "the runner's Kamailio")
+        kamailio_pid = int(open(inst.settings.pid_file).read())
+        kamailio_group = _children(kamailio_pid)
+        assert len(kamailio_group) >= 4                      # main + workers + timers
+        assert f'SIP_DOMAIN="{stack.DOMAIN}"' in (home / ".kamctlrc").read_text()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(20) == 0
+        time.sleep(0.5)
+        assert _children(kamailio_pid) == set(), "Kamailio processes left behind"
+        assert not sip_options_ok("127.0.0.1", port)
+        assert "kemi: stopping" in runner.stdout.read()
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            # the runner's Kamailio has its own process group: never leave it behind
+            if os.path.exists(inst.settings.pid_file):
+                os.killpg(int(open(inst.settings.pid_file).read()), signal.SIGKILL)
+
+
+def test_bad_settings_stop_the_start_with_the_key_named(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[database]\nusrloc_db_mode = 7\n')
+    done = subprocess.run([sys.executable, "-m", "kemi.stack", str(bad)], cwd=stack.project_file(),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "setting 'database.usrloc_db_mode'" in done.stderr and "write-through" in done.stderr
+
+
+def test_kamailio_itself_refuses_to_start_with_bad_settings(db, tmp_path):
+    """Even started by hand, Kamailio's mod_init validates the settings and names the key."""
+    inst = stack.KamailioInstance(tmp_path / "k", stack.kamailio_port())
+    cfg = kamailio.prepare(inst.settings, inst.workdir)
+    inst.settings_file.write_text(inst.settings_file.read_text().replace("children = 2", "children = 2\nbogus = 1"))
+    proc = subprocess.Popen(["kamailio", "-DD", "-E", "-f", str(cfg)], stdout=subprocess.PIPE, cwd=cfg.parent,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "kemi: cannot start: setting 'sip.bogus'" in out
