@@ -185,6 +185,11 @@ class RtpengineDaemon:
     log_level: int = 6
 
     @property
+    def ng_socket(self) -> str:
+        """listen_ng as the rtpengine module writes a socket ("udp:IP:PORT", "udp6:[IP]:PORT")."""
+        return f"{'udp6' if self.listen_ng.startswith('[') else 'udp'}:{self.listen_ng}"
+
+    @property
     def ng_address(self) -> tuple[str, int]:
         host, _, port = self.listen_ng.rpartition(":")
         return host.strip("[]"), int(port)
@@ -482,7 +487,7 @@ def _parse_media(name: str, raw, factory, source: str) -> "MediaSettings":
         instances = tuple(_record(f"media.instances[{i}]", item, RtpengineInstance, source)
                           for i, item in enumerate(items))
     else:
-        instances = (RtpengineInstance(f"udp:{daemon.listen_ng}"),)
+        instances = (RtpengineInstance(daemon.ng_socket),)
     p_raw = raw.get("profiles", {})
     if not isinstance(p_raw, dict):
         raise SettingsError("media.profiles", f"expected tables, found {p_raw!r}",
@@ -513,6 +518,7 @@ def _validate_media(m: "MediaSettings", source: str) -> None:
              f"define [media.profiles.{m.profile}] or use one of: {', '.join(names)}", source)
     for p in m.profiles:
         _validate_profile(p, source)
+    _validate_daemon(m, source)
     _require(bool(m.instances), "media.instances", "is empty", 'list at least one { ng = "udp:127.0.0.1:2223" }', source)
     for i, inst in enumerate(m.instances):
         key = f"media.instances[{i}]"
@@ -524,7 +530,7 @@ def _validate_media(m: "MediaSettings", source: str) -> None:
     socks = [inst.ng for inst in m.instances]
     _require(len(set(socks)) == len(socks), "media.instances", "names one ng socket twice",
              "list each rtpengine once (use weight to prefer one)", source)
-    _validate_daemon(m, source)
+    _require_local_instance(m, source)
 
 
 def _validate_profile(p: "MediaProfile", source: str) -> None:
@@ -585,11 +591,14 @@ def _validate_daemon(m: "MediaSettings", source: str) -> None:
                 raise SettingsError(f"{key}.{attr}", f"{value!r} is not an IP address",
                                     "write a literal IPv4/IPv6 address; rtpengine's \"any\" skips loopback, "
                                     "so list every address explicitly", source) from None
+
+
+def _require_local_instance(m: "MediaSettings", source: str) -> None:
+    d = m.rtpengine
     if m.enabled and d.start:
-        local = {f"udp:{d.listen_ng}", f"udp6:{d.listen_ng}"}
-        _require(any(inst.ng in local for inst in m.instances), "media.instances",
-                 f"none of them is the rtpengine make run starts (udp:{d.listen_ng})",
-                 f'add {{ ng = "udp:{d.listen_ng}" }} or set media.rtpengine.start = false', source)
+        _require(any(inst.ng == d.ng_socket for inst in m.instances), "media.instances",
+                 f"none of them is the rtpengine make run starts ({d.ng_socket})",
+                 f'add {{ ng = "{d.ng_socket}" }} or set media.rtpengine.start = false', source)
 
 
 def _is_host(text: str) -> bool:
