@@ -90,7 +90,7 @@ class MediaRoutes:
         if not self.settings.media.enabled:
             return
         ksr = self.ksr
-        status = int(msg.status or 0)
+        status = msg.status             # int ($rs), only 1xx/2xx get here
         action = reply_action(status, self.has_sdp(msg), ksr.isflagset(FLT_SDP_OFFER))
         if action is None:
             return

@@ -29,8 +29,6 @@ class TransactionRoutes:
     # onreply_route[MANAGE_REPLY]
     def onreply_manage(self, msg: Message) -> None:
         status = msg.status
-        if isinstance(status, str) and status.isdigit():
-            status = int(status)
         if isinstance(status, int) and 100 < status < 300:
             self.route_natmanage(msg, is_reply=True)
             self.media_reply(msg)

@@ -194,14 +194,6 @@ def test_reply_route(status, body, flags, bflags, expected):
     assert rtpengine_calls(reply(status, body, flags, bflags)) == expected
 
 
-def test_reply_status_as_text_is_understood():
-    ksr = FakeKSR(SipMessage(method="INVITE", status=200, to_tag="t", headers=SDP_HEADERS, body=SDP))
-    ksr.pvs["$rs"] = "200"
-    ksr.flags.add(FLT_SDP_OFFER)
-    make_router(ksr, MEDIA_ON).ksr_onreply_manage(None)
-    assert ksr.called(ANSWER)
-
-
 def test_failed_answer_is_logged_once():
     ksr = FakeKSR(SipMessage(method="INVITE", status=200, to_tag="t", headers=SDP_HEADERS, body=SDP))
     ksr.flags.add(FLT_SDP_OFFER)
