@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -121,6 +121,118 @@ class RuntimeSettings:
     log_level: int = 2
 
 
+# --- [media]: rtpengine media anchoring (parsed by _parse_media, rendered by media_defines) ---
+
+
+@dataclass(frozen=True)
+class RtpengineInstance:
+    """One rtpengine control (ng) socket Kamailio's rtpengine module talks to."""
+    # "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT"
+    ng: str
+    # share of new calls, relative to the other instances (rtpengine_sock "=weight")
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class MediaInterface:
+    """One rtpengine --interface: a name the routes can use in direction=, an address."""
+    name: str
+    address: str
+    # the address written into SDP when it differs from the local one (1:1 NAT), "" = address
+    advertised: str = ""
+
+    @property
+    def option(self) -> str:
+        """The value of rtpengine's --interface=NAME/IP[!ADVERTISED]."""
+        return f"{self.name}/{self.address}" + (f"!{self.advertised}" if self.advertised else "")
+
+
+@dataclass(frozen=True)
+class MediaProfile:
+    """A named set of rtpengine flags for offer/answer (kemi.media.flags builds the string)."""
+    name: str
+    # rtpengine flags on every offer and answer; kemi adds trust-address or
+    # SIP-source-address itself (from NAT detection) and direction= (from the routes)
+    flags: tuple[str, ...] = ("replace-origin", "replace-session-connection")
+    # rtcp-mux handling on offers: any of accept, offer, demux, reject, require; () = pass through
+    rtcp_mux: tuple[str, ...] = ()
+    # codec filtering on offers, passed through as codec-mask=X / codec-strip=X / codec-transcode=X
+    codec_mask: tuple[str, ...] = ()
+    codec_strip: tuple[str, ...] = ()
+    codec_transcode: tuple[str, ...] = ()
+
+
+DEFAULT_MEDIA_PROFILE = MediaProfile("default")
+
+
+@dataclass(frozen=True)
+class RtpengineDaemon:
+    """The rtpengine-daemon `make run` starts (userspace forwarding, no kernel module)."""
+    # false: make run starts none (rtpengine runs elsewhere; media.instances names it)
+    start: bool = True
+    # its ng control socket "ADDRESS:PORT": loopback only (the ng protocol has no authentication)
+    listen_ng: str = "127.0.0.1:2223"
+    # where media is relayed; rtpengine's interface=any skips loopback, so addresses are explicit
+    interfaces: tuple[MediaInterface, ...] = (MediaInterface("default", "127.0.0.1"),)
+    # UDP ports for RTP/RTCP (two per media stream and side)
+    port_min: int = 30000
+    port_max: int = 40000
+    # seconds a deleted session is kept for late packets and statistics (rtpengine default 30)
+    delete_delay: int = 30
+    # seconds without any media before rtpengine drops a session by itself
+    media_timeout: int = 60
+    # rtpengine log level: 3 err .. 7 debug
+    log_level: int = 6
+
+    @property
+    def ng_socket(self) -> str:
+        """listen_ng as the rtpengine module writes a socket ("udp:IP:PORT", "udp6:[IP]:PORT")."""
+        return f"{'udp6' if self.listen_ng.startswith('[') else 'udp'}:{self.listen_ng}"
+
+    @property
+    def ng_address(self) -> tuple[str, int]:
+        host, _, port = self.listen_ng.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    # false: no rtpengine at all, SDP passes through untouched (the "no RTP proxy" setup)
+    enabled: bool = True
+    # the flag profile the routes use (a key of media.profiles, or "default")
+    profile: str = "default"
+    # rtpengine ng sockets Kamailio uses, with weights; none given = media.rtpengine.listen_ng
+    instances: tuple[RtpengineInstance, ...] = ()
+    # how long Kamailio waits for rtpengine's answer (ms), and how often it sends a command
+    timeout_ms: int = 500
+    retries: int = 2
+    # seconds an instance that did not answer is skipped before it is tried again
+    disable_seconds: int = 60
+    # while EVERY instance is marked down, each new call pings them all first: calls recover
+    # on the first call after rtpengine is back, but while it hangs each new call waits up to
+    # timeout_ms x retries more. false: recovery waits for disable_seconds
+    ping_when_all_down: bool = True
+    rtpengine: RtpengineDaemon = field(default_factory=RtpengineDaemon)
+    profiles: tuple[MediaProfile, ...] = (DEFAULT_MEDIA_PROFILE,)
+
+    def get_profile(self, name: str | None = None) -> MediaProfile:
+        wanted = name or self.profile
+        for p in self.profiles:
+            if p.name == wanted:
+                return p
+        raise KeyError(wanted)
+
+    @property
+    def sockets(self) -> str:
+        """The ng sockets, for log lines."""
+        return ", ".join(i.ng for i in self.instances)
+
+    @property
+    def rtpengine_sock(self) -> str:
+        """The rtpengine module's rtpengine_sock value (one set, weights)."""
+        return " ".join(f"{i.ng}={i.weight}" for i in self.instances)
+
+
 @dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
@@ -128,6 +240,7 @@ class Settings:
     registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
     python: PythonSettings = field(default_factory=PythonSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     source: str = ""
 
     @property
@@ -175,7 +288,8 @@ def parse_settings(raw: dict, source: str = "") -> Settings:
     for f in fields(Settings):
         if f.name == "source":
             continue
-        tables[f.name] = _build_table(f.name, raw.get(f.name, {}), f.default_factory, source)
+        build = _TABLE_PARSERS.get(f.name, _build_table)
+        tables[f.name] = build(f.name, raw.get(f.name, {}), f.default_factory, source)
     settings = Settings(**tables, source=source)
     _validate(settings, source)
     return settings
@@ -295,6 +409,196 @@ def _validate(s: Settings, source: str) -> None:
     for key, text in (("database.url", db.url), ("sip.domain", sip.domain)):
         _require('"' not in text and "\n" not in text, key, "contains a double quote or newline",
                  "remove it (the value is written into kamailio.cfg defines)", source)
+    _validate_media(s.media, source)
+
+
+# --- [media]: parsing and validation ---------------------------------------------------
+
+NG_SOCKET_RE = re.compile(r"^(udp):([0-9.]+|[A-Za-z0-9.-]+):(\d{1,5})$|^(udp6):\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$")
+MEDIA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+RTP_FLAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=/:+-]*$")
+CODEC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]*$")
+RTCP_MUX_MODES = ("accept", "offer", "demux", "reject", "require")
+# flags the routes set themselves: a profile listing them would contradict NAT detection
+# (trust-address / SIP-source-address) or the SBC's interface choice (direction=)
+ROUTE_OWNED_FLAGS = ("trust-address", "SIP-source-address", "direction=", "internal", "external")
+MEDIA_RANGES = {                 # key: (lowest, highest, unit)
+    "timeout_ms": (10, 10_000, "milliseconds"),
+    "retries": (1, 10, "attempts"),
+    "disable_seconds": (0, 3600, "seconds"),
+}
+DAEMON_RANGES = {
+    "delete_delay": (0, 3600, "seconds"),
+    "media_timeout": (1, 86400, "seconds"),
+    "log_level": (0, 7, "(3 err .. 7 debug)"),
+}
+# the longest a new call may wait for its 503 while rtpengine does not answer
+MAX_OFFER_WAIT_MS = 10_000
+
+
+def _record(key: str, raw, cls, source: str, **given):
+    """A frozen dataclass from one TOML table; `given` fields are not read from `raw`."""
+    if not isinstance(raw, dict):
+        raise SettingsError(key, f"expected a table, found {raw!r}",
+                            "write it as a TOML table (see docs/media.md)", source)
+    known = {f.name for f in fields(cls)} - set(given)
+    for name in raw:
+        if name not in known:
+            raise SettingsError(f"{key}.{name}", "unknown key",
+                                f"accepted keys here: {', '.join(sorted(known))}", source)
+    values = dict(given)
+    for f in fields(cls):
+        if f.name in given:
+            continue
+        if f.default is not MISSING:
+            default = f.default
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
+        elif f.name not in raw:
+            raise SettingsError(f"{key}.{f.name}", "is missing", f"add {f.name} = ... (see docs/media.md)", source)
+        else:
+            default = ""              # the required fields are all strings
+        values[f.name] = _coerce(f"{key}.{f.name}", raw[f.name], default, source) if f.name in raw else default
+    return cls(**values)
+
+
+def _table_list(key: str, raw, source: str) -> list:
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise SettingsError(key, f"expected a list of tables, found {raw!r}",
+                            f"write [[{key}]] sections (or a list of {{ ... }} inline tables)", source)
+    return raw
+
+
+def _parse_media(name: str, raw, factory, source: str) -> "MediaSettings":
+    nested = ("instances", "rtpengine", "profiles")
+    scalars = {k: v for k, v in raw.items() if k not in nested} if isinstance(raw, dict) else raw
+    plain = _record(name, scalars, MediaSettings, source,
+                    **{k: None for k in nested})
+    d_raw = raw.get("rtpengine", {})
+    interfaces = DEFAULT_DAEMON.interfaces
+    if isinstance(d_raw, dict) and "interfaces" in d_raw:
+        items = _table_list("media.rtpengine.interfaces", d_raw["interfaces"], source)
+        interfaces = tuple(_record(f"media.rtpengine.interfaces[{i}]", item, MediaInterface, source)
+                           for i, item in enumerate(items))
+        d_raw = {k: v for k, v in d_raw.items() if k != "interfaces"}
+    daemon = _record("media.rtpengine", d_raw, RtpengineDaemon, source, interfaces=interfaces)
+    if "instances" in raw:
+        items = _table_list("media.instances", raw["instances"], source)
+        instances = tuple(_record(f"media.instances[{i}]", item, RtpengineInstance, source)
+                          for i, item in enumerate(items))
+    else:
+        instances = (RtpengineInstance(daemon.ng_socket),)
+    p_raw = raw.get("profiles", {})
+    if not isinstance(p_raw, dict):
+        raise SettingsError("media.profiles", f"expected tables, found {p_raw!r}",
+                            "write one [media.profiles.NAME] section per profile", source)
+    profiles = {DEFAULT_MEDIA_PROFILE.name: DEFAULT_MEDIA_PROFILE}
+    for pname, table in p_raw.items():
+        profiles[pname] = _record(f"media.profiles.{pname}", table, MediaProfile, source, name=pname)
+    return MediaSettings(**{f.name: getattr(plain, f.name) for f in fields(MediaSettings) if f.name not in nested},
+                         instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()))
+
+
+DEFAULT_DAEMON = RtpengineDaemon()
+_TABLE_PARSERS = {"media": _parse_media}
+
+
+def _validate_media(m: "MediaSettings", source: str) -> None:
+    for key, (low, high, unit) in MEDIA_RANGES.items():
+        value = getattr(m, key)
+        _require(low <= value <= high, f"media.{key}", f"{value} is out of range", f"use {low} to {high} {unit}", source)
+    # a hung rtpengine: each instance gets the command, then (all down) a ping
+    worst = m.timeout_ms * m.retries * len(m.instances) * (2 if m.ping_when_all_down else 1)
+    _require(worst <= MAX_OFFER_WAIT_MS, "media.timeout_ms",
+             f"a new call would wait up to {worst} ms for its 503 while rtpengine hangs "
+             f"(timeout_ms x retries x instances{' x 2 for the ping' if m.ping_when_all_down else ''})",
+             f"keep it at most {MAX_OFFER_WAIT_MS} ms: lower timeout_ms or retries", source)
+    names = [p.name for p in m.profiles]
+    _require(m.profile in names, "media.profile", f"{m.profile!r} is not a profile",
+             f"define [media.profiles.{m.profile}] or use one of: {', '.join(names)}", source)
+    for p in m.profiles:
+        _validate_profile(p, source)
+    _validate_daemon(m, source)
+    _require(bool(m.instances), "media.instances", "is empty", 'list at least one { ng = "udp:127.0.0.1:2223" }', source)
+    for i, inst in enumerate(m.instances):
+        key = f"media.instances[{i}]"
+        _require(NG_SOCKET_RE.match(inst.ng) is not None, f"{key}.ng", f"{inst.ng!r} is not an ng socket",
+                 'write "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT", e.g. "udp:127.0.0.1:2223"', source)
+        port = int(inst.ng.rsplit(":", 1)[1])
+        _require(1 <= port <= 65535, f"{key}.ng", f"port {port} is out of range", "use a port from 1 to 65535", source)
+        _require(1 <= inst.weight <= 1000, f"{key}.weight", f"{inst.weight} is out of range", "use 1 to 1000", source)
+    socks = [inst.ng for inst in m.instances]
+    _require(len(set(socks)) == len(socks), "media.instances", "names one ng socket twice",
+             "list each rtpengine once (use weight to prefer one)", source)
+    _require_local_instance(m, source)
+
+
+def _validate_profile(p: "MediaProfile", source: str) -> None:
+    key = f"media.profiles.{p.name}"
+    _require(MEDIA_NAME_RE.match(p.name) is not None, key, "is not a valid profile name",
+             "use letters, digits, _ and - (starting with a letter)", source)
+    for flag in p.flags:
+        _require(RTP_FLAG_RE.match(flag) is not None, f"{key}.flags", f"{flag!r} is not an rtpengine flag",
+                 "write one flag per list item, without spaces or quotes, e.g. \"replace-origin\"", source)
+        owned = next((o for o in ROUTE_OWNED_FLAGS if flag == o or (o.endswith("=") and flag.startswith(o))), None)
+        _require(owned is None, f"{key}.flags", f"{flag!r} is set by the routes, not by a profile",
+                 "remove it: kemi adds trust-address or SIP-source-address from NAT detection, "
+                 "and direction= from the interfaces the route chooses", source)
+    for mode in p.rtcp_mux:
+        _require(mode in RTCP_MUX_MODES, f"{key}.rtcp_mux", f"{mode!r} is not an rtcp-mux mode",
+                 f"use any of {', '.join(RTCP_MUX_MODES)} (rtcp-mux-MODE)", source)
+    for field_name in ("codec_mask", "codec_strip", "codec_transcode"):
+        for codec in getattr(p, field_name):
+            _require(CODEC_RE.match(codec) is not None, f"{key}.{field_name}", f"{codec!r} is not a codec name",
+                     'write encoding names as rtpengine knows them, e.g. "PCMU", "opus", "all"', source)
+
+
+def _validate_daemon(m: "MediaSettings", source: str) -> None:
+    d = m.rtpengine
+    for key, (low, high, unit) in DAEMON_RANGES.items():
+        value = getattr(d, key)
+        _require(low <= value <= high, f"media.rtpengine.{key}", f"{value} is out of range",
+                 f"use {low} to {high} {unit}", source)
+    host, _, port = d.listen_ng.rpartition(":")
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback and port.isdigit()
+    except ValueError:
+        loopback = False
+    _require(loopback and 1 <= int(port) <= 65535, "media.rtpengine.listen_ng",
+             f"{d.listen_ng!r} is not a loopback ADDRESS:PORT",
+             'listen on loopback, e.g. "127.0.0.1:2223" (the ng protocol has no authentication)', source)
+    _require(1024 <= d.port_min < d.port_max <= 65535 and d.port_max - d.port_min >= 3, "media.rtpengine",
+             f"port_min ({d.port_min}) .. port_max ({d.port_max}) is not a usable range",
+             "use 1024 <= port_min < port_max <= 65535 with at least 4 ports (one call needs 4 per medium)", source)
+    _require(not (d.port_min <= int(port) <= d.port_max), "media.rtpengine.listen_ng",
+             f"port {port} lies in the media port range", "move listen_ng or the port range apart", source)
+    _require(bool(d.interfaces), "media.rtpengine.interfaces", "is empty",
+             'list at least one { name = "default", address = "127.0.0.1" }', source)
+    seen = set()
+    for i, itf in enumerate(d.interfaces):
+        key = f"media.rtpengine.interfaces[{i}]"
+        _require(MEDIA_NAME_RE.match(itf.name) is not None, f"{key}.name", f"{itf.name!r} is not a valid name",
+                 'use letters, digits, _ and -, e.g. "public"', source)
+        _require(itf.name not in seen, f"{key}.name", f"{itf.name!r} is used twice", "give each interface its own name", source)
+        seen.add(itf.name)
+        for attr in ("address", "advertised"):
+            value = getattr(itf, attr)
+            if attr == "advertised" and not value:
+                continue
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise SettingsError(f"{key}.{attr}", f"{value!r} is not an IP address",
+                                    "write a literal IPv4/IPv6 address; rtpengine's \"any\" skips loopback, "
+                                    "so list every address explicitly", source) from None
+
+
+def _require_local_instance(m: "MediaSettings", source: str) -> None:
+    d = m.rtpengine
+    if m.enabled and d.start:
+        _require(any(inst.ng == d.ng_socket for inst in m.instances), "media.instances",
+                 f"none of them is the rtpengine make run starts ({d.ng_socket})",
+                 f'add {{ ng = "{d.ng_socket}" }} or set media.rtpengine.start = false', source)
 
 
 def _is_host(text: str) -> bool:
@@ -332,6 +636,7 @@ def render_kamailio_defines(s: Settings) -> str:
     ]
     if any(l.proto == "tcp" or l.proto == "tls" for l in s.sip.listen):
         lines.append("#!define WITH_TCP")
+    lines += media_defines(s)
     lines += [f"listen={l.socket}" for l in s.sip.listen]
     # alias=NAME:PORT, never a bare NAME: a bare alias makes every port of that host "us",
     # and a phone registered at 127.0.0.1:5071 would look like the proxy to loose_route
@@ -341,6 +646,24 @@ def render_kamailio_defines(s: Settings) -> str:
             if (name.strip("[]"), port) not in listening:
                 lines.append(f"alias={name}:{port}")
     return "\n".join(lines) + "\n"
+
+
+def media_defines(s: Settings) -> list[str]:
+    """#!define lines for the rtpengine module (kamailio.cfg loads it only WITH_RTPENGINE)."""
+    from kemi.media import RTPENGINE_INSTANCE_PV
+
+    m = s.media
+    if not m.enabled:
+        return []
+    return [
+        "#!define WITH_RTPENGINE",
+        f'#!define RTPENGINE_SOCK "{m.rtpengine_sock}"',
+        f"#!define RTPENGINE_TOUT_MS {m.timeout_ms}",
+        f"#!define RTPENGINE_RETR {m.retries}",
+        f"#!define RTPENGINE_DISABLE_TOUT {m.disable_seconds}",
+        f"#!define RTPENGINE_REDETECT {int(m.ping_when_all_down)}",
+        f'#!define RTPENGINE_INSTANCE_PV "{RTPENGINE_INSTANCE_PV}"',
+    ]
 
 
 def flag_defines() -> dict[str, int]:

@@ -17,6 +17,7 @@ METHOD_NOT_ALLOWED = Reply(405, "Method Not Allowed")
 TEMPORARILY_UNAVAILABLE = Reply(480, "Temporarily Unavailable")
 TOO_MANY_HOPS = Reply(483, "Too Many Hops")
 ADDRESS_INCOMPLETE = Reply(484, "Address Incomplete")
+NOT_ACCEPTABLE_HERE = Reply(488, "Not Acceptable Here")
 SERVER_ERROR = Reply(500, "Server Internal Error")
 SERVICE_UNAVAILABLE = Reply(503, "Service Unavailable")
 
@@ -40,3 +41,7 @@ SANITY_MSG_CHECKS = 17895
 SANITY_URI_CHECKS = 7
 # nat_uac_test(): 1 private Contact + 2 Via/source mismatch + 16 source port mismatch
 NAT_TESTS = 19
+# nat_uac_test(): 8 = the SDP has a private (RFC 1918 / 6598) address
+NAT_TEST_SDP = 8
+# nat_uac_test() on a reply: 1 private Contact + 8 private SDP (Via tests are about requests)
+NAT_TESTS_REPLY = 9

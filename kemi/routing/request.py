@@ -119,6 +119,8 @@ class RequestRoutes:
     # route[RELAY]
     def route_relay(self, msg: Message) -> None:
         ksr, method = self.ksr, msg.method
+        if not self.route_media(msg):       # rtpengine offer/answer/delete (routing/media.py)
+            return
         if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0:
             ksr.tm.t_on_branch("ksr_branch_manage")
         if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
@@ -126,4 +128,5 @@ class RequestRoutes:
         if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure("ksr_failure_manage")
         if ksr.tm.t_relay() < 0:
+            self.media_relay_failed(msg)
             ksr.sl.sl_reply_error()

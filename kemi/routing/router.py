@@ -11,6 +11,7 @@ from __future__ import annotations
 import traceback
 
 from kemi import sip
+from kemi.routing.media import MediaRoutes
 from kemi.routing.message import Message
 from kemi.routing.registrar import RegistrarRoutes
 from kemi.routing.request import RequestRoutes
@@ -20,7 +21,7 @@ from kemi.settings import Settings
 ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
 
 
-class Router(RequestRoutes, RegistrarRoutes, TransactionRoutes):
+class Router(RequestRoutes, RegistrarRoutes, TransactionRoutes, MediaRoutes):
     """Subclass this for a site's own routing and name it in settings `python.router`."""
 
     def __init__(self, ksr, settings: Settings, subscribers):

@@ -31,9 +31,12 @@ class TransactionRoutes:
         status = msg.status
         if isinstance(status, int) and 100 < status < 300:
             self.route_natmanage(msg, is_reply=True)
+            self.media_reply(msg)
 
     # failure_route[MANAGE_FAILURE]
     def failure_manage(self, msg: Message) -> None:
         self.route_natmanage(msg)
-        if self.ksr.tm.t_is_canceled() > 0:
+        canceled = self.ksr.tm.t_is_canceled() > 0
+        self.media_failure(msg, canceled)
+        if canceled:
             return

@@ -1,4 +1,4 @@
-"""`make run`: MariaDB, the kamailio database, kamctlrc, then Kamailio in the foreground.
+"""`make run`: MariaDB, the kamailio database, kamctlrc, rtpengine, then Kamailio in the foreground.
 
 Ctrl-C or SIGTERM stops what this started (by PID), and nothing else: a MariaDB that was
 already running is left running.
@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, SettingsError, load_settings
-from kemi.stack import kamailio, mariadb
+from kemi.stack import kamailio, mariadb, rtpengine
 from kemi.stack.process import StartError
-
 
 
 class _Stop(Exception):
@@ -41,6 +40,15 @@ def main(argv: list[str]) -> int:
         created = mariadb.provision(settings)
         print(f"kemi: database ready ({'created ' + ', '.join(created) if created else 'all tables present'})")
         print(f"kemi: wrote {mariadb.write_kamctlrc(settings)} (SIP_DOMAIN={settings.sip.domain})")
+        media = settings.media
+        if media.enabled and media.rtpengine.start:
+            rtpe = rtpengine.start(media.rtpengine, Path(settings.runtime.dir))
+            started.append(rtpe)
+            print(f"kemi: rtpengine running (pid {rtpe.pid}), ng {media.rtpengine.listen_ng}, media on "
+                  f"{', '.join(i.option for i in media.rtpengine.interfaces)} ports "
+                  f"{media.rtpengine.port_min}-{media.rtpengine.port_max}; log: {rtpe.log}", flush=True)
+        elif not media.enabled:
+            print("kemi: media anchoring off (media.enabled = false): SDP passes untouched", flush=True)
         # kamailio-settings.cfg is rendered beside the project's kamailio.cfg, so plain
         # `kamailio -c -f kamailio.cfg` works too; Kamailio's log goes to this terminal
         kam = kamailio.start(settings, PROJECT_ROOT, log=None)

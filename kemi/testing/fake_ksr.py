@@ -116,6 +116,12 @@ class FakeKSR:
         self.tm_routes: dict[str, str] = {}         # "failure_route" -> callback name
         self.dropped = False
         self.branches: list[str] = []
+        self.canceled = False                       # tm.t_is_canceled()
+        # rtpengine: reachable or not, refusing SDP or not; sessions by Call-ID
+        self.rtpengine_up = True
+        self.rtpengine_refuses = False
+        self.rtpengine_instance = "udp:127.0.0.1:2223"
+        self.rtpengine_sessions: set[str] = set()
 
     # --- the KSR surface --------------------------------------------------------------
 
@@ -334,3 +340,41 @@ class FakeKSR:
     def _m_tm__t_relay_to_proxy(self, proxy): return self._relay()
 
     def _m_kx__get_def(self, name): return None
+
+    def _m_tm__t_is_canceled(self): return 1 if self.canceled else -1
+
+    # --- model: bodies and rtpengine ---------------------------------------------------------
+
+    def _m_textops__has_body(self): return 1 if self.message.body else -1
+
+    def _m_textops__has_body_type(self, content_type):
+        declared = (self.message.header("Content-Type") or "").split(";")[0].strip().lower()
+        return 1 if self.message.body and declared == content_type.lower() else -1
+
+    def _rtpengine(self, op: str) -> int:
+        """offer creates a session, answer needs one, delete removes it; -1 when unreachable.
+
+        A reachable rtpengine that refuses an offer fills rtp_inst_pvar (as the real module
+        does for any answer) and, like rtpengine, may keep a half-made session.
+        """
+        from kemi.media import RTPENGINE_INSTANCE_PV
+
+        if not self.rtpengine_up:
+            return -1
+        self.pvs[RTPENGINE_INSTANCE_PV] = self.rtpengine_instance
+        call_id = self.message.call_id
+        if op == "offer":
+            self.rtpengine_sessions.add(call_id)
+            return -1 if self.rtpengine_refuses else 1
+        if call_id not in self.rtpengine_sessions:
+            return -1
+        if op == "delete":
+            self.rtpengine_sessions.discard(call_id)
+        return 1
+
+    def _m_rtpengine__rtpengine_offer(self, flags): return self._rtpengine("offer")
+    def _m_rtpengine__rtpengine_offer0(self): return self._rtpengine("offer")
+    def _m_rtpengine__rtpengine_answer(self, flags): return self._rtpengine("answer")
+    def _m_rtpengine__rtpengine_answer0(self): return self._rtpengine("answer")
+    def _m_rtpengine__rtpengine_delete(self, flags): return self._rtpengine("delete")
+    def _m_rtpengine__rtpengine_delete0(self): return self._rtpengine("delete")

@@ -42,6 +42,8 @@ def toml_dump(tables: dict) -> str:
             return str(v)
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):                  # an inline table (nested settings, e.g. [media])
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     out = []
@@ -112,6 +114,8 @@ class KamailioInstance:
             "sip": {"domain": DOMAIN, "listen": [f"udp:127.0.0.1:{port}"], "children": 2},
             "database": {"url": TEST_DB_URL, "ro_url": TEST_DB_RO_URL},
             "runtime": {"dir": str(workdir / "run"), "log_level": 2},
+            # no rtpengine unless the test starts one (tests/harness/media.py) and says so
+            "media": {"enabled": False},
         }
         self.tables = merge(base, overrides or {})
         self.settings_file = workdir / "settings.toml"

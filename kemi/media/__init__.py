@@ -1,0 +1,14 @@
+"""Media anchoring with rtpengine: the decisions, as plain functions of plain values.
+
+flags.py    the rtpengine flag strings for offer / answer / delete (profile, NAT, direction)
+
+The routes that call rtpengine (KSR.rtpengine.*) are in kemi/routing/media.py; the daemon
+`make run` starts is in kemi/stack/rtpengine.py; settings are the [media] table.
+"""
+from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
+
+# the pseudo-variable rtpengine's rtp_inst_pvar fills with the instance that answered
+# (rendered into kamailio-settings.cfg, read by the routes after a failed offer)
+RTPENGINE_INSTANCE_PV = "$avp(rtpengine_instance)"
+
+__all__ = ["ANSWER", "DELETE", "OFFER", "RTPENGINE_INSTANCE_PV", "build_flags"]

@@ -1,0 +1,359 @@
+"""Media tests: a test's own rtpengine, RTP/RTCP pcaps for SIPp to play, a loopback capture,
+and SDP parsing.
+
+Ports come from the test slot (KEMI_TEST_SLOT): the ng control socket from the slot's
+Kamailio/SIPp range, media from 20000 + 2000*slot .. +1999, split between rtpengine's relay
+ports and the SIPp phones' media ports. rtpengine relays on its own loopback address
+(RTPENGINE_ADDRESS), so an SDP that carries it cannot be a phone's.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import stack
+from kemi.settings import RtpengineDaemon, MediaInterface
+from kemi.stack import rtpengine as rtpengine_stack
+from kemi.stack.ng import NgClient
+from kemi.stack.process import Daemon
+
+MEDIA_BASE = 20000 + 2000 * stack.SLOT
+RTPENGINE_PORT_MIN, RTPENGINE_PORT_MAX = MEDIA_BASE, MEDIA_BASE + 1499
+PHONE_MEDIA_MIN, PHONE_MEDIA_MAX = MEDIA_BASE + 1500, MEDIA_BASE + 1999
+RTPENGINE_ADDRESS = "127.0.0.2"
+PHONE_ADDRESS = "127.0.0.1"
+
+_ng_ports = itertools.cycle(range(stack.PORT_BASE + 50, stack.PORT_BASE + 100))
+# a phone's media block: audio RTP, audio RTCP, video RTP, video RTCP
+_phone_media = itertools.cycle(range(PHONE_MEDIA_MIN, PHONE_MEDIA_MAX - 3, 4))
+
+
+def phone_media_port() -> int:
+    """The first of 4 consecutive ports for one SIPp phone's media (-mp)."""
+    return next(_phone_media)
+
+
+# --- the test's rtpengine ------------------------------------------------------------------
+
+
+class TestRtpengine:
+    """rtpengine started from the same [media.rtpengine] settings Kamailio gets."""
+
+    __test__ = False          # not a pytest test class
+
+    def __init__(self, workdir: Path, delete_delay: int = 0):
+        self.workdir = workdir
+        self.ng_port = next(_ng_ports)
+        # delete_delay 0: a deleted session disappears at once, so `list` shows only leaks
+        self.table = {
+            "listen_ng": f"127.0.0.1:{self.ng_port}",
+            "interfaces": [{"name": "default", "address": RTPENGINE_ADDRESS}],
+            "port_min": RTPENGINE_PORT_MIN, "port_max": RTPENGINE_PORT_MAX,
+            "delete_delay": delete_delay, "log_level": 6,
+        }
+        self.settings = RtpengineDaemon(
+            listen_ng=self.table["listen_ng"], interfaces=(MediaInterface("default", RTPENGINE_ADDRESS),),
+            port_min=RTPENGINE_PORT_MIN, port_max=RTPENGINE_PORT_MAX, delete_delay=delete_delay)
+        self.ng = NgClient(("127.0.0.1", self.ng_port))
+        self.daemon: Daemon | None = None
+        self.starts = 0
+
+    @property
+    def socket(self) -> str:
+        return f"udp:127.0.0.1:{self.ng_port}"
+
+    def media_settings(self, **extra) -> dict:
+        """The [media] overrides that point Kamailio at this rtpengine."""
+        return {"media": {"enabled": True, "rtpengine": dict(self.table), **extra}}
+
+    def start(self) -> "TestRtpengine":
+        self.starts += 1
+        self.daemon = rtpengine_stack.start(self.settings, self.workdir, log_name=f"rtpengine-{self.starts}.log")
+        return self
+
+    def stop(self) -> None:
+        if self.daemon:
+            self.thaw()
+            self.daemon.stop()
+            self.daemon = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the ng socket stays open but nothing answers (a hung rtpengine)."""
+        os.kill(self.daemon.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.daemon and self.daemon.alive():
+            os.kill(self.daemon.pid, signal.SIGCONT)
+
+    def stats(self) -> dict:
+        return self.ng.command("statistics")["statistics"]
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("rtpengine-*.log")))
+
+
+# --- RTP / RTCP packets and pcap files for SIPp's play_pcap_audio / play_pcap_video ----------
+
+RTP_VERSION = 0x80
+PT_PCMU = 0
+PT_H264 = 96
+RTCP_SR = 200
+RTCP_TYPES = range(200, 205)
+PCAP_MAGIC, PCAP_LINKTYPE_ETHERNET = 0xA1B2C3D4, 1
+# the ports packets have in the pcap: SIPp replaces them, keeping each packet's offset from
+# the lowest destination port (RTP +0, RTCP +1)
+PCAP_DST_BASE, PCAP_SRC_BASE = 6000, 7000
+
+
+def rtp_packet(pt: int, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHII", RTP_VERSION, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+def rtcp_sender_report(ssrc: int, rtp_ts: int, packets: int, octets: int) -> bytes:
+    ntp = int((time.time() + 2208988800) * (1 << 32))
+    body = struct.pack("!IIIIII", ssrc, ntp >> 32, ntp & 0xFFFFFFFF, rtp_ts, packets, octets)
+    return struct.pack("!BBH", RTP_VERSION, RTCP_SR, len(body) // 4) + body
+
+
+@dataclass
+class Stream:
+    """What one play of a pcap sends: RTP and RTCP packet counts."""
+    rtp: int
+    rtcp: int
+
+
+def write_stream_pcap(path: Path, pt: int, clock: int, packets: int, rtcp_every: int,
+                      payload_size: int, ssrc: int, rtcp_mux: bool = False, interval: float = 0.02) -> Stream:
+    """A pcap with `packets` RTP packets every `interval` s and an RTCP SR every `rtcp_every`."""
+    frames, rtcp = [], 0
+    ts_step = int(clock * interval)
+    for i in range(packets):
+        at = i * interval
+        frames.append((at, PCAP_DST_BASE, rtp_packet(pt, i, i * ts_step, ssrc, b"\xff" * payload_size)))
+        if (i + 1) % rtcp_every == 0:
+            sr = rtcp_sender_report(ssrc, i * ts_step, i + 1, (i + 1) * payload_size)
+            frames.append((at + interval / 2, PCAP_DST_BASE + (0 if rtcp_mux else 1), sr))
+            rtcp += 1
+    out = [struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, 65535, PCAP_LINKTYPE_ETHERNET)]
+    for at, dport, payload in frames:
+        frame = _ethernet_udp("127.0.0.1", PCAP_SRC_BASE + (dport - PCAP_DST_BASE), "127.0.0.1", dport, payload)
+        sec = int(at)
+        out.append(struct.pack("<IIII", 1_700_000_000 + sec, int((at - sec) * 1e6), len(frame), len(frame)))
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+    return Stream(rtp=packets, rtcp=rtcp)
+
+
+def _ethernet_udp(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    csum = _checksum(ip)
+    ip = ip[:10] + struct.pack("!H", csum) + ip[12:]
+    return b"\x00" * 12 + b"\x08\x00" + ip + udp
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+AUDIO = dict(pt=PT_PCMU, clock=8000, packets=50, rtcp_every=10, payload_size=160)
+VIDEO = dict(pt=PT_H264, clock=90000, packets=50, rtcp_every=10, payload_size=400)
+
+
+def write_call_pcaps(workdir: Path, ssrc_base: int, rtcp_mux: bool = False) -> dict[str, Stream]:
+    """audio.pcap and video.pcap (the names the media scenarios play) in SIPp's workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return {"audio": write_stream_pcap(workdir / "audio.pcap", ssrc=ssrc_base, rtcp_mux=rtcp_mux, **AUDIO),
+            "video": write_stream_pcap(workdir / "video.pcap", ssrc=ssrc_base + 1, rtcp_mux=rtcp_mux, **VIDEO)}
+
+
+# --- a loopback capture (AF_PACKET, filtered in the kernel to this slot's media ports) ------
+
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+PACKET_OUTGOING = 4            # lo shows each packet twice: as sent and as received
+
+
+def _bpf_udp_port_range(low: int, high: int) -> bytes:
+    """Classic BPF: accept IPv4 UDP (unfragmented) whose source or destination port is in range."""
+    ld_h_abs, ld_b_abs, ld_h_ind, ldx_msh = 0x28, 0x30, 0x48, 0xB1
+    jeq, jge, jgt, jset, ret = 0x15, 0x35, 0x25, 0x45, 0x06
+    # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
+    prog = [
+        ("ethertype", ld_h_abs, None, None, 12), ("", jeq, None, "drop", 0x0800),
+        ("", ld_b_abs, None, None, 23), ("", jeq, None, "drop", socket.IPPROTO_UDP),
+        ("", ld_h_abs, None, None, 20), ("", jset, "drop", None, 0x1FFF),       # a fragment
+        ("", ldx_msh, None, None, 14),                                          # X = IP header length
+        ("", ld_h_ind, None, None, 14), ("", jge, None, "dport", low),          # source port
+        ("", jgt, "dport", "accept", high),
+        ("dport", ld_h_ind, None, None, 16), ("", jge, None, "drop", low),      # destination port
+        ("", jgt, "drop", "accept", high),
+        ("accept", ret, None, None, 0xFFFF),
+        ("drop", ret, None, None, 0),
+    ]
+    where = {label: i for i, (label, *_rest) in enumerate(prog) if label}
+    rel = lambda i, label: 0 if label is None else where[label] - i - 1
+    return b"".join(struct.pack("HBBI", code, rel(i, jt), rel(i, jf), k)
+                    for i, (_l, code, jt, jf, k) in enumerate(prog))
+
+
+@dataclass
+class Captured:
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload_type: int          # byte 1 of the UDP payload (RTCP: 200-204)
+
+    @property
+    def is_rtcp(self) -> bool:
+        return self.payload_type in RTCP_TYPES
+
+
+@dataclass
+class LoopbackCapture:
+    """Counts UDP packets on lo whose source or destination port is in [low, high]."""
+    low: int = MEDIA_BASE
+    high: int = MEDIA_BASE + 1999
+    packets: list[Captured] = field(default_factory=list)
+
+    def __enter__(self) -> "LoopbackCapture":
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        prog = _bpf_udp_port_range(self.low, self.high)
+        self._prog_buf = ctypes.create_string_buffer(prog)
+        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._prog_buf))
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self._sock.bind(("lo", 0))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self._sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if addr[2] == PACKET_OUTGOING or len(data) < 14 + 20 + 8:
+                continue
+            ihl = (data[14] & 0x0F) * 4
+            src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])
+            sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
+            payload = data[14 + ihl + 8:]
+            self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1))
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def count(self, src: tuple[str, int] | None = None, dst: tuple[str, int] | None = None,
+              rtcp: bool | None = None) -> int:
+        return sum(1 for p in self.packets
+                   if (src is None or p.src == src) and (dst is None or p.dst == dst)
+                   and (rtcp is None or p.is_rtcp == rtcp))
+
+    def flows(self) -> Counter:
+        """(src, dst, "RTP"/"RTCP") -> packets: for failure messages."""
+        return Counter((p.src, p.dst, "RTCP" if p.is_rtcp else "RTP") for p in self.packets)
+
+
+def wait_until(check, timeout: float, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+# --- SDP ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sdp:
+    origin_address: str
+    connection: str                      # session-level c= address ("" if none)
+    media: list[tuple[str, int, str]]    # (type, port, media-level c= or session c=)
+    attributes: list[list[str]]          # a= lines per m= section
+    rtcp_ports: list[int | None]         # a=rtcp: per m= section (None: RTP port + 1)
+
+    def port(self, kind: str) -> int:
+        return next(p for t, p, _ in self.media if t == kind)
+
+    def address(self, kind: str) -> str:
+        return next(a for t, _, a in self.media if t == kind)
+
+    def rtcp_port(self, kind: str) -> int:
+        i = next(i for i, (t, _, _) in enumerate(self.media) if t == kind)
+        if "rtcp-mux" in self.attributes[i]:
+            return self.media[i][1]
+        return self.rtcp_ports[i] or self.media[i][1] + 1
+
+    def has_attribute(self, kind: str, attribute: str) -> bool:
+        i = next(i for i, (t, _, _) in enumerate(self.media) if t == kind)
+        return attribute in self.attributes[i]
+
+
+def parse_sdp(message: str) -> Sdp | None:
+    """The SDP body of a SIP message as SIPp logged it (None without one)."""
+    head, sep, body = message.replace("\r\n", "\n").partition("\n\n")
+    if not sep or "v=0" not in body:
+        return None
+    origin, conn, media, attrs, rtcp = "", "", [], [], []
+    for line in body.strip().splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "o":
+            origin = value.split()[-1]
+        elif key == "c":
+            if media:
+                kind, port, _ = media[-1]
+                media[-1] = (kind, port, value.split()[-1])
+            else:
+                conn = value.split()[-1]
+        elif key == "m":
+            kind, port = value.split()[:2]
+            media.append((kind, int(port), conn))
+            attrs.append([])
+            rtcp.append(None)
+        elif key == "a" and media:
+            attrs[-1].append(value)
+            if value.startswith("rtcp:"):
+                rtcp[-1] = int(value[5:].split()[0])
+    return Sdp(origin, conn, media, attrs, rtcp)
+
+
+def sipp_messages(result, kind: str = "received") -> list[str]:
+    """SIP messages a SIPp run logged (-trace_msg) as `kind`: "received" or "sent"."""
+    import re
+    out = []
+    for block in re.split(r"^-{20,}.*$", result.messages, flags=re.M):
+        head, _, text = block.strip().partition("\n")
+        if f"message {kind}" in head:
+            out.append(text.strip())
+    return out
+
+
+def sdps(messages: list[str], start: str) -> list[Sdp]:
+    """The SDP bodies of the messages whose first line starts with `start`."""
+    return [s for m in messages if m.startswith(start) and (s := parse_sdp(m))]
+
+
+def sdp_body(message: str) -> str:
+    return message.replace("\r\n", "\n").partition("\n\n")[2].strip()
