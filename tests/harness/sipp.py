@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.stack import free_port
+
 SCENARIOS = Path(__file__).resolve().parents[2] / "fixtures" / "sipp"
 _FINAL = re.compile(r"^(\w+)=(\S+)(?: call-id=(\S+))?")
 
@@ -70,8 +72,8 @@ class Sipp:
                  "-trace_msg", "-message_file", str(self.workdir / f"{tag}.msg"),
                  "-trace_err", "-error_file", str(self.workdir / f"{tag}.err"),
                  "-timeout", f"{int(self.timeout)}s", "-timeout_error", "-recv_timeout", "10s"]
-        if self.local_port:
-            argv += ["-p", str(self.local_port)]
+        # always a port of this run's slot: SIPp's default (5060) may belong to someone else
+        argv += ["-p", str(self.local_port or free_port())]
         if self.rate:
             argv += ["-r", str(self.rate)]
         if self.rows:
