@@ -37,3 +37,5 @@ class TransactionRoutes:
         self.route_natmanage(msg)
         if self.ksr.tm.t_is_canceled() > 0:
             return
+        if self.route_sbc_failover(msg):            # SBC: next gateway of the set, or 503
+            return
