@@ -66,7 +66,9 @@ class SbcRoutes:
 
         Never for REGISTER: a gateway's address must not let it register as somebody.
         """
-        if self.sides is None or msg.ingress is None or msg.method == "REGISTER":
+        if self.sides is None:
+            return super().is_trusted_source(msg)
+        if msg.ingress is None or msg.method == "REGISTER":
             return False
         if msg.from_gateway is None:
             found = self.ksr.dispatcher.ds_is_from_list_mode(msg.ingress.gateway_set, DS_MATCH_IP_ONLY)

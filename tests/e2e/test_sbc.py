@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import collections
 import re
+import subprocess
 import time
 
 import pytest
 
 from harness import netns, stack
 from harness.sbc import (DOMAIN, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, PUBLIC_HOST, SBC_PORT,
-                         SBC_PRIVATE, SBC_PUBLIC, UNKNOWN_SOURCE, SbcNetwork, gateway_uri, send_raw,
+                         SBC_PRIVATE, SBC_PUBLIC, SPOOFED_SOURCE, UNKNOWN_SOURCE, SbcNetwork, gateway_uri, send_raw,
                          wait_until)
-from harness.sipp import Sipp, auth_row
+from harness.sipp import auth_row
 
 FAILOVER_MS = 1500            # the harness default sbc.failover_timeout
 PROBE_INTERVAL = 2            # the harness default sbc.probing_interval
@@ -27,9 +28,12 @@ PROBE_INTERVAL = 2            # the harness default sbc.probing_interval
 def network(db, tmp_path_factory):
     assert netns.supported(), "the SBC tests need root and `ip netns`"
     net = SbcNetwork(tmp_path_factory.mktemp("sbc"))
+    names = [ns.name for ns in net.topology.namespaces]
     yield net
     problems = net.close()
     assert not problems, problems
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(name in left for name in names), left
 
 
 @pytest.fixture
@@ -88,6 +92,23 @@ def test_unknown_source_gets_403(sbc):
     assert replies and replies[-1].startswith("SIP/2.0 403 Forbidden"), replies
     assert not any(r.startswith("SIP/2.0 100") for r in replies)       # refused before tm
     assert f"source {UNKNOWN_SOURCE} is on no side" in k.log()
+    assert all(count(gateway_log(sbc, g), "invite") == 0 for g in gws)
+
+
+def test_private_address_arriving_on_the_public_nic_is_refused(sbc):
+    """Detection by socket name first: a private-side source on the public NIC is spoofed."""
+    k = sbc.start_kamailio()
+    gws = [sbc.gateway(sbc.private, i) for i in range(2)]
+    invite = (f"INVITE sip:15550100@{SBC_PUBLIC}:{SBC_PORT} SIP/2.0\n"
+              f"Via: SIP/2.0/UDP {SPOOFED_SOURCE}:LOCALPORT;branch=z9hG4bK-spoof1;rport\n"
+              f"Max-Forwards: 70\nFrom: <sip:mallory@{SPOOFED_SOURCE}>;tag=s1\n"
+              f"To: <sip:15550100@{SBC_PUBLIC}>\nCall-ID: spoofed-source-1\nCSeq: 1 INVITE\n"
+              f"Contact: <sip:mallory@{SPOOFED_SOURCE}:LOCALPORT>\nContent-Length: 0\n\n")
+    send_raw(sbc.public.ns, SPOOFED_SOURCE, SBC_PUBLIC, SBC_PORT, invite, wait=1)
+    # the 403 goes to the real private side (its route), not back to the spoofer
+    refused, _ = wait_until(lambda: f"source {SPOOFED_SOURCE} belongs to private (198.51.100.0/24) "
+                                    f"but arrived on public socket public" in k.log(), 5, "the refusal")
+    assert "call-id=spoofed-source-1" in k.log()
     assert all(count(gateway_log(sbc, g), "invite") == 0 for g in gws)
 
 
@@ -314,7 +335,11 @@ def test_public_gateway_call_to_a_mapped_did_rings_the_extension(sbc, db):
             time.sleep(0.5)
             result = sbc.trunk_call(sbc.public, "15550102", hold_ms=100).wait()
         assert result.values("answered_by") == [f"{PHONE}:{phone_b}"], result.stdout[-2000:]
+        took = time.monotonic() - changed_at
+        # within the TTL (plus one call that may still have met the cached target and timed out)
+        assert took < 2 + FAILOVER_MS / 1000 + 1
         assert other.wait().rc == 0
+        print(f"\nDID map change took effect after {took:.1f}s (did_cache_ttl 2 s), no restart")
         # an unmapped DID goes to the private gateways
         unmapped = sbc.trunk_call(sbc.public, "15550199").wait()
         assert unmapped.finals == [200]
@@ -338,7 +363,7 @@ def test_call_sides_follow_the_transaction_both_ways(sbc):
     gws = [sbc.gateway(sbc.private, i, scenario="gw_reinvite_bye.xml") for i in range(2)]
     call = sbc.trunk_call(sbc.public, "15550100", scenario="trunk_callee_ends.xml", hold_ms=None).wait()
     assert call.rc == 0, call.stdout[-2000:]
-    call_id = call.values("final")[0] and call.log[0].split("call-id=")[1]
+    call_id = call.log[0].split("call-id=")[1]
     for g in gws:
         gateway_log(sbc, g)
     seen = sides_seen(k.log(), call_id)

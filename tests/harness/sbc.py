@@ -5,6 +5,7 @@
     203.0.113.11 gateway 2              priv0 198.51.100.1 "private"        198.51.100.11 gateway 2
     203.0.113.20 a host, no gateway     Kamailio (+ MariaDB over its         198.51.100.30 phone (extension)
     192.0.2.66   an unknown source        unix socket, a filesystem path)
+    198.51.100.99 a spoofed private-side address
 
 A trunk's calls come from its gateway's address (another port), as a carrier's do: the SBC
 trusts gateways by IP. 192.0.2.66 sits in the public namespace and reaches the SBC's
@@ -36,6 +37,7 @@ PUBLIC_GATEWAYS = ("203.0.113.10", "203.0.113.11")
 PRIVATE_GATEWAYS = ("198.51.100.10", "198.51.100.11")
 PUBLIC_HOST = "203.0.113.20"          # on the public side, not a gateway
 UNKNOWN_SOURCE = "192.0.2.66"         # on no side
+SPOOFED_SOURCE = "198.51.100.99"      # a private-side address, sent from the public side
 PHONE = "198.51.100.30"               # an extension on the private side
 SBC_PORT = stack.PORT_BASE + 60
 GATEWAY_PORT = stack.PORT_BASE + 160  # every gateway listens here (each on its own address)
@@ -79,6 +81,7 @@ class SbcNetwork:
         t.link(self.sbc_ns, "priv0", [f"{SBC_PRIVATE}/24"],
                priv, "eth0", [f"{a}/24" for a in (*PRIVATE_GATEWAYS, PHONE)])
         pub.add_address("eth0", f"{UNKNOWN_SOURCE}/32")
+        pub.add_address("eth0", f"{SPOOFED_SOURCE}/32")
         self.sbc_ns.add_route("192.0.2.0/24", PUBLIC_GATEWAYS[0])
         self.public = Side(pub, SBC_PUBLIC, PUBLIC_GATEWAYS)
         self.private = Side(priv, SBC_PRIVATE, PRIVATE_GATEWAYS)
