@@ -42,6 +42,9 @@ PHONE = "198.51.100.30"               # an extension on the private side
 SBC_PORT = stack.PORT_BASE + 60
 GATEWAY_PORT = stack.PORT_BASE + 160  # every gateway listens here (each on its own address)
 DOMAIN = SBC_PRIVATE                  # the extensions' SIP domain: the SBC's private address
+# UDP through a proxy with several workers may reorder a callee's back-to-back 180 and 200:
+# a 180 arriving after the 200 is legal SIP, so callers continue instead of aborting the call
+TOLERATE_LATE_REPLIES = ["-default_behaviors", "all,-abortunexp"]
 
 
 def gateway_uri(address: str) -> str:
@@ -123,11 +126,12 @@ class SbcNetwork:
                     rows=[f"{caller};{callee};{side.sbc_address}"], local_ip=source or side.gateways[0],
                     local_port=stack.free_port(), calls=calls, rate=rate,
                     sets={"hold_ms": hold_ms} if hold_ms is not None else {},
-                    netns=side.ns.name, **kw)
+                    netns=side.ns.name, extra=list(TOLERATE_LATE_REPLIES), **kw)
         self.sipps.append(sipp)
         return sipp.start()
 
     def run(self, side: Side, scenario: str, local_ip: str, **kw) -> Sipp:
+        kw.setdefault("extra", list(TOLERATE_LATE_REPLIES))
         sipp = Sipp(scenario, self.workdir / "sipp", netns=side.ns.name, local_ip=local_ip, **kw)
         self.sipps.append(sipp)
         return sipp.start()
