@@ -15,9 +15,9 @@ import time
 import pytest
 
 from harness import netns, stack
-from harness.sbc import (DOMAIN, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, PUBLIC_HOST, SBC_PORT,
-                         SBC_PRIVATE, SBC_PUBLIC, SPOOFED_SOURCE, UNKNOWN_SOURCE, SbcNetwork, gateway_uri, send_raw,
-                         wait_until)
+from harness.sbc import (DOMAIN, GATEWAY_PORT, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, PUBLIC_HOST,
+                         SBC_PORT, SBC_PRIVATE, SBC_PUBLIC, SPOOFED_SOURCE, UNKNOWN_SOURCE, SbcNetwork,
+                         gateway_uri, send_raw, wait_until)
 from harness.sipp import auth_row
 
 FAILOVER_MS = 1500            # the harness default sbc.failover_timeout
@@ -76,7 +76,8 @@ def headers(message: str, name: str) -> list[str]:
 
 def test_kamailio_listens_on_named_sockets(sbc):
     k = sbc.start_kamailio()
-    sockets = dict(re.findall(r"ADDR: (\S+)\s+}\s+PORT: \d+.*?SOCKNAME: (\S+)", k.kamcmd("corex.list_sockets"), re.S))
+    listed = k.kamcmd("corex.list_sockets")
+    sockets = dict(re.findall(r"ADDR: (\S+)\s+}\s+PORT: \d+.*?SOCKNAME: (\S+)", listed, re.S))
     assert sockets == {"127.0.0.1": "-", SBC_PUBLIC: "public", SBC_PRIVATE: "private"}
 
 
@@ -106,8 +107,8 @@ def test_private_address_arriving_on_the_public_nic_is_refused(sbc):
               f"Contact: <sip:mallory@{SPOOFED_SOURCE}:LOCALPORT>\nContent-Length: 0\n\n")
     send_raw(sbc.public.ns, SPOOFED_SOURCE, SBC_PUBLIC, SBC_PORT, invite, wait=1)
     # the 403 goes to the real private side (its route), not back to the spoofer
-    refused, _ = wait_until(lambda: f"source {SPOOFED_SOURCE} belongs to private (198.51.100.0/24) "
-                                    f"but arrived on public socket public" in k.log(), 5, "the refusal")
+    wait_until(lambda: f"source {SPOOFED_SOURCE} belongs to private (198.51.100.0/24) "
+                           f"but arrived on public socket public" in k.log(), 5, "the refusal")
     assert "call-id=spoofed-source-1" in k.log()
     assert all(count(gateway_log(sbc, g), "invite") == 0 for g in gws)
 
@@ -131,7 +132,7 @@ def test_twenty_calls_spread_evenly_over_the_other_sides_gateways(sbc, direction
     assert call.rc == 0, call.stdout[-3000:]
     assert call.finals == [200] * 20 and call.values("bye") == ["200"] * 20
     answered = collections.Counter(call.values("answered_by"))
-    expected = {f"{gw}:{stack.PORT_BASE + 160}": 10 for gw in egress.gateways}
+    expected = {f"{gw}:{GATEWAY_PORT}": 10 for gw in egress.gateways}
     assert answered == expected, answered
     logs = [gateway_log(sbc, g) for g in gws]
     assert [count(log, "invite") for log in logs] == [10, 10]
@@ -175,7 +176,7 @@ def test_gateway_answering_503_fails_over_to_the_other(sbc):
     call = sbc.trunk_call(sbc.public, "15550100", calls=10, rate=5).wait()
     assert call.rc == 0, call.stdout[-3000:]
     assert call.finals == [200] * 10
-    assert set(call.values("answered_by")) == {f"{PRIVATE_GATEWAYS[1]}:{stack.PORT_BASE + 160}"}
+    assert set(call.values("answered_by")) == {f"{PRIVATE_GATEWAYS[1]}:{GATEWAY_PORT}"}
     rejected = count(gateway_log(sbc, bad), "invite")
     assert rejected >= 1                             # it was tried, said 503, and was skipped
     assert count(gateway_log(sbc, good), "invite") == 10
@@ -188,7 +189,7 @@ def test_gateway_not_answering_fails_over_after_the_timer(sbc):
     # probing slow enough that a call meets the dead gateway before a probe does
     k = sbc.start_kamailio({"sbc": {"probing_interval": 60}})
     good = sbc.gateway(sbc.private, 1)                # gateway 1 is not running at all
-    gw2 = f"{PRIVATE_GATEWAYS[1]}:{stack.PORT_BASE + 160}"
+    gw2 = f"{PRIVATE_GATEWAYS[1]}:{GATEWAY_PORT}"
     durations = []
     for _ in range(2):                                # round-robin: one of two calls meets it
         started = time.monotonic()
@@ -239,7 +240,7 @@ def test_probing_marks_a_stopped_gateway_inactive_and_back(sbc):
     assert went_down <= PROBE_INTERVAL + FAILOVER_MS / 1000 + 1.5
     calls = sbc.trunk_call(sbc.public, "15550100", calls=4, rate=10).wait()
     assert calls.finals == [200] * 4
-    assert set(calls.values("answered_by")) == {f"{PRIVATE_GATEWAYS[1]}:{stack.PORT_BASE + 160}"}
+    assert set(calls.values("answered_by")) == {f"{PRIVATE_GATEWAYS[1]}:{GATEWAY_PORT}"}
     assert "answered 408" not in k.log()              # nobody tried the dead gateway
     again = sbc.gateway(sbc.private, 0)
     _, came_back = wait_until(lambda: k.gateway_states()[gw1].startswith("A"),
@@ -248,7 +249,7 @@ def test_probing_marks_a_stopped_gateway_inactive_and_back(sbc):
     calls = sbc.trunk_call(sbc.public, "15550100", calls=4, rate=10).wait()
     assert calls.finals == [200] * 4
     assert collections.Counter(calls.values("answered_by")) == {
-        f"{a}:{stack.PORT_BASE + 160}": 2 for a in PRIVATE_GATEWAYS}
+        f"{a}:{GATEWAY_PORT}": 2 for a in PRIVATE_GATEWAYS}
     assert count(gateway_log(sbc, again), "invite") == 2
     gateway_log(sbc, second)
     print(f"\nprobing: inactive {went_down:.1f}s after stop, active {came_back:.1f}s after restart "
@@ -275,12 +276,19 @@ def test_gateways_from_the_dispatcher_table(sbc, db):
     db.query("INSERT INTO dispatcher (setid, destination, flags, priority, attrs, description) VALUES " +
              ", ".join(f"({s}, '{u}', 0, 0, '{a}', 'test')" for s, u, a in rows) + ";")
     try:
-        sbc.start_kamailio({"sbc": {"gateways_from": "database"},
-                            "sbc.public": {"gateways": []}, "sbc.private": {"gateways": []}})
+        k = sbc.start_kamailio({"sbc": {"gateways_from": "database"},
+                                "sbc.public": {"gateways": []}, "sbc.private": {"gateways": []}})
         gws = [sbc.gateway(sbc.public, i) for i in range(2)]
         calls = sbc.trunk_call(sbc.private, "004930123", calls=4, rate=10).wait()
         assert calls.finals == [200] * 4
-        assert [count(gateway_log(sbc, g), "invite") for g in gws] == [2, 2]
+        assert collections.Counter(calls.values("answered_by")) == {
+            f"{a}:{GATEWAY_PORT}": 2 for a in PUBLIC_GATEWAYS}
+        # a row removed, then dispatcher.reload: the set has one gateway left
+        db.query(f"DELETE FROM dispatcher WHERE destination = '{gateway_uri(PUBLIC_GATEWAYS[0])}';")
+        assert "successfully reloaded" in k.kamcmd("dispatcher.reload")
+        calls = sbc.trunk_call(sbc.private, "004930123", calls=2, rate=10).wait()
+        assert calls.values("answered_by") == [f"{PUBLIC_GATEWAYS[1]}:{GATEWAY_PORT}"] * 2
+        assert [count(gateway_log(sbc, g), "invite") for g in gws] == [2, 4]
     finally:
         db.query("DELETE FROM dispatcher;")
 
