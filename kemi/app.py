@@ -5,6 +5,7 @@ import importlib
 import sys
 
 from kemi.settings import Settings, SettingsError, load_settings
+from kemi.store.dids import DidMap
 from kemi.store.mysql import Database
 from kemi.store.subscribers import SubscriberDirectory
 
@@ -31,7 +32,9 @@ def create_router(ksr, settings: Settings):
     cls = load_router_class(settings.python.router)
     db = Database(settings.database.connect_args(), log=ksr.err)
     subscribers = SubscriberDirectory(db, settings.database.cache_ttl, settings.database.cache_size)
-    return cls(ksr, settings, subscribers)
+    sbc = settings.sbc
+    dids = DidMap(db, sbc.did_cache_ttl, sbc.did_cache_size) if sbc.enabled else None
+    return cls(ksr, settings, subscribers, dids=dids)
 
 
 def create_router_from_file(ksr, settings_file: str):

@@ -33,6 +33,16 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z
                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 USRLOC_DB_MODES = {1: "write-through", 2: "write-back", 3: "DB only"}
 LOG_LEVELS = {-3: "alert", -2: "crit", -1: "err", 0: "warn", 1: "notice", 2: "info", 3: "debug"}
+# dispatcher algorithms a gateway set may use (the others need extra modules or parameters)
+DS_ALGORITHMS = {0: "hash over Call-ID", 1: "hash over From URI", 2: "hash over To URI",
+                 3: "hash over R-URI user", 4: "round-robin", 5: "hash over auth username",
+                 6: "random", 8: "priority order", 9: "weight", 11: "relative weight"}
+GATEWAY_SOURCES = ("settings", "file", "database")
+SOCKET_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+GATEWAY_URI_RE = re.compile(r"^sip:(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+                            r"(?:;transport=(?P<transport>udp|tcp|tls))?$")
+TM_FR_TIMER_DEFAULT = 30000          # ms, tm fr_timer when the SBC is off (RFC 3261 timer F is 32 s)
+DISPATCHER_LIST_NAME = "dispatcher.list"
 
 
 class SettingsError(ValueError):
@@ -234,6 +244,56 @@ class MediaSettings:
 
 
 @dataclass(frozen=True)
+class SbcSide:
+    """One NIC of the SBC: its sockets, the networks behind it, the gateways reached through it."""
+    # the side's name: Kamailio's listen socket name (a second socket is NAME-2, ...) and
+    # what the routing calls this side (rtpengine's interface for it, in the media part)
+    name: str
+    # gateway set (dispatcher setid) of the gateways on this side
+    gateway_set: int
+    # Kamailio's sockets on this NIC, "proto:address:port"
+    listen: tuple[Listen, ...] = ()
+    # source networks (CIDR, IPv4 or IPv6) that belong to this side; most specific wins
+    networks: tuple[str, ...] = ()
+    # dispatcher algorithm for this side's gateway set (4 = round-robin)
+    algorithm: int = 4
+    # the gateways, "sip:host[:port][;transport=udp|tcp|tls]" (gateways_from = "settings")
+    gateways: tuple[str, ...] = ()
+
+    def socket_names(self) -> tuple[str, ...]:
+        """Name of each listen socket, in order: NAME, NAME-2, NAME-3, ..."""
+        return tuple(self.name if i == 0 else f"{self.name}-{i + 1}" for i in range(len(self.listen)))
+
+
+@dataclass(frozen=True)
+class SbcSettings:
+    # off: the plain registrar (one install serves both deployments)
+    enabled: bool = False
+    # where the gateway sets come from: "settings" (the gateways lists below, rendered into a
+    # dispatcher list file), "file" (your own dispatcher list, list_file) or "database" (the
+    # dispatcher table). Each is reloadable with `kamcmd dispatcher.reload`.
+    gateways_from: str = "settings"
+    list_file: str = ""
+    # ms without any answer (not even 100 Trying) before a gateway is given up and the next
+    # tried; also the timeout of each OPTIONS probe (tm fr_timer)
+    failover_timeout: int = 3000
+    # seconds between OPTIONS probes of every gateway (0 = no probing)
+    probing_interval: int = 10
+    # failed probes before a gateway goes inactive / answered probes before it is active again
+    probing_threshold: int = 1
+    inactive_threshold: int = 1
+    # the DID map (table did_map): seconds a lookup is cached, and how many are kept
+    did_cache_ttl: int = 30
+    did_cache_size: int = 10000
+    public: SbcSide = SbcSide("public", 1)
+    private: SbcSide = SbcSide("private", 2)
+
+    @property
+    def sides(self) -> tuple[SbcSide, SbcSide]:
+        return (self.public, self.private)
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -241,7 +301,17 @@ class Settings:
     python: PythonSettings = field(default_factory=PythonSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    sbc: SbcSettings = field(default_factory=SbcSettings)
     source: str = ""
+
+    @property
+    def listens(self) -> tuple[tuple[Listen, str], ...]:
+        """Every socket Kamailio listens on, with its name ("" = unnamed)."""
+        out = [(l, "") for l in self.sip.listen]
+        if self.sbc.enabled:
+            for side in self.sbc.sides:
+                out += list(zip(side.listen, side.socket_names()))
+        return tuple(out)
 
     @property
     def ctl_socket(self) -> str:
@@ -304,6 +374,7 @@ def _reject_unknown(raw: dict, cls, prefix: str, source: str) -> None:
 
 
 def _build_table(name: str, raw, factory, source: str):
+    """One TOML table (`name` is its dotted key) into the dataclass `factory()` returns."""
     if not isinstance(raw, dict):
         raise SettingsError(name, f"expected a table [{name}], found {raw!r}",
                             f"write it as a [{name}] section", source)
@@ -316,8 +387,10 @@ def _build_table(name: str, raw, factory, source: str):
         current = getattr(default, f.name)
         if f.name not in raw:
             values[f.name] = current
-        elif name == "sip" and f.name == "listen":
+        elif f.name == "listen":
             values[f.name] = _parse_listen(key, raw[f.name], source)
+        elif is_dataclass(current):
+            values[f.name] = _build_table(key, raw[f.name], lambda current=current: current, source)
         else:
             values[f.name] = _coerce(key, raw[f.name], current, source)
     return cls(**values)
@@ -410,6 +483,7 @@ def _validate(s: Settings, source: str) -> None:
         _require('"' not in text and "\n" not in text, key, "contains a double quote or newline",
                  "remove it (the value is written into kamailio.cfg defines)", source)
     _validate_media(s.media, source)
+    _validate_sbc(s, source)
 
 
 # --- [media]: parsing and validation ---------------------------------------------------
@@ -601,6 +675,89 @@ def _require_local_instance(m: "MediaSettings", source: str) -> None:
                  f'add {{ ng = "{d.ng_socket}" }} or set media.rtpengine.start = false', source)
 
 
+def _validate_sbc(s: Settings, source: str) -> None:
+    sbc = s.sbc
+    _require(sbc.gateways_from in GATEWAY_SOURCES, "sbc.gateways_from", f"{sbc.gateways_from!r} is not supported",
+             "use " + ", ".join(f'"{g}"' for g in GATEWAY_SOURCES), source)
+    _require(100 <= sbc.failover_timeout <= 60000, "sbc.failover_timeout", f"{sbc.failover_timeout} ms is out of range",
+             "use 100 to 60000 milliseconds", source)
+    _require(0 <= sbc.probing_interval <= 3600, "sbc.probing_interval", f"{sbc.probing_interval} is out of range",
+             "use 0 (no probing) to 3600 seconds", source)
+    for key in ("probing_threshold", "inactive_threshold"):
+        value = getattr(sbc, key)
+        _require(1 <= value <= 100, f"sbc.{key}", f"{value} is out of range", "use 1 to 100", source)
+    _require(0 <= sbc.did_cache_ttl <= 3600, "sbc.did_cache_ttl", f"{sbc.did_cache_ttl} is out of range",
+             "use 0 to 3600 seconds", source)
+    _require(1 <= sbc.did_cache_size <= 10_000_000, "sbc.did_cache_size", f"{sbc.did_cache_size} is out of range",
+             "use 1 to 10000000 entries", source)
+    if not sbc.enabled:
+        return
+    if sbc.gateways_from == "file":
+        _require(sbc.list_file.startswith("/") and '"' not in sbc.list_file, "sbc.list_file",
+                 f"{sbc.list_file!r} is not an absolute path", 'write e.g. "/etc/kemi/dispatcher.list"', source)
+        _require(Path(sbc.list_file).is_file(), "sbc.list_file", f"{sbc.list_file} does not exist",
+                 "create it (dispatcher list format, see docs/sbc.md)", source)
+    else:
+        _require(not sbc.list_file, "sbc.list_file", f"is set but gateways_from is {sbc.gateways_from!r}",
+                 'remove it, or set gateways_from = "file"', source)
+    names, sets, sockets = {}, {}, {l.socket: "sip.listen" for l in s.sip.listen}
+    for role, side in (("public", sbc.public), ("private", sbc.private)):
+        key = f"sbc.{role}"
+        _require(SOCKET_NAME_RE.match(side.name) is not None, f"{key}.name", f"{side.name!r} is not a usable name",
+                 "use letters, digits, '-' or '_', starting with a letter (at most 32)", source)
+        _require(side.name not in names, f"{key}.name", f"{side.name!r} is also the name of sbc.{names.get(side.name)}",
+                 "give each side its own name", source)
+        names[side.name] = role
+        _require(1 <= side.gateway_set <= 10000, f"{key}.gateway_set", f"{side.gateway_set} is out of range",
+                 "use a dispatcher set id from 1 to 10000", source)
+        _require(side.gateway_set not in sets, f"{key}.gateway_set",
+                 f"set {side.gateway_set} is also sbc.{sets.get(side.gateway_set)}'s", "give each side its own set", source)
+        sets[side.gateway_set] = role
+        _require(side.algorithm in DS_ALGORITHMS, f"{key}.algorithm", f"{side.algorithm} is not supported",
+                 "use " + ", ".join(f"{k} ({v})" for k, v in DS_ALGORITHMS.items()), source)
+        _require(bool(side.listen), f"{key}.listen", "no socket for this side",
+                 f'list the SBC\'s address on the {role} NIC, e.g. ["udp:203.0.113.1:5060"]', source)
+        for l in side.listen:
+            _require(l.socket not in sockets, f"{key}.listen", f"{l.socket} is also in {sockets.get(l.socket)}",
+                     "list each socket once", source)
+            sockets[l.socket] = f"{key}.listen"
+        _require(bool(side.networks), f"{key}.networks", "no network for this side",
+                 'list the CIDRs of the hosts on this side, e.g. ["203.0.113.0/24", "2001:db8::/32"]', source)
+        for cidr in side.networks:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise SettingsError(f"{key}.networks", f"{cidr!r} is not a network ({exc})",
+                                    'write "address/prefix" with no host bits, e.g. "203.0.113.0/24"', source) from None
+        if sbc.gateways_from == "settings":
+            _require(bool(side.gateways), f"{key}.gateways", "no gateway for this side",
+                     'list them, e.g. ["sip:203.0.113.10:5060"], or set sbc.gateways_from', source)
+        else:
+            _require(not side.gateways, f"{key}.gateways", f"listed but sbc.gateways_from is {sbc.gateways_from!r}",
+                     f'remove them (the {sbc.gateways_from} is used), or set gateways_from = "settings"', source)
+        for uri in side.gateways:
+            _require(GATEWAY_URI_RE.match(uri) is not None, f"{key}.gateways", f"{uri!r} is not a gateway URI",
+                     'write "sip:HOST[:PORT][;transport=udp|tcp|tls]", e.g. "sip:203.0.113.10:5060"', source)
+            _require(gateway_socket_name(side, uri) is not None, f"{key}.gateways",
+                     f"{uri!r}: no socket of sbc.{role}.listen has its protocol and address family",
+                     "add such a socket to the side's listen list", source)
+
+
+def gateway_socket_name(side: SbcSide, uri: str) -> str | None:
+    """The name of the side's socket a gateway is reached through (same proto and family)."""
+    m = GATEWAY_URI_RE.match(uri)
+    if not m:
+        return None
+    proto = m.group("transport") or "udp"
+    host = m.group("host")
+    family = 6 if host.startswith("[") else 4 if re.fullmatch(r"[0-9.]+", host) else None
+    for listen, name in zip(side.listen, side.socket_names()):
+        listen_family = 6 if listen.address.startswith("[") else 4
+        if listen.proto == proto and family in (None, listen_family):
+            return name
+    return None
+
+
 def _is_host(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))
@@ -612,9 +769,13 @@ def _is_host(text: str) -> bool:
 # --- rendering for kamailio.cfg ------------------------------------------------------
 
 
-def render_kamailio_defines(s: Settings) -> str:
-    """The cfg fragment kamailio.cfg includes: every site value it needs, from `s`."""
+def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None) -> str:
+    """The cfg fragment kamailio.cfg includes: every site value it needs, from `s`.
+
+    `outdir` is where write_kamailio_defines() puts it (and the rendered dispatcher list).
+    """
     entry = PROJECT_ROOT / "kemi" / "kamailio_entry.py"
+    sbc = s.sbc
     lines = [
         f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
         "# Do not edit: change the settings file and render again (make run does).",
@@ -632,17 +793,31 @@ def render_kamailio_defines(s: Settings) -> str:
         f"#!define LOG_LEVEL {s.runtime.log_level}",
         f'#!define CTL_SOCKET "unix:{s.ctl_socket}"',
         f'#!define RPC_FIFO "{s.rpc_fifo}"',
+        # a hop that does not answer at all within this is down (SBC: failover and probes)
+        f"#!define TM_FR_TIMER {sbc.failover_timeout if sbc.enabled else TM_FR_TIMER_DEFAULT}",
         *(f"#!define {name} {value}" for name, value in flag_defines().items()),
     ]
-    if any(l.proto == "tcp" or l.proto == "tls" for l in s.sip.listen):
+    if sbc.enabled:
+        lines += [
+            "#!define WITH_SBC",
+            f"#!define DS_PING_INTERVAL {sbc.probing_interval}",
+            f"#!define DS_PROBING_THRESHOLD {sbc.probing_threshold}",
+            f"#!define DS_INACTIVE_THRESHOLD {sbc.inactive_threshold}",
+        ]
+        if sbc.gateways_from == "database":
+            lines.append("#!define DS_FROM_DB")
+        else:
+            lines.append(f'#!define DS_LIST_FILE "{dispatcher_list_path(s, outdir)}"')
+    listens = s.listens
+    if any(l.proto in ("tcp", "tls") for l, _ in listens):
         lines.append("#!define WITH_TCP")
     lines += media_defines(s)
-    lines += [f"listen={l.socket}" for l in s.sip.listen]
+    lines += [f'listen={l.socket} name "{name}"' if name else f"listen={l.socket}" for l, name in listens]
     # alias=NAME:PORT, never a bare NAME: a bare alias makes every port of that host "us",
     # and a phone registered at 127.0.0.1:5071 would look like the proxy to loose_route
-    listening = {(l.host, l.port) for l in s.sip.listen}
+    listening = {(l.host, l.port) for l, _ in listens}
     for name in dict.fromkeys([s.sip.domain, *s.sip.aliases]):
-        for port in dict.fromkeys(l.port for l in s.sip.listen):
+        for port in dict.fromkeys(l.port for l, _ in listens):
             if (name.strip("[]"), port) not in listening:
                 lines.append(f"alias={name}:{port}")
     return "\n".join(lines) + "\n"
@@ -664,6 +839,27 @@ def media_defines(s: Settings) -> list[str]:
         f"#!define RTPENGINE_REDETECT {int(m.ping_when_all_down)}",
         f'#!define RTPENGINE_INSTANCE_PV "{RTPENGINE_INSTANCE_PV}"',
     ]
+def dispatcher_list_path(s: Settings, outdir: str | os.PathLike | None = None) -> Path:
+    """The dispatcher list Kamailio reads: the site's own file, or the one rendered beside the cfg."""
+    if s.sbc.gateways_from == "file":
+        return Path(s.sbc.list_file)
+    return Path(outdir or PROJECT_ROOT).resolve() / DISPATCHER_LIST_NAME
+
+
+def render_dispatcher_list(s: Settings) -> str:
+    """dispatcher list file lines for the gateways in the settings (gateways_from = "settings").
+
+    Each gateway is pinned to its side's socket (sockname=), so requests and OPTIONS probes
+    to it leave through the right NIC.
+    """
+    lines = [f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
+             "# setid destination flags priority attributes. Change the settings, render, then",
+             "# `kamcmd dispatcher.reload` (no restart needed)."]
+    for side in s.sbc.sides:
+        lines.append(f"# {side.name} gateways (set {side.gateway_set})")
+        for uri in side.gateways:
+            lines.append(f"{side.gateway_set} {uri} 0 0 sockname={gateway_socket_name(side, uri)}")
+    return "\n".join(lines) + "\n"
 
 
 def flag_defines() -> dict[str, int]:
@@ -674,7 +870,13 @@ def flag_defines() -> dict[str, int]:
 
 def write_kamailio_defines(s: Settings, outdir: str | os.PathLike) -> Path:
     out = Path(outdir) / RENDERED_CFG_NAME
-    out.write_text(render_kamailio_defines(s), encoding="utf-8")
+    out.write_text(render_kamailio_defines(s, outdir), encoding="utf-8")
+    if s.sbc.enabled and s.sbc.gateways_from == "settings":
+        # written next to it, then replaced atomically: a dispatcher.reload never reads half
+        target = dispatcher_list_path(s, outdir)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(render_dispatcher_list(s), encoding="utf-8")
+        tmp.replace(target)
     return out
 
 

@@ -4,6 +4,7 @@ request.py      request_route: initial checks, in-dialog, relay
 registrar.py    auth, registrar (REGISTER), location (EXTEN to contacts)
 transaction.py  branch / onreply / failure routes armed by relay
 media.py        rtpengine offer / answer / delete (media anchoring)
+sbc.py          dual-NIC SBC: direction, gateway sets, failover (off unless sbc.enabled)
 message.py      per-message PV reads, once each
 """
 from kemi.routing.request import DONE, NEXT

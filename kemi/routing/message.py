@@ -26,7 +26,7 @@ class _PV:
 
 
 class Message:
-    __slots__ = ("ksr", "cache")
+    __slots__ = ("ksr", "cache", "ingress", "from_gateway")
 
     method = _PV("$rm")
     ruri = _PV("$ru")
@@ -42,11 +42,14 @@ class Message:
     source_port = _PV("$sp")
     received_ip = _PV("$Ri")
     received_port = _PV("$Rp")
+    received_socket_name = _PV("$Rn")   # the listen socket's name= ("" if unnamed)
     status = _PV("$rs")          # replies only
 
     def __init__(self, ksr):
         self.ksr = ksr
         self.cache: dict[str, object] = {}
+        self.ingress = None          # SBC: the side (kemi.sbc.Side) the request came from
+        self.from_gateway = None     # SBC: sent by a listed gateway of that side (None = not asked)
 
     def pv(self, spec: str):
         """Any other PV, read once."""
@@ -55,9 +58,20 @@ class Message:
             value = self.cache[spec] = self.ksr.pv.gete(spec)
         return value
 
+    def set_ruri(self, uri: str) -> None:
+        """Rewrite the R-URI; later reads of $ru/$rU/$rd see the new one."""
+        self.ksr.pv.sets("$ru", uri)
+        for spec in ("$ru", "$rU", "$rd"):
+            self.cache.pop(spec, None)
+
     @property
     def in_dialog(self) -> bool:
         return self.to_tag != ""
+
+    @property
+    def is_reply(self) -> bool:
+        status = self.status
+        return isinstance(status, int) and status > 0
 
     def describe(self) -> str:
         """Short identification for log lines."""

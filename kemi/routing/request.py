@@ -25,6 +25,8 @@ class RequestRoutes:
 
     def route_request(self, msg: Message) -> None:
         ksr = self.ksr
+        if not self.route_sbc_ingress(msg):         # SBC: which NIC, 403 for unknown sources
+            return
         if not self.route_reqinit(msg):
             return
         self.route_natdetect(msg)
@@ -46,6 +48,8 @@ class RequestRoutes:
         ksr.hdr.remove("Route")                     # preloaded routes are not honoured
         if msg.method in DIALOG_FORMING:
             ksr.rr.record_route()
+        if not self.route_sbc(msg):                 # SBC: gateway sets, DIDs
+            return
         if not self.route_sipout(msg):
             return
         if not self.route_registrar(msg):
@@ -127,6 +131,7 @@ class RequestRoutes:
             ksr.tm.t_on_reply("ksr_onreply_manage")
         if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure("ksr_failure_manage")
+        self.route_sbc_egress(msg)                  # SBC: the side it leaves through
         if ksr.tm.t_relay() < 0:
             self.media_relay_failed(msg)
             ksr.sl.sl_reply_error()

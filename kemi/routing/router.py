@@ -15,19 +15,24 @@ from kemi.routing.media import MediaRoutes
 from kemi.routing.message import Message
 from kemi.routing.registrar import RegistrarRoutes
 from kemi.routing.request import RequestRoutes
+from kemi.routing.sbc import SbcRoutes
 from kemi.routing.transaction import TransactionRoutes
 from kemi.settings import Settings
 
 ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
 
 
-class Router(RequestRoutes, RegistrarRoutes, TransactionRoutes, MediaRoutes):
-    """Subclass this for a site's own routing and name it in settings `python.router`."""
+class Router(SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes):
+    """Subclass this for a site's own routing and name it in settings `python.router`.
 
-    def __init__(self, ksr, settings: Settings, subscribers):
+    SbcRoutes comes first: its is_trusted_source (gateways) replaces the registrar's.
+    """
+
+    def __init__(self, ksr, settings: Settings, subscribers, dids=None):
         self.ksr = ksr
         self.settings = settings
         self.subscribers = subscribers
+        self.init_sbc(dids)
 
     def child_init(self, rank: int) -> int:
         return 0

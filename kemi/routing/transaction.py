@@ -40,3 +40,5 @@ class TransactionRoutes:
         self.media_failure(msg, canceled)
         if canceled:
             return
+        if self.route_sbc_failover(msg):            # SBC: next gateway of the set, or 503
+            return

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, unquote
 
 from kemi.settings import Settings
+from kemi.store import dids
 from kemi.stack.process import Daemon, StartError, wait_for
 
 SCHEMA_DIR = Path("/usr/share/kamailio/mysql")
@@ -105,7 +106,9 @@ def provision(settings: Settings, modules=SCHEMA_MODULES) -> list[str]:
 
 
 # Tables of our own (not from a Kamailio module), created the same idempotent way.
-EXTRA_TABLES: dict[str, str] = {}
+EXTRA_TABLES: dict[str, str] = {
+    dids.TABLE: dids.CREATE_TABLE_SQL,        # SBC: DID -> extension (kemi/store/dids.py)
+}
 
 
 def _statements(path: Path) -> list[tuple[str, str]]:

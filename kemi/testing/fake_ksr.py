@@ -122,6 +122,16 @@ class FakeKSR:
         self.rtpengine_refuses = False
         self.rtpengine_instance = "udp:127.0.0.1:2223"
         self.rtpengine_sessions: set[str] = set()
+        # dispatcher model: set id -> destination URIs (in list order), each URI's sockname=
+        self.gateways: dict[int, list[str]] = {}
+        self.gateway_sockets: dict[str, str] = {}
+        self.inactive_gateways: set[str] = set()
+        self.ds_marks: list[tuple[str, str]] = []     # (gateway, state) from ds_mark_dst_state
+        self._ds_next: dict[int, int] = {}            # round-robin position per set
+        self._ds_current: str | None = None
+        self._ds_rest: list[str] = []
+        self.send_socket = ""                         # forced send socket's name ("" = none)
+        self.t_reply_code = 0                         # $T_reply_code in a failure route
 
     # --- the KSR surface --------------------------------------------------------------
 
@@ -220,7 +230,8 @@ class FakeKSR:
             "$Ri": msg.received_on.split(":", 1)[1].rsplit(":", 1)[0].strip("[]"),
             "$Rp": int(msg.received_on.rsplit(":", 1)[1]), "$Rn": msg.socket_name or None,
             "$rs": msg.status or None, "$rr": msg.reason or None, "$rb": msg.body or None,
-            "$du": None, "$ds": None, "$T_reply_code": msg.status or None, "$T_branch_idx": 0,
+            "$du": None, "$ds": None, "$T_reply_code": self.t_reply_code or msg.status or None,
+            "$T_branch_idx": 0, "$xavp(_dsdst_=>uri)": self._ds_current,
         }
         if name in simple:
             return simple[name]
@@ -240,6 +251,9 @@ class FakeKSR:
     def _m_pv__is_null(self, name): return self._pv_value(name) is None
 
     def _set_pv(self, name, value):
+        if name == "$ru":                            # the R-URI itself, as Kamailio rewrites it
+            self.message.ruri = value
+            return 1
         if m := _SHT_PV.match(name):
             key = re.sub(r"\$\w+", lambda k: str(self._pv_value(k.group(0)) or ""), m.group("key"))
             self.htable[(m.group("table"), key)] = value
@@ -333,7 +347,8 @@ class FakeKSR:
 
     def _relay(self):
         self.relayed.append({"ruri": self.message.ruri, "branches": list(self.branches),
-                             "du": self.pvs.get("$du"), "headers": dict(self.message.headers)})
+                             "du": self.pvs.get("$du"), "headers": dict(self.message.headers),
+                             "socket": self.send_socket})
         return 1
 
     def _m_tm__t_relay(self): return self._relay()
@@ -378,3 +393,44 @@ class FakeKSR:
     def _m_rtpengine__rtpengine_answer0(self): return self._rtpengine("answer")
     def _m_rtpengine__rtpengine_delete(self, flags): return self._rtpengine("delete")
     def _m_rtpengine__rtpengine_delete0(self): return self._rtpengine("delete")
+    def _m_kx__get_send_sock_name(self): return self.send_socket
+    def _m_kx__get_rcv_sock_name(self): return self.message.socket_name
+    def _m_corex__set_send_socket_name(self, name): self.send_socket = name; return 1
+
+    # --- model: dispatcher (round-robin over active destinations, failover list) -----------
+
+    def _ds_use(self, uri: str) -> None:
+        self._ds_current = uri
+        self.pvs["$du"] = uri
+        if uri in self.gateway_sockets:
+            self.send_socket = self.gateway_sockets[uri]
+
+    def _m_dispatcher__ds_select_dst(self, setid, alg):
+        active = [u for u in self.gateways.get(setid, []) if u not in self.inactive_gateways]
+        if not active:
+            return -1
+        start = self._ds_next.get(setid, 0) % len(active)
+        self._ds_next[setid] = start + 1
+        order = active[start:] + active[:start]
+        self._ds_use(order[0])
+        self._ds_rest = order[1:]
+        return 1
+
+    def _m_dispatcher__ds_next_dst(self):
+        if not self._ds_rest:
+            return -1
+        self._ds_use(self._ds_rest.pop(0))
+        return 1
+
+    def _m_dispatcher__ds_mark_dst_state(self, state):
+        if self._ds_current is None:
+            return -1
+        self.ds_marks.append((self._ds_current, state))
+        if "i" in state.lower():
+            self.inactive_gateways.add(self._ds_current)
+        return 1
+
+    def _m_dispatcher__ds_is_from_list_mode(self, setid, mode):
+        source = self.message.source[0]
+        hosts = {parse_uri(u)[1].strip("[]") for u in self.gateways.get(setid, [])}
+        return 1 if source in hosts else -1

@@ -48,7 +48,10 @@ class SippResult:
 
 @dataclass
 class Sipp:
-    """One SIPp run. Client mode when `target` is set, server mode otherwise."""
+    """One SIPp run. Client mode when `target` is set, server mode otherwise.
+
+    `calls=None` runs until stopped (a gateway); `netns` runs it in that network namespace.
+    """
     scenario: str
     workdir: Path
     target: str | None = None
@@ -61,14 +64,17 @@ class Sipp:
     rate: float | None = None
     timeout: float = 30
     extra: list[str] = field(default_factory=list)
+    netns: str | None = None
     proc: subprocess.Popen | None = None
 
     def argv(self, tag: str) -> list[str]:
         argv = ["sipp"]
         if self.target:
             argv.append(self.target)
-        argv += ["-sf", str(SCENARIOS / self.scenario), "-i", self.local_ip, "-m", str(self.calls),
-                 "-nostdin", "-trace_logs", "-log_file", str(self.workdir / f"{tag}.log"),
+        argv += ["-sf", str(SCENARIOS / self.scenario), "-i", self.local_ip]
+        if self.calls is not None:
+            argv += ["-m", str(self.calls)]
+        argv += ["-nostdin", "-trace_logs", "-log_file", str(self.workdir / f"{tag}.log"),
                  "-trace_msg", "-message_file", str(self.workdir / f"{tag}.msg"),
                  "-trace_err", "-error_file", str(self.workdir / f"{tag}.err"),
                  "-timeout", f"{int(self.timeout)}s", "-timeout_error", "-recv_timeout", "10s"]
@@ -84,7 +90,8 @@ class Sipp:
             argv += ["-key", k, str(v)]
         for k, v in self.sets.items():
             argv += ["-set", k, str(v)]
-        return argv + self.extra
+        argv += self.extra
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
 
     def start(self) -> "Sipp":
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -178,7 +178,7 @@ def test_invite_to_a_registered_extension_is_relayed_to_all_contacts():
         k.locations["2001"] = ["sip:2001@192.0.2.20:5060", "sip:2001@192.0.2.21:5060"]
     ksr = run(SipMessage(headers=CREDS), setup)
     assert ksr.relayed == [{"ruri": "sip:2001@192.0.2.20:5060", "branches": ["sip:2001@192.0.2.21:5060"],
-                            "du": None, "headers": {"Max-Forwards": "10"}}]
+                            "du": None, "headers": {"Max-Forwards": "10"}, "socket": ""}]
     assert ksr.called("rr.record_route")
     assert ksr.tm_routes == {"branch_route": "ksr_branch_manage", "onreply_route": "ksr_onreply_manage",
                              "failure_route": "ksr_failure_manage"}
