@@ -29,7 +29,10 @@ TRANS_HANDLED = 0
 LOOKUP_NO_CONTACT = -1
 LOOKUP_METHOD_UNSUPPORTED = -2
 LOOKUP_ERROR = -3
-# auth_db.auth_check() failures that are not "challenge again"
+# auth_db.auth_check() results (auth_db README, www_authenticate): -2 wrong password,
+# -3 unknown user; -8 valid credentials but From/To name somebody else
+AUTH_INVALID_PASSWORD = -2
+AUTH_INVALID_USER = -3
 AUTH_USER_MISMATCH = -8
 # auth_check flags: 1 = From/To user must equal the authentication user and domains the realm
 AUTH_CHECK_IDS = 1

@@ -58,6 +58,8 @@ class RequestRoutes:
     # route[REQINIT]
     def route_reqinit(self, msg: Message) -> bool:
         ksr = self.ksr
+        if not self.route_screen(msg):               # bans, floods, scanners: kemi/routing/security.py
+            return DONE
         if ksr.maxfwd.process_maxfwd(sip.MAX_FORWARDS) < 0:
             self.reply(sip.TOO_MANY_HOPS)
             return DONE
