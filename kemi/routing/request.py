@@ -60,6 +60,8 @@ class RequestRoutes:
         ksr = self.ksr
         if not self.route_screen(msg):               # bans, floods, scanners: kemi/routing/security.py
             return DONE
+        if not self.route_validate(msg):             # URI scheme, Proxy-Require: same file
+            return DONE
         if ksr.maxfwd.process_maxfwd(sip.MAX_FORWARDS) < 0:
             self.reply(sip.TOO_MANY_HOPS)
             return DONE

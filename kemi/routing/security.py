@@ -2,6 +2,8 @@
 attempts, drop stray replies. The decisions are plain functions in kemi/security/.
 
 route_screen      first thing in route_reqinit: banned? flooding (pike)? a scanner? -> drop
+route_validate    then RFC 3261 16.3 checks sanity does not make: URI scheme (416),
+                  Proxy-Require (420)
 note_failed_auth  from route_auth when auth_check fails: counts guesses, bans at the limit
 reply_screen      ksr_reply_route: a reply that matches no transaction of ours is dropped,
                   never forwarded statelessly to whatever its second Via names
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
-from kemi.security import ban
+from kemi import sip
+from kemi.security import ban, uri
 from kemi.security.scanner import ScannerFilter
 from kemi.settings import AUTH_FAILURE_TABLE, BAN_TABLE
+
+REQUEST_LINE = "$(mb{line.at,0})"         # the first line of the raw message
 
 
 class SecurityRoutes:
@@ -51,6 +56,24 @@ class SecurityRoutes:
                 ksr.info(f"kemi: scanner request dropped: {msg.describe()}\n")
             else:
                 self.ban_source(msg, ban.Reason.SCANNER)
+            return DONE
+        return NEXT
+
+    # route[VALIDATE] (called from route[REQINIT], after route[SCREEN])
+    def route_validate(self, msg: Message) -> bool:
+        ksr = self.ksr
+        if msg.method in ("ACK", "CANCEL"):
+            return NEXT                              # never answered; tm and sanity handle them
+        # $ru is empty when Kamailio cannot parse the URI (any non-SIP scheme): then the raw line
+        ruri = msg.ruri or uri.request_line_uri(msg.pv(REQUEST_LINE))
+        if uri.has_unsupported_scheme(ruri):
+            ksr.info(f"kemi: unsupported URI scheme, answered 416: {msg.describe()}\n")
+            self.reply(sip.UNSUPPORTED_URI_SCHEME)
+            return DONE
+        unsupported = uri.unsupported_extensions(msg.pv("$hdr(Proxy-Require)"))
+        if unsupported:
+            ksr.hdr.append_to_reply(f"Unsupported: {unsupported}\r\n")
+            self.reply(sip.BAD_EXTENSION)
             return DONE
         return NEXT
 

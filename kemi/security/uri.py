@@ -34,3 +34,28 @@ def unroutable_user(user: str, max_length: int) -> tuple["sip.Reply", str] | Non
     if len(user) > max_length:
         return sip.NOT_FOUND, f"R-URI user longer than {max_length} characters"
     return None
+
+
+# URI schemes this proxy routes; anything else gets 416 (RFC 3261 16.3 step 2)
+SUPPORTED_SCHEMES = frozenset({"sip", "sips", "tel"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def has_unsupported_scheme(uri: str) -> bool:
+    """True for a well-formed scheme we do not route ("soap.beep:", "mailto:"); a URI
+    without a recognisable scheme ("<sip:...>") is malformed instead: sanity answers 400."""
+    m = _SCHEME.match(uri)
+    return m is not None and m.group(1).lower() not in SUPPORTED_SCHEMES
+
+
+def request_line_uri(request_line: str) -> str:
+    """The Request-URI of 'METHOD URI SIP/2.0' ("" when the line has another shape)."""
+    parts = request_line.split(" ")
+    return parts[1] if len(parts) == 3 else ""
+
+
+def unsupported_extensions(proxy_require: str) -> str:
+    """Option tags of a Proxy-Require header, all unsupported (this proxy implements none):
+    the value of the Unsupported header of the 420 answer, "" when there is none."""
+    tags = [t.strip() for t in proxy_require.split(",") if t.strip()]
+    return ", ".join(dict.fromkeys(tags))
