@@ -141,6 +141,9 @@ class SecuritySettings:
     auth_failure_window: int = 60
     # seconds a banned source is dropped silently
     ban_time: int = 600
+    # secret for the signed Record-Route (kemi/security/dialog.py); "" = a random one per
+    # start, which makes dialogs set up before a restart unroutable: set it in production
+    route_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,9 @@ def _validate_security(sec: "SecuritySettings", source: str) -> None:
         value = getattr(sec, name)
         _require(low <= value <= high, f"security.{name}", f"{value} is out of range",
                  f"use {low} to {high} {unit}", source)
+    _require(sec.route_secret == "" or (len(sec.route_secret) >= 16 and sec.route_secret.isprintable()),
+             "security.route_secret", "is shorter than 16 characters or has control characters",
+             'use e.g. the output of `openssl rand -hex 32`, or "" for a random one per start', source)
     for agent in sec.scanner_user_agents:
         _require(bool(agent.strip()) and agent.isprintable(), "security.scanner_user_agents",
                  f"{agent!r} is empty or has control characters", "list plain User-Agent substrings", source)

@@ -46,6 +46,7 @@ class RequestRoutes:
         ksr.hdr.remove("Route")                     # preloaded routes are not honoured
         if msg.method in DIALOG_FORMING:
             ksr.rr.record_route()
+            self.sign_record_route(msg)             # kemi/routing/security.py
         if not self.route_sipout(msg):
             return
         if not self.route_registrar(msg):
@@ -91,6 +92,8 @@ class RequestRoutes:
         if not msg.in_dialog:
             return NEXT
         if ksr.rr.loose_route() > 0:
+            if not self.route_signed(msg):          # a forged Route: no relaying for strangers
+                return DONE
             self.route_dlguri(msg)
             if msg.method == "ACK":
                 self.route_natmanage(msg)

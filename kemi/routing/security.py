@@ -4,6 +4,9 @@ attempts, drop stray replies. The decisions are plain functions in kemi/security
 route_screen      first thing in route_reqinit: banned? flooding (pike)? a scanner? -> drop
 route_validate    then RFC 3261 16.3 checks sanity does not make: URI scheme (416),
                   Proxy-Require (420)
+sign_record_route / route_signed   the Record-Route of a dialog we accepted carries an HMAC
+                  of its Call-ID; a loose-routed in-dialog request without it is refused
+                  (kemi/security/dialog.py: otherwise To-tag + Route makes an open relay)
 note_failed_auth  from route_auth when auth_check fails: counts guesses, bans at the limit
 reply_screen      ksr_reply_route: a reply that matches no transaction of ours is dropped,
                   never forwarded statelessly to whatever its second Via names
@@ -14,11 +17,14 @@ from __future__ import annotations
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
 from kemi import sip
-from kemi.security import ban, uri
+from kemi.security import ban, dialog, uri
 from kemi.security.scanner import ScannerFilter
 from kemi.settings import AUTH_FAILURE_TABLE, BAN_TABLE
 
 REQUEST_LINE = "$(mb{line.at,0})"         # the first line of the raw message
+# the Record-Route secret when settings have none: made at import, which app_python3 does
+# once before Kamailio forks, so every worker process signs and checks with the same one
+RUN_SECRET = dialog.new_secret()
 
 
 class SecurityRoutes:
@@ -29,6 +35,10 @@ class SecurityRoutes:
         if own is None:
             own = self.__dict__["_own_addresses"] = ban.own_addresses(l.host for l in self.settings.sip.listen)
         return own
+
+    @property
+    def route_secret(self) -> str:
+        return self.settings.security.route_secret or RUN_SECRET
 
     @property
     def scanner_filter(self) -> ScannerFilter:
@@ -76,6 +86,19 @@ class SecurityRoutes:
             self.reply(sip.BAD_EXTENSION)
             return DONE
         return NEXT
+
+    def sign_record_route(self, msg: Message) -> None:
+        """After record_route() on a dialog-forming request we accepted."""
+        self.ksr.rr.add_rr_param(dialog.rr_param(self.route_secret, msg.call_id))
+
+    def route_signed(self, msg: Message) -> bool:
+        """After loose_route() > 0: did the Route that names us carry this dialog's token?"""
+        if self.ksr.rr.check_route_param(dialog.route_param_pattern(self.route_secret, msg.call_id)) > 0:
+            return True
+        self.ksr.notice(f"kemi: in-dialog request with a Route we did not sign refused: {msg.describe()}\n")
+        if msg.method != "ACK":
+            self.reply(sip.FORBIDDEN)
+        return False
 
     def note_failed_auth(self, msg: Message, auth_result: int) -> bool:
         """Count a failed digest attempt; True when the source is now banned (drop, no challenge)."""

@@ -284,6 +284,11 @@ class FakeKSR:
     def _m_siputils__is_reply(self): return 1 if self.message.status else -1
     def _m_siputils__is_first_hop(self): return 1 if self.message.header("Via2") is None else -1
     def _m_rr__loose_route(self): return 1 if self.message.header("Route") else -1
+
+    def _m_rr__check_route_param(self, regex):
+        route = self.message.header("Route") or ""
+        params = route.split(";", 1)[1] if ";" in route else ""
+        return 1 if re.search(regex, params) else -1
     def _m_nathelper__nat_uac_test(self, tests): return -1
     def _m_tm__t_check_trans(self): return -1
     def _m_tmx__t_precheck_trans(self): return -1

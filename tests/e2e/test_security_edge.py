@@ -289,6 +289,34 @@ def test_no_open_relay(db, kamailio_factory):
     assert_clean_log(proxy)
 
 
+def forged_in_dialog(c: SipClient, proxy, method: str, target_uri: str) -> bytes:
+    """What an attacker sends to use a proxy as a relay: a To tag and a Route naming it."""
+    return c.build(method, target_uri, from_uri="sip:mallory@203.0.113.66",
+                   headers={"Route": f"<sip:{proxy.target};lr>", "To": f"<{target_uri}>;tag=forged"})
+
+
+def test_forged_in_dialog_requests_are_not_relayed(db, kamailio_factory):
+    proxy = kamailio_factory()
+    control_proxy = kamailio_factory({"python": {"router": "unsigned_routes_router:UnsignedRoutesRouter",
+                                                 "path": [ROUTERS]}}, name="unsigned")
+    foreign = Listener()
+    try:
+        target = f"sip:+4930123456@127.0.0.1:{foreign.port}"
+        with SipClient(proxy.address) as c:
+            for method in ("INVITE", "BYE", "MESSAGE"):
+                c.send(forged_in_dialog(c, proxy, method, target))
+                assert status(c.final_reply()) == 403, method
+        assert foreign.got() == []
+        # CONTROL: loose-routing without the signature check relays the very same request
+        with SipClient(control_proxy.address) as c:
+            c.send(forged_in_dialog(c, control_proxy, "INVITE", target))
+            relayed = foreign.got(2.0)
+        assert relayed and relayed[0].startswith(f"INVITE {target}".encode())
+    finally:
+        foreign.sock.close()
+    assert_clean_log(proxy)
+
+
 def stray_reply(proxy, listener: Listener) -> bytes:
     return (f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {proxy.target};branch=z9hG4bKstray{time.monotonic_ns()}\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{listener.port};branch=z9hG4bKvictim\r\n"
@@ -351,9 +379,9 @@ def test_injection_payloads_get_404_and_reach_no_sql_as_text(db, kamailio_factor
             reply = c.request("REGISTER", "sip:127.0.0.1", from_uri=me, user=user, password="x")
             assert status(reply) == 401, user
     # bytes that are not UTF-8 (\udcXX = that raw byte on the wire): the Python side cannot
-    # read them; a plain 400 and one log line, whether the R-URI user (read after auth) or
-    # the User-Agent (read first) carries them
-    for spec, ruri, headers in (("$rU", "sip:35\udcff01@127.0.0.1", {}),
+    # read them; a plain 400 and one log line, whether the R-URI or the User-Agent (both
+    # read before auth) carries them
+    for spec, ruri, headers in (("$ru", "sip:35\udcff01@127.0.0.1", {}),
                                 ("$ua", "sip:3599@127.0.0.1", {"User-Agent": "Caf\udce9 Phone"})):
         with SipClient(proxy.address) as c:
             reply = c.request("INVITE", ruri, from_uri=me, user="3501", password=stack.PASSWORD, headers=headers)

@@ -245,3 +245,49 @@ def test_bad_escape_in_ruri_user_gets_400_not_500():
     make_router(ksr).ksr_request_route(None)
     assert ksr.replies == [sip.BAD_REQUEST]
     assert not ksr.called("registrar.lookup")
+
+
+# --- signed Record-Route ---------------------------------------------------------------------
+
+def test_dialog_forming_requests_get_a_signed_record_route():
+    from kemi.security import dialog
+    ksr = FakeKSR(SipMessage(ruri="sip:2001@127.0.0.1", headers={"Proxy-Authorization": "Digest ..."}))
+    ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
+    router = make_router(ksr, {"security": {"route_secret": "s" * 32}})
+    router.ksr_request_route(None)
+    assert ksr.calls_to("rr.add_rr_param") == [(dialog.rr_param("s" * 32, "call-1@192.0.2.10"),)]
+    assert ksr.relayed
+
+
+def _in_dialog(route: str) -> FakeKSR:
+    return FakeKSR(SipMessage(method="BYE", ruri="sip:bob@192.0.2.99", to_tag="t1",
+                              headers={"Route": route}))
+
+
+def test_in_dialog_request_with_our_signature_is_relayed():
+    from kemi.security import dialog
+    secret = "s" * 32
+    ksr = _in_dialog(f"<sip:127.0.0.1;lr{dialog.rr_param(secret, 'call-1@192.0.2.10')}>")
+    make_router(ksr, {"security": {"route_secret": secret}}).ksr_request_route(None)
+    assert ksr.relayed and ksr.replies == []
+
+
+@pytest.mark.parametrize("route", ["<sip:127.0.0.1;lr>", "<sip:127.0.0.1;lr;kd=00000000000000000000>"])
+def test_forged_route_is_refused_not_relayed(route):
+    ksr = _in_dialog(route)
+    make_router(ksr, {"security": {"route_secret": "s" * 32}}).ksr_request_route(None)
+    assert not ksr.relayed and ksr.replies == [sip.FORBIDDEN]
+    assert "did not sign" in ksr.log_text("notice")
+
+
+def test_tokens_depend_on_secret_and_call_id():
+    from kemi.security import dialog
+    a = dialog.route_token("s" * 32, "c1")
+    assert a == dialog.route_token("s" * 32, "c1") and len(a) == dialog.TOKEN_HEX_DIGITS
+    assert a != dialog.route_token("t" * 32, "c1") and a != dialog.route_token("s" * 32, "c2")
+
+
+def test_short_route_secret_is_refused():
+    with pytest.raises(SettingsError) as err:
+        parse_settings({"security": {"route_secret": "short"}})
+    assert err.value.key == "security.route_secret"
