@@ -484,6 +484,8 @@ def describe(obj, prefix: str = "") -> list[str]:
             out += describe(value, f"{prefix}{f.name}.")
         elif f.name == "listen":
             out.append(f"{prefix}{f.name} = {[l.socket for l in value]}")
+        elif "secret" in f.name and value:
+            out.append(f"{prefix}{f.name} = '(set, not shown)'")
         else:
             out.append(f"{prefix}{f.name} = {value!r}")
     return out

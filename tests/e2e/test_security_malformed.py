@@ -199,8 +199,15 @@ def test_rfc4475_torture_messages(db, proxy, phones, tmp_path):
           f"crashes 0; {figures}; legitimate call after: completed")
 
 
+def udp_receive_buffer_errors() -> int:
+    """Datagrams the kernel dropped for full receive buffers (whole machine; for the figures)."""
+    lines = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"])
+
+
 def test_mutation_run(db, proxy, phones, tmp_path):
     pids = child_pids(proxy.daemon.pid)
+    buffer_errors = udp_receive_buffer_errors()
     started, answered, kinds = time.monotonic(), 0, {}
     deadline = started + max(120, FUZZ_COUNT / 50)            # bounded in time as well as count
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -221,6 +228,7 @@ def test_mutation_run(db, proxy, phones, tmp_path):
         answered += _drain(s)
     assert sent == FUZZ_COUNT
     seen = stats(proxy, "core:rcv_requests", "core:bad_msg_hdr", "core:err_requests", "core:drop_requests")
+    seen["kernel:udp_rcvbuf_errors"] = udp_receive_buffer_errors() - buffer_errors
     figures = server_healthy(db, proxy, phones, tmp_path, "3611", "3612", pids)
     print(f"\nmutation run: {sent} messages sent in {time.monotonic() - started:.1f}s ({kinds}), "
           f"{answered} replies received; Kamailio counted {seen}; crashes 0, hung processes 0; {figures}; "
