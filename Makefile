@@ -2,12 +2,14 @@
 # make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, SIPp)
 # make unit   unit tests only (no root, no daemons)
 # make check  validate settings.toml and `kamailio -c` the rendered config
+# make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
 SETTINGS ?=
+FUZZ_COUNT ?= 10000
 
-.PHONY: run install test unit e2e check install-test
+.PHONY: run install test unit e2e check install-test fuzz
 
 run: install
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -26,6 +28,9 @@ unit: install-test
 
 e2e: install-test
 	$(PYTEST) -q tests/e2e
+
+fuzz: install-test
+	KEMI_FUZZ_COUNT=$(FUZZ_COUNT) $(PYTEST) -q -s tests/e2e/test_security_malformed.py
 
 check: install
 	$(PY) -m kemi.settings check $(SETTINGS)

@@ -294,6 +294,44 @@ class SbcSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    # master switch: false turns off scanner drops, flood detection and bans (digest auth stays)
+    enabled: bool = True
+    # User-Agent substrings (case-insensitive) of SIP scanners: such requests are dropped
+    # silently and the source banned; [] disables the check
+    scanner_user_agents: tuple[str, ...] = ("friendly-scanner", "sipvicious", "sipcli",
+                                            "VaxSIPUserAgent", "pplsip")
+    # pike flood detection: more than flood_requests requests per flood_interval seconds
+    # from one source address (reached between 1x and 3x for IPv4, see pike) bans it
+    flood_detection: bool = True
+    flood_interval: int = 2
+    flood_requests: int = 30
+    # failed digest attempts (wrong password or unknown user) from one source address that
+    # get it banned; the count is forgotten auth_failure_window seconds after the last one.
+    # 0 = never ban for failed attempts
+    auth_failure_limit: int = 5
+    auth_failure_window: int = 60
+    # seconds a banned source is dropped silently
+    ban_time: int = 600
+    # secret for the signed Record-Route (kemi/security/dialog.py); "" = a random one per
+    # start, which makes dialogs set up before a restart unroutable: set it in production
+    route_secret: str = ""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    # true: load the tls module; sip.listen must then name at least one "tls:" socket
+    enabled: bool = False
+    # PEM files (absolute paths); the key must not be passphrase-protected
+    certificate: str = ""
+    private_key: str = ""
+    # PEM bundle of CAs to verify client certificates against ("" = clients are not asked)
+    ca_list: str = ""
+    # oldest protocol accepted: "TLSv1.2+" or "TLSv1.3"
+    method: str = "TLSv1.2+"
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -302,6 +340,8 @@ class Settings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     sbc: SbcSettings = field(default_factory=SbcSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     source: str = ""
 
     @property
@@ -484,6 +524,8 @@ def _validate(s: Settings, source: str) -> None:
                  "remove it (the value is written into kamailio.cfg defines)", source)
     _validate_media(s.media, source)
     _validate_sbc(s, source)
+    _validate_security(s.security, source)
+    _validate_tls(s, source)
 
 
 # --- [media]: parsing and validation ---------------------------------------------------
@@ -758,6 +800,49 @@ def gateway_socket_name(side: SbcSide, uri: str) -> str | None:
     return None
 
 
+SECURITY_RANGES = {             # key: (lowest, highest, unit) accepted
+    "flood_interval": (1, 60, "seconds"),
+    "flood_requests": (2, 100_000, "requests"),
+    "auth_failure_limit": (0, 1000, "failed attempts (0 = never ban for them)"),
+    "auth_failure_window": (1, 86400, "seconds"),
+    "ban_time": (1, 7 * 86400, "seconds"),
+}
+TLS_METHODS = ("TLSv1.2+", "TLSv1.3")
+
+
+def _validate_security(sec: "SecuritySettings", source: str) -> None:
+    for name, (low, high, unit) in SECURITY_RANGES.items():
+        value = getattr(sec, name)
+        _require(low <= value <= high, f"security.{name}", f"{value} is out of range",
+                 f"use {low} to {high} {unit}", source)
+    _require(sec.route_secret == "" or (len(sec.route_secret) >= 16 and sec.route_secret.isprintable()),
+             "security.route_secret", "is shorter than 16 characters or has control characters",
+             'use e.g. the output of `openssl rand -hex 32`, or "" for a random one per start', source)
+    for agent in sec.scanner_user_agents:
+        _require(bool(agent.strip()) and agent.isprintable(), "security.scanner_user_agents",
+                 f"{agent!r} is empty or has control characters", "list plain User-Agent substrings", source)
+
+
+def _validate_tls(s: "Settings", source: str) -> None:
+    tls, has_tls_socket = s.tls, any(l.proto == "tls" for l in s.sip.listen)
+    if not tls.enabled:
+        _require(not has_tls_socket, "sip.listen", "has a tls: socket but tls.enabled is false",
+                 "set tls.enabled = true with a certificate and key, or remove the tls: socket", source)
+        return
+    _require(has_tls_socket, "tls.enabled", "is true but sip.listen has no tls: socket",
+             'add e.g. "tls:127.0.0.1:5061" to sip.listen', source)
+    _require(tls.method in TLS_METHODS, "tls.method", f"{tls.method!r} is not supported",
+             "use " + " or ".join(TLS_METHODS), source)
+    for key in ("certificate", "private_key", "ca_list"):
+        path = getattr(tls, key)
+        if key == "ca_list" and not path:
+            continue
+        _require(path.startswith("/") and '"' not in path, f"tls.{key}", f"{path!r} is not an absolute path",
+                 "write the absolute path of a PEM file", source)
+        _require(Path(path).is_file(), f"tls.{key}", f"{path} does not exist",
+                 "create it (e.g. with openssl req -x509 ...) or fix the path", source)
+
+
 def _is_host(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))
@@ -812,6 +897,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
     if any(l.proto in ("tcp", "tls") for l, _ in listens):
         lines.append("#!define WITH_TCP")
     lines += media_defines(s)
+    lines += security_defines(s)
     lines += [f'listen={l.socket} name "{name}"' if name else f"listen={l.socket}" for l, name in listens]
     # alias=NAME:PORT, never a bare NAME: a bare alias makes every port of that host "us",
     # and a phone registered at 127.0.0.1:5071 would look like the proxy to loose_route
@@ -862,6 +948,38 @@ def render_dispatcher_list(s: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+# htable names the Python routes use (kemi/security/ban.py) and kamailio.cfg declares
+BAN_TABLE = "ipban"
+AUTH_FAILURE_TABLE = "authfail"
+# htable expiry timer (seconds): a ban or a failure count lives at most this much longer
+HTABLE_TIMER_INTERVAL = 5
+
+
+def security_defines(s: Settings) -> list[str]:
+    """#!define lines for pike, htable and tls modparams (kamailio.cfg uses them by name)."""
+    sec, tls = s.security, s.tls
+    lines = [
+        f"#!define PIKE_SAMPLING_TIME {sec.flood_interval}",
+        f"#!define PIKE_REQS_DENSITY {sec.flood_requests}",
+        # pike forgets a source (its hit counts) after this many seconds without requests
+        f"#!define PIKE_REMOVE_LATENCY {max(sec.flood_interval * 2, 4)}",
+        f'#!define HTABLE_BAN "{BAN_TABLE}=>size=10;autoexpire={sec.ban_time};"',
+        # initval=0: sht_inc() creates a missing counter (without it, it fails on a new key)
+        f'#!define HTABLE_AUTHFAIL "{AUTH_FAILURE_TABLE}=>size=10;autoexpire={sec.auth_failure_window};initval=0;"',
+        f"#!define HTABLE_TIMER_INTERVAL {HTABLE_TIMER_INTERVAL}",
+    ]
+    if tls.enabled:
+        lines += [
+            "#!define WITH_TLS",
+            f'#!define TLS_METHOD "{tls.method}"',
+            f'#!define TLS_CERTIFICATE "{tls.certificate}"',
+            f'#!define TLS_PRIVATE_KEY "{tls.private_key}"',
+        ]
+        if tls.ca_list:
+            lines += ["#!define WITH_TLS_CLIENT_CA", f'#!define TLS_CA_LIST "{tls.ca_list}"']
+    return lines
+
+
 def flag_defines() -> dict[str, int]:
     """Message/branch flag numbers shared by kamailio.cfg modparams and the Python routes."""
     from kemi import flags
@@ -891,6 +1009,8 @@ def describe(obj, prefix: str = "") -> list[str]:
             out += describe(value, f"{prefix}{f.name}.")
         elif f.name == "listen":
             out.append(f"{prefix}{f.name} = {[l.socket for l in value]}")
+        elif "secret" in f.name and value:
+            out.append(f"{prefix}{f.name} = '(set, not shown)'")
         else:
             out.append(f"{prefix}{f.name} = {value!r}")
     return out

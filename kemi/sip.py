@@ -15,6 +15,8 @@ NOT_RELAYING = Reply(403, "Forbidden - Not Relaying")
 NOT_FOUND = Reply(404, "Not Found")
 METHOD_NOT_ALLOWED = Reply(405, "Method Not Allowed")
 TEMPORARILY_UNAVAILABLE = Reply(480, "Temporarily Unavailable")
+UNSUPPORTED_URI_SCHEME = Reply(416, "Unsupported URI Scheme")
+BAD_EXTENSION = Reply(420, "Bad Extension")
 TOO_MANY_HOPS = Reply(483, "Too Many Hops")
 ADDRESS_INCOMPLETE = Reply(484, "Address Incomplete")
 NOT_ACCEPTABLE_HERE = Reply(488, "Not Acceptable Here")
@@ -30,7 +32,10 @@ TRANS_HANDLED = 0
 LOOKUP_NO_CONTACT = -1
 LOOKUP_METHOD_UNSUPPORTED = -2
 LOOKUP_ERROR = -3
-# auth_db.auth_check() failures that are not "challenge again"
+# auth_db.auth_check() results (auth_db README, www_authenticate): -2 wrong password,
+# -3 unknown user; -8 valid credentials but From/To name somebody else
+AUTH_INVALID_PASSWORD = -2
+AUTH_INVALID_USER = -3
 AUTH_USER_MISMATCH = -8
 # auth_check flags: 1 = From/To user must equal the authentication user and domains the realm
 AUTH_CHECK_IDS = 1

@@ -7,6 +7,33 @@ use only.
 from __future__ import annotations
 
 
+class UndecodableValue(ValueError):
+    """A PV's bytes are not UTF-8 (app_python3 cannot hand them to Python as str)."""
+
+    def __init__(self, spec: str):
+        super().__init__(f"{spec} is not valid UTF-8")
+        self.spec = spec
+
+
+def _read(ksr, spec: str):
+    try:
+        return ksr.pv.gete(spec)
+    except UnicodeDecodeError:
+        raise UndecodableValue(spec) from None
+
+
+def loggable(text: str) -> str:
+    """`text` safe for one log line: control characters (NUL, CR, LF, ...) as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _hexa_spec(spec: str) -> str:
+    """'$ci' -> '$(ci{s.encode.hexa})': the same PV as hex digits (always ASCII)."""
+    return f"$({spec[1:]}{{s.encode.hexa}})"
+
+
 class _PV:
     """A lazily read, cached pseudo-variable ("" when Kamailio has no value)."""
 
@@ -21,7 +48,7 @@ class _PV:
         cache = msg.cache
         value = cache.get(self.spec)
         if value is None:
-            value = cache[self.spec] = msg.ksr.pv.gete(self.spec)
+            value = cache[self.spec] = _read(msg.ksr, self.spec)
         return value
 
 
@@ -55,7 +82,7 @@ class Message:
         """Any other PV, read once."""
         value = self.cache.get(spec)
         if value is None:
-            value = self.cache[spec] = self.ksr.pv.gete(spec)
+            value = self.cache[spec] = _read(self.ksr, spec)
         return value
 
     def set_ruri(self, uri: str) -> None:
@@ -63,6 +90,18 @@ class Message:
         self.ksr.pv.sets("$ru", uri)
         for spec in ("$ru", "$rU", "$rd"):
             self.cache.pop(spec, None)
+
+    def printable(self, spec: str) -> str:
+        """A PV for a log line, whatever its bytes: invalid UTF-8 shows as \\xNN escapes."""
+        try:
+            return loggable(str(self.pv(spec)))
+        except UndecodableValue:
+            pass
+        try:
+            raw = bytes.fromhex(str(self.ksr.pv.gete(_hexa_spec(spec))))
+        except (ValueError, UnicodeDecodeError):
+            return "?"
+        return loggable(raw.decode("utf-8", "backslashreplace"))
 
     @property
     def in_dialog(self) -> bool:
@@ -75,4 +114,5 @@ class Message:
 
     def describe(self) -> str:
         """Short identification for log lines."""
-        return f"{self.method} from {self.source_ip}:{self.source_port} call-id={self.call_id}"
+        return (f"{self.printable('$rm')} from {self.source_ip}:{self.source_port} "
+                f"call-id={self.printable('$ci')}")

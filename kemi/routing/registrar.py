@@ -9,6 +9,8 @@ from kemi import sip
 from kemi.flags import FLB_NATB, FLB_NATSIPPING, FLT_NATS
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
+from kemi.security.uri import unroutable_user
+from kemi.store.subscribers import MAX_USERNAME
 
 LOCATION_TABLE = "location"
 SUBSCRIBER_TABLE = "subscriber"
@@ -31,6 +33,8 @@ class RegistrarRoutes:
             self.reply(sip.FROM_MISMATCH)
             return DONE
         if rc < 0:
+            if self.note_failed_auth(msg, rc):      # too many guesses from this source: banned
+                return DONE
             # wrong password and unknown user get the very same challenge (no enumeration)
             ksr.auth.auth_challenge(realm, sip.CHALLENGE_QOP_AUTH)
             return DONE
@@ -57,12 +61,17 @@ class RegistrarRoutes:
     # route[LOCATION]
     def route_location(self, msg: Message) -> None:
         ksr = self.ksr
-        rc = ksr.registrar.lookup(LOCATION_TABLE)
+        refusal = unroutable_user(msg.ruri_user, MAX_USERNAME)     # kemi/security/uri.py
+        rc = ksr.registrar.lookup(LOCATION_TABLE) if refusal is None else sip.LOOKUP_NO_CONTACT
         if rc > 0:
             self.route_relay(msg)
             return
         ksr.tm.t_newtran()          # answer statefully: retransmissions get the same reply
-        if rc == sip.LOOKUP_METHOD_UNSUPPORTED:
+        if refusal is not None:
+            reply, why = refusal
+            ksr.info(f"kemi: {why}, answered {reply.code}: {msg.describe()}\n")
+            self.reply(reply)
+        elif rc == sip.LOOKUP_METHOD_UNSUPPORTED:
             self.reply(sip.METHOD_NOT_ALLOWED)
         elif rc == sip.LOOKUP_NO_CONTACT:
             self.reply(self.no_contact_reply(msg.ruri_user))

@@ -48,6 +48,7 @@ class RequestRoutes:
         ksr.hdr.remove("Route")                     # preloaded routes are not honoured
         if msg.method in DIALOG_FORMING:
             ksr.rr.record_route()
+            self.sign_record_route(msg)             # kemi/routing/security.py
         if not self.route_sbc(msg):                 # SBC: gateway sets, DIDs
             return
         if not self.route_sipout(msg):
@@ -62,6 +63,10 @@ class RequestRoutes:
     # route[REQINIT]
     def route_reqinit(self, msg: Message) -> bool:
         ksr = self.ksr
+        if not self.route_screen(msg):               # bans, floods, scanners: kemi/routing/security.py
+            return DONE
+        if not self.route_validate(msg):             # URI scheme, Proxy-Require: same file
+            return DONE
         if ksr.maxfwd.process_maxfwd(sip.MAX_FORWARDS) < 0:
             self.reply(sip.TOO_MANY_HOPS)
             return DONE
@@ -91,6 +96,8 @@ class RequestRoutes:
         if not msg.in_dialog:
             return NEXT
         if ksr.rr.loose_route() > 0:
+            if not self.route_signed(msg):          # a forged Route: no relaying for strangers
+                return DONE
             self.route_dlguri(msg)
             if msg.method == "ACK":
                 self.route_natmanage(msg)

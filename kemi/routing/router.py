@@ -12,17 +12,18 @@ import traceback
 
 from kemi import sip
 from kemi.routing.media import MediaRoutes
-from kemi.routing.message import Message
+from kemi.routing.message import Message, UndecodableValue, loggable
 from kemi.routing.registrar import RegistrarRoutes
 from kemi.routing.request import RequestRoutes
 from kemi.routing.sbc import SbcRoutes
+from kemi.routing.security import SecurityRoutes
 from kemi.routing.transaction import TransactionRoutes
 from kemi.settings import Settings
 
 ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
 
 
-class Router(SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes):
+class Router(SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes, SecurityRoutes):
     """Subclass this for a site's own routing and name it in settings `python.router`.
 
     SbcRoutes comes first: its is_trusted_source (gateways) replaces the registrar's.
@@ -43,11 +44,18 @@ class Router(SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, Transaction
         msg = Message(self.ksr)
         try:
             self.route_request(msg)
+        except UndecodableValue as exc:
+            self.refuse_undecodable(msg, exc)
         except Exception as exc:
             self.handler_failed("request_route", msg, exc, answer=True)
         return ROUTE_OK
 
     def ksr_reply_route(self, _msg) -> int:
+        msg = Message(self.ksr)
+        try:
+            self.reply_screen(msg)
+        except Exception as exc:
+            self.handler_failed("reply_route", msg, exc)
         return ROUTE_OK
 
     def ksr_onsend_route(self, _msg) -> int:
@@ -83,17 +91,23 @@ class Router(SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, Transaction
         """Answer the current request (statefully if a transaction exists)."""
         self.ksr.sl.send_reply(reply.code, reply.reason)
 
+    def refuse_undecodable(self, msg: Message, exc: UndecodableValue) -> None:
+        """Bytes that are not UTF-8 where SIP wants UTF-8: 400 (no answer to an ACK), one line."""
+        self.ksr.info(f"kemi: bad request, {exc.spec} is not UTF-8, answered 400: {msg.describe()}\n")
+        if msg.printable("$rm") != "ACK":
+            self.reply(sip.BAD_REQUEST)
+
     def handler_failed(self, route: str, msg: Message, exc: BaseException, answer: bool = False) -> None:
         """One log line with the Call-ID and where it failed; a 500 unless it is an ACK."""
         ksr = self.ksr
         try:
-            call_id, method = msg.call_id, msg.method
+            call_id, method = msg.printable("$ci"), msg.printable("$rm")
         except Exception:  # the message itself may be what broke
             call_id, method = "?", "?"
         frames = traceback.extract_tb(exc.__traceback__)
         where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames))
-        ksr.err(f"kemi: {route} raised {type(exc).__name__}: {exc} [call-id={call_id} "
-                f"method={method}] at {where}\n")
+        ksr.err(loggable(f"kemi: {route} raised {type(exc).__name__}: {exc} [call-id={call_id} "
+                         f"method={method}] at {where}") + "\n")
         if answer and method != "ACK":
             try:
                 self.reply(sip.SERVER_ERROR)

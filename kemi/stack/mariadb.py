@@ -31,9 +31,9 @@ _TABLE_OF = [
 ]
 
 
-def root_sql(sql: str, database: str | None = None) -> str:
+def root_sql(sql: str, database: str | None = None, socket: str = SOCKET) -> str:
     """Run SQL as MariaDB's root over the unix socket (root's unix_socket auth)."""
-    argv = ["mariadb", "--protocol=socket", f"--socket={SOCKET}", "-uroot", "-N", "-B"]
+    argv = ["mariadb", "--protocol=socket", f"--socket={socket}", "-uroot", "-N", "-B"]
     if database:
         argv.append(database)
     done = subprocess.run(argv, input=sql, text=True, capture_output=True, timeout=60)
@@ -77,7 +77,7 @@ def _account(url: str) -> tuple[str, str, str]:
     return unquote(parts.username or ""), unquote(parts.password or ""), parts.path.lstrip("/")
 
 
-def provision(settings: Settings, modules=SCHEMA_MODULES) -> list[str]:
+def provision(settings: Settings, modules=SCHEMA_MODULES, socket: str = SOCKET) -> list[str]:
     """Create database, users and missing tables; returns the tables created."""
     user, password, dbname = _account(settings.database.url)
     ro_user, ro_password, _ = _account(settings.database.ro_url)
@@ -87,20 +87,20 @@ def provision(settings: Settings, modules=SCHEMA_MODULES) -> list[str]:
             grants.append(f"CREATE USER IF NOT EXISTS {_quote(name)}@{_quote(host)} IDENTIFIED BY {_quote(pw)};")
             grants.append(f"ALTER USER {_quote(name)}@{_quote(host)} IDENTIFIED BY {_quote(pw)};")
             grants.append(f"GRANT {privs} ON `{dbname}`.* TO {_quote(name)}@{_quote(host)};")
-    root_sql("\n".join(grants) + "\nFLUSH PRIVILEGES;")
-    existing = set(root_sql("SHOW TABLES;", dbname).split())
+    root_sql("\n".join(grants) + "\nFLUSH PRIVILEGES;", socket=socket)
+    existing = set(root_sql("SHOW TABLES;", dbname, socket=socket).split())
     created: list[str] = []
     for module in modules:
         statements = _statements(SCHEMA_DIR / f"{module}-create.sql")
         new_tables = {t for s, t in statements if s.upper().startswith("CREATE TABLE") and t not in existing}
         todo = [s for s, t in statements if t in new_tables]
         if todo:
-            root_sql(";\n".join(todo) + ";", dbname)
+            root_sql(";\n".join(todo) + ";", dbname, socket=socket)
             created += sorted(new_tables)
             existing |= new_tables
     for table, sql in EXTRA_TABLES.items():
         if table not in existing:
-            root_sql(sql, dbname)
+            root_sql(sql, dbname, socket=socket)
             created.append(table)
     return created
 

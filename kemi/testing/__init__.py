@@ -6,6 +6,6 @@
     assert ksr.reply == (200, "OK")
 """
 from kemi.testing.fake_ksr import FakeKSR, KSRTypeError, SipMessage, parse_uri
-from kemi.testing.helpers import FakeSubscribers, make_router
+from kemi.testing.helpers import FakeSubscribers, make_router, signed_route
 
-__all__ = ["FakeKSR", "FakeSubscribers", "KSRTypeError", "SipMessage", "make_router", "parse_uri"]
+__all__ = ["FakeKSR", "FakeSubscribers", "KSRTypeError", "SipMessage", "make_router", "parse_uri", "signed_route"]

@@ -97,6 +97,20 @@ class _Module:
         return list(_API[self._name])
 
 
+class _HtableStore(dict):
+    """The fake's htable contents, which is also the `KSR.htable` module (a dict subclass, so
+    tests compare it with a plain dict and the module functions model it)."""
+
+    def __init__(self, ksr: "FakeKSR"):
+        super().__init__()
+        self._module = _Module(ksr, "htable")
+
+    def __getattr__(self, func: str):
+        if func.startswith("_"):
+            raise AttributeError(func)
+        return getattr(self._module, func)
+
+
 class FakeKSR:
     def __init__(self, message: SipMessage | None = None, local_addresses=("127.0.0.1",),
                  local_domains=("127.0.0.1",)):
@@ -112,7 +126,8 @@ class FakeKSR:
         self.flags: set[int] = set()
         self.bflags: set[int] = set()
         self.pvs: dict[str, object] = {}            # values set with pv.sets/seti
-        self.htable: dict[tuple[str, str], object] = {}
+        # (table, key) -> value; also answers as KSR.htable (sht_get, sht_inc, ...)
+        self.htable: dict[tuple[str, str], object] = _HtableStore(self)
         self.tm_routes: dict[str, str] = {}         # "failure_route" -> callback name
         self.dropped = False
         self.branches: list[str] = []
@@ -290,6 +305,11 @@ class FakeKSR:
     def _m_siputils__is_reply(self): return 1 if self.message.status else -1
     def _m_siputils__is_first_hop(self): return 1 if self.message.header("Via2") is None else -1
     def _m_rr__loose_route(self): return 1 if self.message.header("Route") else -1
+
+    def _m_rr__check_route_param(self, regex):
+        route = self.message.header("Route") or ""
+        params = route.split(";", 1)[1] if ";" in route else ""
+        return 1 if re.search(regex, params) else -1
     def _m_nathelper__nat_uac_test(self, tests): return -1
     def _m_tm__t_check_trans(self): return -1
     def _m_tmx__t_precheck_trans(self): return -1
@@ -434,3 +454,24 @@ class FakeKSR:
         source = self.message.source[0]
         hosts = {parse_uri(u)[1].strip("[]") for u in self.gateways.get(setid, [])}
         return 1 if source in hosts else -1
+
+    # --- model: htable (shared with the $sht PV model above) -------------------------------
+
+    def _m_htable__sht_get(self, table, key): return self.htable.get((table, key))
+    def _m_htable__sht_gete(self, table, key): v = self.htable.get((table, key)); return "" if v is None else v
+    def _m_htable__sht_is_null(self, table, key): return 1 if (table, key) not in self.htable else -1
+    def _m_htable__sht_seti(self, table, key, value): self.htable[(table, key)] = value; return 1
+    def _m_htable__sht_sets(self, table, key, value): self.htable[(table, key)] = value; return 1
+
+    def _m_htable__sht_rm(self, table, key):
+        return 1 if self.htable.pop((table, key), None) is not None else -1
+
+    def _m_htable__sht_inc(self, table, key):
+        value = int(self.htable.get((table, key)) or 0) + 1
+        self.htable[(table, key)] = value
+        return value
+
+    def _m_htable__sht_dec(self, table, key):
+        value = int(self.htable.get((table, key)) or 0) - 1
+        self.htable[(table, key)] = value
+        return value

@@ -28,13 +28,34 @@ class FakeDids:
         return self.mapping.get(did)
 
 
+# unit tests sign Record-Routes with this secret, so signed_route() can make a valid Route
+TEST_ROUTE_SECRET = "kemi-unit-test-route-secret-0123456789"
+DEFAULT_CALL_ID = "call-1@192.0.2.10"     # SipMessage's default Call-ID
+
+
+def signed_route(call_id: str = DEFAULT_CALL_ID, host: str = "127.0.0.1", extra: str = "") -> str:
+    """The Route header value an endpoint echoes for a dialog this proxy record-routed.
+
+    In-dialog requests are only loose-routed when their Route carries the proxy's signature
+    (kemi/security/dialog.py); use this for in-dialog messages in unit tests.
+    """
+    from kemi.security.dialog import rr_param
+
+    return f"<sip:{host};lr{extra}{rr_param(TEST_ROUTE_SECRET, call_id)}>"
+
+
 def make_router(ksr, settings: Settings | dict | None = None, subscribers=None, router_class=None,
                 dids=None):
-    """A Router (or your subclass) wired to `ksr`, default settings, FakeSubscribers/FakeDids."""
+    """A Router (or your subclass) wired to `ksr`, default settings, FakeSubscribers/FakeDids.
+
+    Unless the settings say otherwise, Record-Routes are signed with TEST_ROUTE_SECRET.
+    """
     from kemi.routing import Router
 
     if not isinstance(settings, Settings):
-        settings = parse_settings(settings or {})
+        raw = {table: dict(values) for table, values in (settings or {}).items()}
+        raw.setdefault("security", {}).setdefault("route_secret", TEST_ROUTE_SECRET)
+        settings = parse_settings(raw)
     cls = router_class or Router
     return cls(ksr, settings, subscribers if subscribers is not None else FakeSubscribers(),
                dids=dids if dids is not None else FakeDids())

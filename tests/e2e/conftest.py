@@ -23,8 +23,8 @@ def kamailio_factory(db, tmp_path):
     """start(overrides) -> a running KamailioInstance; all are stopped after the test."""
     started = []
 
-    def start(overrides: dict | None = None, name: str = "kamailio"):
-        inst = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), overrides).start()
+    def start(overrides: dict | None = None, name: str = "kamailio", host: str = "127.0.0.1"):
+        inst = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), overrides, host=host).start()
         started.append(inst)
         return inst
 
@@ -41,25 +41,26 @@ def proxy(kamailio_factory):
 class Phones:
     """SIPp phones against one proxy: register, take calls, make calls."""
 
-    def __init__(self, proxy, db, workdir):
+    def __init__(self, proxy, db, workdir, domain: str = stack.DOMAIN, local_ip: str = "127.0.0.1"):
         self.proxy, self.db, self.workdir = proxy, db, workdir
+        self.domain, self.local_ip = domain, local_ip      # SIP domain of the AORs, phones' address
         self.running: list[Sipp] = []
 
     def register(self, user: str, contact_port: int, password: str = stack.PASSWORD,
                  expires: int = 3600, auth_user: str | None = None):
-        return Sipp("register.xml", self.workdir, target=self.proxy.target,
-                    rows=[auth_row(user, password, stack.DOMAIN, auth_user=auth_user)],
+        return Sipp("register.xml", self.workdir, target=self.proxy.target, local_ip=self.local_ip,
+                    rows=[auth_row(user, password, self.domain, auth_user=auth_user)],
                     keys={"contact_port": contact_port, "expires": expires}).run()
 
     def callee(self, port: int, scenario: str = "uas_callee.xml", calls: int = 1, **kw) -> Sipp:
-        uas = Sipp(scenario, self.workdir, local_port=port, calls=calls, **kw).start()
+        uas = Sipp(scenario, self.workdir, local_port=port, calls=calls, local_ip=self.local_ip, **kw).start()
         self.running.append(uas)
         return uas
 
     def call(self, caller: str, callee: str, password: str = stack.PASSWORD, hold_ms: int = 300,
              auth_user: str | None = None, **kw):
-        return Sipp("uac_call.xml", self.workdir, target=self.proxy.target,
-                    rows=[auth_row(caller, password, stack.DOMAIN, callee, auth_user=auth_user)],
+        return Sipp("uac_call.xml", self.workdir, target=self.proxy.target, local_ip=self.local_ip,
+                    rows=[auth_row(caller, password, self.domain, callee, auth_user=auth_user)],
                     sets={"hold_ms": hold_ms}, **kw).run()
 
     def stop(self):

@@ -106,12 +106,12 @@ class TestDatabase:
 class KamailioInstance:
     """Kamailio with kamailio.cfg, the kemi package and settings of the test's choosing."""
 
-    def __init__(self, workdir: Path, port: int, overrides: dict | None = None):
-        self.workdir, self.port = workdir, port
-        self.address = ("127.0.0.1", port)
+    def __init__(self, workdir: Path, port: int, overrides: dict | None = None, host: str = "127.0.0.1"):
+        self.workdir, self.port, self.host = workdir, port, host
+        self.address = (host, port)
         self.daemon: Daemon | None = None
         base = {
-            "sip": {"domain": DOMAIN, "listen": [f"udp:127.0.0.1:{port}"], "children": 2},
+            "sip": {"domain": DOMAIN, "listen": [f"udp:{host}:{port}"], "children": 2},
             "database": {"url": TEST_DB_URL, "ro_url": TEST_DB_RO_URL},
             "runtime": {"dir": str(workdir / "run"), "log_level": 2},
             # no rtpengine unless the test starts one (tests/harness/media.py) and says so
@@ -125,7 +125,7 @@ class KamailioInstance:
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> "KamailioInstance":
         self.daemon = kamailio.start(self.settings, self.workdir)

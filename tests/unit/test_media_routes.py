@@ -5,7 +5,7 @@ from kemi import sip
 from kemi.flags import FLB_NATB, FLT_NATS, FLT_SDP_OFFER
 from kemi.routing import Router
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
-from kemi.testing.helpers import make_router
+from kemi.testing.helpers import make_router, signed_route
 
 SDP = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
 SDP_HEADERS = {"Content-Type": "application/sdp"}
@@ -21,7 +21,7 @@ def invite(body=SDP, **kw) -> SipMessage:
 
 
 def in_dialog(method, body="", **kw) -> SipMessage:
-    headers = {"Route": "<sip:127.0.0.1;lr>", **(SDP_HEADERS if body else {})}
+    headers = {"Route": signed_route(), **(SDP_HEADERS if body else {})}
     return SipMessage(method=method, to_tag="to-tag-1", headers=headers, body=body, **kw)
 
 

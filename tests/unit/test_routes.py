@@ -3,7 +3,7 @@ import pytest
 
 from kemi import flags
 from kemi.routing import Router
-from kemi.testing import FakeKSR, FakeSubscribers, SipMessage, make_router
+from kemi.testing import FakeKSR, FakeSubscribers, SipMessage, make_router, signed_route
 
 CREDS = {"Proxy-Authorization": 'Digest username="2002", realm="127.0.0.1"'}
 REG_CREDS = {"Authorization": 'Digest username="2001", realm="127.0.0.1"'}
@@ -56,7 +56,7 @@ def test_cancel_without_a_transaction_is_dropped():
 
 @pytest.mark.parametrize("method", ["BYE", "ACK", "INVITE", "UPDATE"])
 def test_in_dialog_request_with_our_route_is_relayed(method):
-    ksr = run(SipMessage(method=method, to_tag="t1", headers={"Route": "<sip:127.0.0.1;lr>"}))
+    ksr = run(SipMessage(method=method, to_tag="t1", headers={"Route": signed_route()}))
     assert len(ksr.relayed) == 1 and not ksr.replies
     assert not ksr.called("auth_db.auth_check")        # in-dialog follows Record-Route
 

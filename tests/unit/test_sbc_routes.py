@@ -4,11 +4,12 @@ import pytest
 from kemi.routing.sbc import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
 from kemi.settings import parse_settings
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
-from kemi.testing.helpers import FakeDids, FakeSubscribers, make_router
+from kemi.testing.helpers import TEST_ROUTE_SECRET, FakeDids, FakeSubscribers, make_router, signed_route
 
 DOMAIN = "sbc.example.test"
 SETTINGS = parse_settings({
     "sip": {"domain": DOMAIN},
+    "security": {"route_secret": TEST_ROUTE_SECRET},
     "sbc": {"enabled": True,
             "public": {"listen": ["udp:203.0.113.1:5060"], "networks": ["203.0.113.0/24"],
                        "gateways": ["sip:203.0.113.10:5060", "sip:203.0.113.11:5060"]},
@@ -227,7 +228,7 @@ def test_in_dialog_request_records_both_sides():
     # a BYE from the private callee: loose_route forced the public socket (double RR)
     message = SipMessage(method="BYE", ruri="sip:caller@203.0.113.10:5070", to_tag="t1",
                          source=("198.51.100.10", 5060), socket_name="private",
-                         headers={"Route": "<sip:198.51.100.1;r2=on;lr>"})
+                         headers={"Route": signed_route(host="198.51.100.1", extra=";r2=on")})
     ksr = ksr_for(message)
     ksr.results["rr.loose_route"] = lambda k: (setattr(k, "send_socket", "public"), 1)[1]
     make_router(ksr, SETTINGS).ksr_request_route(None)
