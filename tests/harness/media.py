@@ -27,6 +27,9 @@ from kemi.stack.ng import NgClient
 from kemi.stack.process import Daemon
 
 MEDIA_BASE = 20000 + 2000 * stack.SLOT
+# above 32767 the kernel hands out ephemeral ports (any client socket), which a capture of
+# "this slot's media ports" would then count as media
+assert MEDIA_BASE + 1999 < 32768, f"KEMI_TEST_SLOT={stack.SLOT} is too high for media tests: use 0 to 5"
 RTPENGINE_PORT_MIN, RTPENGINE_PORT_MAX = MEDIA_BASE, MEDIA_BASE + 1499
 PHONE_MEDIA_MIN, PHONE_MEDIA_MAX = MEDIA_BASE + 1500, MEDIA_BASE + 1999
 RTPENGINE_ADDRESS = "127.0.0.2"
