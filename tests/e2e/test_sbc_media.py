@@ -9,6 +9,12 @@ rtpengine on the sender's side, out of rtpengine on the receiver's side.
 """
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+
 import pytest
 
 from harness import media, netns, stack
@@ -236,3 +242,53 @@ def test_failover_to_the_next_gateway_keeps_the_anchored_session(sbc, rtpe):
           f"created {created}, left {len(rtpe.ng.calls())}")
     assert created == calls and rtpe.ng.open_sessions() == 0
     assert "kemi: media:" not in k.log()
+
+
+# --- make run with SBC settings ---------------------------------------------------------------
+
+
+def test_make_run_with_sbc_settings_starts_rtpengine_with_both_interfaces(sbc, tmp_path):
+    """`make run`'s runner (python3 -m kemi.stack), started inside the SBC namespace with SBC +
+    media settings: rtpengine gets --interface=public/... and --interface=private/..., a call
+    across is anchored on each side, SIGTERM stops everything it started."""
+    rtpe = SbcRtpengine(sbc.sbc_ns, tmp_path)           # only for its settings (the runner starts it)
+    tables = stack.merge(sbc.sbc_tables(sbc_media_tables(rtpe)),
+                         {"runtime": {"dir": str(tmp_path / "run"), "log_level": 2}})
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text(stack.toml_dump(tables))
+    home = tmp_path / "home"
+    home.mkdir()
+    out_path = tmp_path / "runner.out"
+    with open(out_path, "w") as out:
+        runner = sbc.sbc_ns.popen([sys.executable, "-m", "kemi.stack", str(settings_file)], cwd=stack.project_file(),
+                                  env=dict(os.environ, HOME=str(home)), stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    output = lambda: out_path.read_text(errors="replace")
+    rtpengine_pid = kamailio_pid = None
+    try:
+        wait_until(lambda: "Kamailio running" in output() or runner.poll() is not None, 60)
+        assert "Kamailio running" in output(), output()
+        rtpengine_pid = int(re.search(r"rtpengine running \(pid (\d+)\)", output()).group(1))
+        kamailio_pid = int(re.search(r"Kamailio running \(pid (\d+)\)", output()).group(1))
+        argv = open(f"/proc/{rtpengine_pid}/cmdline", "rb").read().split(b"\0")
+        assert b"--interface=public/" + SBC_PUBLIC.encode() in argv, argv
+        assert b"--interface=private/" + SBC_PRIVATE.encode() in argv, argv
+        assert rtpe.ng.ping()                                    # its ng socket, in the SBC namespace
+        assert f"{SBC_PUBLIC}:" in output() and "(public)" in output() and "(private)" in output()
+        sbc.gateway(sbc.private, 0)
+        call = sbc.trunk_call(sbc.public, "15550100").wait()
+        assert call.finals == [200] and call.values("bye") == ["200"], call.stdout[-2000:]
+        answer, = sdps(sipp_messages(call), "SIP/2.0 200")
+        assert answer.connection == answer.origin_address == SBC_PUBLIC, answer
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(30) == 0, output()
+        assert "kemi: stopping" in output()
+        assert not os.path.exists(f"/proc/{rtpengine_pid}") and not os.path.exists(f"/proc/{kamailio_pid}")
+        print(f"\nmake run (SBC): {re.search(r'rtpengine running.*', output()).group(0)}")
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait(10)
+        for pid in (rtpengine_pid, kamailio_pid):       # the runner's daemons have their own groups
+            if pid and os.path.exists(f"/proc/{pid}"):
+                os.killpg(pid, signal.SIGKILL)
