@@ -1,5 +1,5 @@
-# make run    install what is missing, start MariaDB + Kamailio with the kemi routing (Ctrl-C stops)
-# make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, SIPp)
+# make run    install what is missing, start MariaDB, rtpengine and Kamailio with the kemi routing (Ctrl-C stops)
+# make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, rtpengine, SIPp)
 # make unit   unit tests only (no root, no daemons)
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
@@ -32,7 +32,10 @@ e2e: install-test
 fuzz: install-test
 	KEMI_FUZZ_COUNT=$(FUZZ_COUNT) $(PYTEST) -q -s tests/e2e/test_security_malformed.py
 
+# the settings file make check renders: SETTINGS, else $$KEMI_SETTINGS, else settings.toml
+CHECK_SETTINGS = $(or $(SETTINGS),$(KEMI_SETTINGS),settings.toml)
+
 check: install
-	$(PY) -m kemi.settings check $(SETTINGS)
-	$(PY) -m kemi.settings render $(SETTINGS) run/
-	cp kamailio.cfg run/kamailio.cfg && kamailio -c -f run/kamailio.cfg
+	$(PY) -m kemi.settings check $(CHECK_SETTINGS)
+	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
+	cp kamailio.cfg run/kamailio.cfg && cd run && kamailio -c -f kamailio.cfg

@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -8,8 +9,25 @@ for p in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(p))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def pytest_configure(config):
-    # pytest keeps only the 3 newest /tmp/pytest-of-USER/pytest-N dirs, so a parallel run
-    # (another KEMI_TEST_SLOT) would delete this run's Kamailio dirs: one basetemp per slot
-    if not config.option.basetemp:
-        config.option.basetemp = f"/tmp/kemi-tests-{os.environ.get('KEMI_TEST_SLOT', '0')}"
+    # One temp folder per test run (slot and pid): pytest empties its basetemp at start, and
+    # its default /tmp/pytest-of-USER keeps only the 3 newest runs, so a parallel run would
+    # delete this run's Kamailio folders. Folders of runs that have ended are removed here.
+    if config.option.basetemp:
+        return
+    slot = os.environ.get("KEMI_TEST_SLOT", "0")
+    for old in Path("/tmp").glob(f"kemi-tests-{slot}-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    config.option.basetemp = f"/tmp/kemi-tests-{slot}-{os.getpid()}"

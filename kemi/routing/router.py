@@ -44,48 +44,39 @@ class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRou
     # --- entry points --------------------------------------------------------------------
 
     def ksr_request_route(self, _msg) -> int:
-        msg = Message(self.ksr)
-        try:
-            self.route_request(msg)
-        except UndecodableValue as exc:
-            self.refuse_undecodable(msg, exc)
-        except Exception as exc:
-            self.handler_failed("request_route", msg, exc, answer=True)
-        return ROUTE_OK
+        return self._guarded("request_route", self.route_request, answer=True)
 
     def ksr_reply_route(self, _msg) -> int:
-        msg = Message(self.ksr)
-        try:
-            self.reply_screen(msg)
-        except Exception as exc:
-            self.handler_failed("reply_route", msg, exc)
-        return ROUTE_OK
+        return self._guarded("reply_route", self.reply_screen)
 
     def ksr_onsend_route(self, _msg) -> int:
         return ROUTE_OK
 
     def ksr_branch_manage(self, _msg) -> int:
-        msg = Message(self.ksr)
-        try:
-            self.branch_manage(msg)
-        except Exception as exc:
-            self.handler_failed("branch_route", msg, exc)
-        return ROUTE_OK
+        return self._guarded("branch_route", self.branch_manage)
 
     def ksr_onreply_manage(self, _msg) -> int:
-        msg = Message(self.ksr)
-        try:
-            self.onreply_manage(msg)
-        except Exception as exc:
-            self.handler_failed("onreply_route", msg, exc)
-        return ROUTE_OK
+        return self._guarded("onreply_route", self.onreply_manage)
 
     def ksr_failure_manage(self, _msg) -> int:
+        return self._guarded("failure_route", self.failure_manage, answer=True)
+
+    def _guarded(self, route: str, handler, answer: bool = False) -> int:
+        """Run one route on a fresh Message; no exception ever reaches Kamailio.
+
+        With `answer` (routes that own a request), a failure is answered: 400 for bytes
+        that are not UTF-8, 500 for anything else.
+        """
         msg = Message(self.ksr)
         try:
-            self.failure_manage(msg)
+            handler(msg)
+        except UndecodableValue as exc:
+            if answer:
+                self.refuse_undecodable(msg, exc)
+            else:
+                self.handler_failed(route, msg, exc)
         except Exception as exc:
-            self.handler_failed("failure_route", msg, exc, answer=True)
+            self.handler_failed(route, msg, exc, answer=answer)
         return ROUTE_OK
 
     # --- shared helpers ------------------------------------------------------------------

@@ -304,11 +304,11 @@ def register(sbc, user: str, contact_port: int):
 
 
 def test_extension_calls_a_number_out_through_a_public_gateway(sbc, db):
-    db.add_subscriber("3001")
+    db.add_subscriber("3601")
     sbc.start_kamailio()
     gws = [sbc.gateway(sbc.public, i) for i in range(2)]
     call = sbc.run(sbc.private, "uac_call.xml", PHONE, target=sbc.private.target,
-                   rows=[auth_row("3001", stack.PASSWORD, DOMAIN, "004930123456")],
+                   rows=[auth_row("3601", stack.PASSWORD, DOMAIN, "004930123456")],
                    sets={"hold_ms": 100}).wait()
     assert call.rc == 0 and call.finals == [200], call.stdout[-2000:]
     logs = [gateway_log(sbc, g) for g in gws]
@@ -320,28 +320,28 @@ def test_extension_calls_a_number_out_through_a_public_gateway(sbc, db):
 
 
 def test_public_gateway_call_to_a_mapped_did_rings_the_extension(sbc, db):
-    db.add_subscriber("3002")
-    db.add_subscriber("3003")
+    db.add_subscriber("3602")
+    db.add_subscriber("3603")
     db.query("DELETE FROM did_map;")
-    db.query("INSERT INTO did_map (did, extension) VALUES ('15550102', '3002');")
+    db.query("INSERT INTO did_map (did, extension) VALUES ('15550102', '3602');")
     try:
         sbc.start_kamailio()
         private_gws = [sbc.gateway(sbc.private, i) for i in range(2)]
         phone_a, phone_b = stack.free_port(), stack.free_port()
-        assert register(sbc, "3002", phone_a).finals == [200]
-        assert register(sbc, "3003", phone_b).finals == [200]
+        assert register(sbc, "3602", phone_a).finals == [200]
+        assert register(sbc, "3603", phone_b).finals == [200]
         ringing = sbc.run(sbc.private, "uas_callee.xml", PHONE, local_port=phone_a)
         call = sbc.trunk_call(sbc.public, "15550102").wait()
         assert call.finals == [200] and call.values("answered_by") == [f"{PHONE}:{phone_a}"], call.stdout[-2000:]
         assert ringing.wait().rc == 0
         # the map changes: within the TTL (2 s here) the DID rings the other extension
-        db.query("UPDATE did_map SET extension = '3003' WHERE did = '15550102';")
+        db.query("UPDATE did_map SET extension = '3603' WHERE did = '15550102';")
         other = sbc.run(sbc.private, "uas_callee.xml", PHONE, local_port=phone_b)
         changed_at = time.monotonic()
         moved = sbc.trunk_call(sbc.public, "15550102", hold_ms=100)
         result = moved.wait()
         while result.values("answered_by") != [f"{PHONE}:{phone_b}"] and time.monotonic() - changed_at < 5:
-            # still cached: that call went to 3002, which no longer answers (480), retry
+            # still cached: that call went to 3602, which no longer answers (480), retry
             time.sleep(0.5)
             result = sbc.trunk_call(sbc.public, "15550102", hold_ms=100).wait()
         assert result.values("answered_by") == [f"{PHONE}:{phone_b}"], result.stdout[-2000:]
@@ -390,14 +390,14 @@ def test_extension_to_extension_on_the_same_side(sbc, db):
     """Single Record-Route (in and out on the private NIC): in-dialog requests still leave
     through the private socket, and call_sides says private->private."""
     routers = str(stack.project_file("tests", "e2e", "routers"))
-    db.add_subscriber("3004")
-    db.add_subscriber("3005")
+    db.add_subscriber("3604")
+    db.add_subscriber("3605")
     k = sbc.start_kamailio({"python": {"router": "sides_router:SidesRouter", "path": [routers]}})
     callee_port, caller_port = stack.free_port(), stack.free_port()
-    assert register(sbc, "3005", callee_port).finals == [200]
+    assert register(sbc, "3605", callee_port).finals == [200]
     uas = sbc.run(sbc.private, "uas_callee.xml", PHONE, local_port=callee_port)
     call = sbc.run(sbc.private, "uac_call.xml", PHONE, target=sbc.private.target, local_port=caller_port,
-                   rows=[auth_row("3004", stack.PASSWORD, DOMAIN, "3005")], sets={"hold_ms": 100}).wait()
+                   rows=[auth_row("3604", stack.PASSWORD, DOMAIN, "3605")], sets={"hold_ms": 100}).wait()
     assert call.rc == 0 and call.finals == [200] and call.values("bye") == ["200"], call.stdout[-2000:]
     callee = uas.wait()
     assert callee.rc == 0

@@ -104,6 +104,18 @@ EXPECTED = {
 }
 
 
+def settled_child_pids(pid: int, timeout: float = 10.0) -> set[int]:
+    """child_pids() once Kamailio has finished forking (answering OPTIONS comes first)."""
+    deadline, last = time.monotonic() + timeout, child_pids(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = child_pids(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def child_pids(pid: int) -> set[int]:
     """Every process under Kamailio's main process (its workers, timers, ctl...)."""
     out, todo = set(), [pid]
@@ -184,7 +196,7 @@ def test_every_torture_file_has_an_expectation():
 
 
 def test_rfc4475_torture_messages(db, proxy, phones, tmp_path):
-    pids = child_pids(proxy.daemon.pid)
+    pids = settled_child_pids(proxy.daemon.pid)
     got = {}
     for path in sorted(TORTURE_DIR.glob("*.dat")):
         expected, _why = EXPECTED[path.name]
@@ -206,7 +218,7 @@ def udp_receive_buffer_errors() -> int:
 
 
 def test_mutation_run(db, proxy, phones, tmp_path):
-    pids = child_pids(proxy.daemon.pid)
+    pids = settled_child_pids(proxy.daemon.pid)
     buffer_errors = udp_receive_buffer_errors()
     started, answered, kinds = time.monotonic(), 0, {}
     deadline = started + max(120, FUZZ_COUNT / 50)            # bounded in time as well as count
