@@ -143,6 +143,13 @@ class NetnsCapture:
         fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._prog_buf))
         self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        # packets queued before the filter was attached are unfiltered: throw them away
+        self._sock.setblocking(False)
+        try:
+            while self._sock.recv(65535):
+                pass
+        except BlockingIOError:
+            pass
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
