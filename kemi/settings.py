@@ -259,6 +259,16 @@ class SbcSide:
     algorithm: int = 4
     # the gateways, "sip:host[:port][;transport=udp|tcp|tls]" (gateways_from = "settings")
     gateways: tuple[str, ...] = ()
+    # media (media.enabled): the rtpengine interface (a media.rtpengine.interfaces name) this
+    # side's media uses, "" = the side's name; and the [media.profiles] entry for SDP sent to
+    # this side (its rtcp-mux and codec handling), "" = media.profile
+    rtpengine_interface: str = ""
+    media_profile: str = ""
+
+    @property
+    def media_interface(self) -> str:
+        """The rtpengine interface name for this side (direction=)."""
+        return self.rtpengine_interface or self.name
 
     def socket_names(self) -> tuple[str, ...]:
         """Name of each listen socket, in order: NAME, NAME-2, NAME-3, ..."""
@@ -524,6 +534,7 @@ def _validate(s: Settings, source: str) -> None:
                  "remove it (the value is written into kamailio.cfg defines)", source)
     _validate_media(s.media, source)
     _validate_sbc(s, source)
+    _validate_sbc_media(s, source)
     _validate_security(s.security, source)
     _validate_tls(s, source)
 
@@ -783,6 +794,38 @@ def _validate_sbc(s: Settings, source: str) -> None:
             _require(gateway_socket_name(side, uri) is not None, f"{key}.gateways",
                      f"{uri!r}: no socket of sbc.{role}.listen has its protocol and address family",
                      "add such a socket to the side's listen list", source)
+
+
+def _validate_sbc_media(s: Settings, source: str) -> None:
+    """An SBC with media anchoring: each side has its own rtpengine interface, and (when make
+    run starts rtpengine) that interface is one of media.rtpengine.interfaces."""
+    sbc, m = s.sbc, s.media
+    if not (sbc.enabled and m.enabled):
+        return
+    profiles = [p.name for p in m.profiles]
+    used = {}
+    for role, side in (("public", sbc.public), ("private", sbc.private)):
+        key, name = f"sbc.{role}", side.media_interface
+        _require(MEDIA_NAME_RE.match(name) is not None, f"{key}.rtpengine_interface",
+                 f"{name!r} is not a valid rtpengine interface name",
+                 'use letters, digits, _ and -, starting with a letter, e.g. "public"', source)
+        _require(name not in used, f"{key}.rtpengine_interface",
+                 f"{name!r} is also sbc.{used.get(name)}'s rtpengine interface",
+                 "give each side its own interface: media must leave each NIC from that NIC's address",
+                 source)
+        used[name] = role
+        _require(not side.media_profile or side.media_profile in profiles, f"{key}.media_profile",
+                 f"{side.media_profile!r} is not a profile",
+                 f"define [media.profiles.{side.media_profile}] or use one of: {', '.join(profiles)}", source)
+        if not m.rtpengine.start:
+            continue          # a remote rtpengine: its --interface names are not in these settings
+        names = [i.name for i in m.rtpengine.interfaces]
+        example = side.listen[0].host if side.listen else "ADDRESS"
+        _require(name in names, "media.rtpengine.interfaces",
+                 f"no interface named {name!r} for the SBC's {role} side "
+                 f"(sbc.{role}.rtpengine_interface, default: the side's name)",
+                 f'add {{ name = "{name}", address = "{example}" }} (the SBC\'s address on the {role} NIC), '
+                 f"or set sbc.{role}.rtpengine_interface to one of: {', '.join(names)}", source)
 
 
 def gateway_socket_name(side: SbcSide, uri: str) -> str | None:

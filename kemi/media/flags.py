@@ -9,8 +9,11 @@ the sender behind NAT, which interfaces), this module only spells them for rtpen
         -> "... SIP-source-address direction=public direction=private"
 
 `ingress` is the rtpengine interface the sender of this SDP reaches us on, `egress` the one
-its peer will use. rtpengine wants direction= exactly twice, ingress first, and only on
-offers: an answer (or delete) ignores the pair, so a route may pass it on every call.
+its peer will use. rtpengine wants direction= exactly twice, ingress first. It matters on
+offers AND answers: rtpengine 10.5 applies the pair to an answer too (measured: an answer
+carrying the offer's pair, instead of the answerer's, moves the offerer to the other
+interface and allocates new ports). So for an answer, `ingress` is the ANSWERER's interface;
+or pass none and rtpengine keeps what the offer set. A delete ignores the pair.
 """
 from __future__ import annotations
 
@@ -49,9 +52,9 @@ def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | 
     if op != DELETE:
         out += profile.flags
         out.append(SIP_SOURCE if nat else TRUST_SDP)
-    if op == OFFER:
         if ingress is not None:
             out += [f"direction={ingress}", f"direction={egress}"]
+    if op == OFFER:
         out += [f"rtcp-mux-{mode}" for mode in profile.rtcp_mux]
         out += [f"codec-mask={c}" for c in profile.codec_mask]
         out += [f"codec-strip={c}" for c in profile.codec_strip]

@@ -5,7 +5,9 @@ call media_reply and media_failure. What to do is decided by kemi.media.actions 
 by kemi.media.flags (plain functions); this mixin only reads the message and calls
 KSR.rtpengine. With media.enabled = false every method returns at once and SDP is untouched.
 
-A site (or the SBC) picks rtpengine interfaces per call by overriding media_directions().
+A site (or the SBC, kemi/routing/sbc_media.py) picks rtpengine interfaces, the profile and
+the NAT decision per message by overriding media_directions(), media_profile_name() and
+media_behind_nat().
 """
 from __future__ import annotations
 
@@ -32,9 +34,22 @@ class MediaRoutes:
         return self.settings.media.profile
 
     def media_directions(self, msg: Message, is_reply: bool = False) -> dict:
-        """rtpengine interfaces for an offer: {} (the default interface) or
-        {"ingress": NAME, "egress": NAME}, ingress being the side the SDP's sender is on."""
+        """rtpengine interfaces for this message's SDP (offer or answer): {} (the default
+        interface) or {"ingress": NAME, "egress": NAME}, ingress being the interface of the
+        SDP's sender. is_reply: the SDP is in a reply (sent by the callee's side)."""
         return {}
+
+    def media_behind_nat(self, msg: Message, is_reply: bool = False) -> bool:
+        """The sender of this message's SDP is behind NAT (rtpengine then uses the packet's
+        source address, SIP-source-address, instead of the SDP's: trust-address).
+
+        Request: route_natdetect's FLT_NATS, or a private address in the SDP. Reply: the
+        callee registered from behind NAT (FLB_NATB), or nat_uac_test(9) on the reply.
+        """
+        ksr = self.ksr
+        if is_reply:
+            return ksr.isbflagset(FLB_NATB) or ksr.nathelper.nat_uac_test(sip.NAT_TESTS_REPLY) > 0
+        return ksr.isflagset(FLT_NATS) or ksr.nathelper.nat_uac_test(sip.NAT_TEST_SDP) > 0
 
     # --- called from the routes -----------------------------------------------------------
 
@@ -47,8 +62,8 @@ class MediaRoutes:
         action = request_action(method, method in SDP_METHODS and self.has_sdp(msg))
         if action == OFFER:
             return self.media_offer(msg)
-        if action == ANSWER:
-            flags = self.media_flags(msg, ANSWER, nat=self.sender_behind_nat(msg))
+        if action == ANSWER:              # ACK / PRACK answering a late offer
+            flags = self.media_flags(msg, ANSWER, nat=self.media_behind_nat(msg), **self.media_directions(msg))
             if self.ksr.rtpengine.rtpengine_answer(flags) < 0:
                 self.ksr.err(f"kemi: media: rtpengine answer for {method} failed "
                              f"({self.settings.media.sockets}); media may not flow [call-id={msg.call_id}]\n")
@@ -63,7 +78,7 @@ class MediaRoutes:
         would send media to a relay that does not know the call.
         """
         ksr = self.ksr
-        flags = self.media_flags(msg, OFFER, nat=self.sender_behind_nat(msg), **self.media_directions(msg))
+        flags = self.media_flags(msg, OFFER, nat=self.media_behind_nat(msg), **self.media_directions(msg))
         if ksr.rtpengine.rtpengine_offer(flags) > 0:
             ksr.setflag(FLT_SDP_OFFER)
             return NEXT
@@ -94,12 +109,12 @@ class MediaRoutes:
         action = reply_action(status, self.has_sdp(msg), ksr.isflagset(FLT_SDP_OFFER))
         if action is None:
             return
-        nat = ksr.isbflagset(FLB_NATB) or ksr.nathelper.nat_uac_test(sip.NAT_TESTS_REPLY) > 0
+        nat = self.media_behind_nat(msg, is_reply=True)
+        directions = self.media_directions(msg, is_reply=True)
         if action == OFFER:              # late offer: the INVITE had no SDP, the reply has
-            flags = self.media_flags(msg, OFFER, nat=nat, **self.media_directions(msg, is_reply=True))
-            ok = ksr.rtpengine.rtpengine_offer(flags) > 0
+            ok = ksr.rtpengine.rtpengine_offer(self.media_flags(msg, OFFER, nat=nat, **directions)) > 0
         else:
-            ok = ksr.rtpengine.rtpengine_answer(self.media_flags(msg, ANSWER, nat=nat)) > 0
+            ok = ksr.rtpengine.rtpengine_answer(self.media_flags(msg, ANSWER, nat=nat, **directions)) > 0
         if not ok:
             ksr.err(f"kemi: media: rtpengine {action} for the {status} reply failed "
                     f"({self.settings.media.sockets}); media may not flow [call-id={msg.call_id}]\n")
@@ -123,11 +138,6 @@ class MediaRoutes:
     def media_flags(self, msg: Message, op: str, nat: bool = False, **directions) -> str:
         profile = self.settings.media.get_profile(self.media_profile_name(msg))
         return build_flags(op, profile, nat=nat, **directions)
-
-    def sender_behind_nat(self, msg: Message) -> bool:
-        """The request's sender is behind NAT (route_natdetect) or its SDP has a private address."""
-        ksr = self.ksr
-        return ksr.isflagset(FLT_NATS) or ksr.nathelper.nat_uac_test(sip.NAT_TEST_SDP) > 0
 
     def has_sdp(self, msg: Message) -> bool:
         cached = msg.cache.get(_HAS_SDP)

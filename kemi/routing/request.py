@@ -130,6 +130,7 @@ class RequestRoutes:
     # route[RELAY]
     def route_relay(self, msg: Message) -> None:
         ksr, method = self.ksr, msg.method
+        self.route_sbc_egress(msg)                  # SBC: the side it leaves through (media needs it)
         if not self.route_media(msg):       # rtpengine offer/answer/delete (routing/media.py)
             return
         if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0:
@@ -138,7 +139,6 @@ class RequestRoutes:
             ksr.tm.t_on_reply("ksr_onreply_manage")
         if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure("ksr_failure_manage")
-        self.route_sbc_egress(msg)                  # SBC: the side it leaves through
         if ksr.tm.t_relay() < 0:
             self.media_relay_failed(msg)
             ksr.sl.sl_reply_error()

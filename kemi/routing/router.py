@@ -16,6 +16,7 @@ from kemi.routing.message import Message, UndecodableValue, loggable
 from kemi.routing.registrar import RegistrarRoutes
 from kemi.routing.request import RequestRoutes
 from kemi.routing.sbc import SbcRoutes
+from kemi.routing.sbc_media import SbcMediaRoutes
 from kemi.routing.security import SecurityRoutes
 from kemi.routing.transaction import TransactionRoutes
 from kemi.settings import Settings
@@ -23,10 +24,12 @@ from kemi.settings import Settings
 ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
 
 
-class Router(SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes, SecurityRoutes):
+class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes,
+             SecurityRoutes):
     """Subclass this for a site's own routing and name it in settings `python.router`.
 
-    SbcRoutes comes first: its is_trusted_source (gateways) replaces the registrar's.
+    SbcRoutes comes first: its is_trusted_source (gateways) replaces the registrar's;
+    SbcMediaRoutes answers MediaRoutes' hooks (direction=, profile, NAT) for SBC calls.
     """
 
     def __init__(self, ksr, settings: Settings, subscribers, dids=None):

@@ -8,6 +8,7 @@ route_sbc_gateways   ds_select_dst() on a side's set, relayed through that side'
 route_sbc_egress     route[RELAY], before t_relay: the side the request leaves through
 route_sbc_failover   failure_route: mark the gateway, try the next one, 503 when none is left
 call_sides           (ingress, egress) of the transaction: what the media part needs
+                     (kemi/routing/sbc_media.py turns it into rtpengine's direction=)
 
 The decisions are plain functions in kemi/sbc/; here are only the KSR calls around them.
 The call's sides live in transaction AVPs ($avp(sbc_ingress), $avp(sbc_egress)), set in
@@ -131,7 +132,11 @@ class SbcRoutes:
 
     # failure_route hook
     def route_sbc_failover(self, msg: Message) -> bool:
-        """True when a gateway's failure was handled here: next gateway of the set, or 503."""
+        """True when the call went on to the next gateway of its set (the transaction lives on).
+
+        False otherwise: not a call to a gateway set, the callee's own answer (486, 404, ...),
+        or no gateway left (answered 503 here). The failure route then ends the call (media).
+        """
         if self.sides is None:
             return False
         ksr = self.ksr
@@ -148,7 +153,7 @@ class SbcRoutes:
             ksr.notice(f"kemi: sbc: gateway {failed} answered {code}, none left in set "
                        f"{side.gateway_set} ({side.name}): {msg.describe()}\n")
             self.reply(no_gateway_reply(side))
-            return True
+            return False
         ksr.notice(f"kemi: sbc: gateway {failed} answered {code}, trying "
                    f"{ksr.pv.gete(DS_CURRENT_GATEWAY)}: {msg.describe()}\n")
         ksr.tm.t_on_failure(FAILURE_ROUTE)
@@ -156,6 +161,7 @@ class SbcRoutes:
         self.route_sbc_egress(msg)
         if ksr.tm.t_relay() < 0:
             self.reply(no_gateway_reply(side))
+            return False
         return True
 
     # --- for the media part ----------------------------------------------------------------

@@ -37,8 +37,8 @@ class TransactionRoutes:
     def failure_manage(self, msg: Message) -> None:
         self.route_natmanage(msg)
         canceled = self.ksr.tm.t_is_canceled() > 0
+        # SBC: the next gateway of the set gets the same (already anchored) offer, so the
+        # media session is deleted only when the call has really failed
+        if not canceled and self.route_sbc_failover(msg):
+            return
         self.media_failure(msg, canceled)
-        if canceled:
-            return
-        if self.route_sbc_failover(msg):            # SBC: next gateway of the set, or 503
-            return

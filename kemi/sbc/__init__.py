@@ -2,6 +2,7 @@
 
 direction.py   which side (NIC) a request comes from: socket name, then source CIDR
 policy.py      where a call goes (gateway set or extension), when to fail over
+media.py       rtpengine interfaces (direction=) and profile for an SDP of a call
 
 The routes that call them (KSR at the edges) are in kemi/routing/sbc.py.
 """

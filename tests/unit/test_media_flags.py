@@ -21,12 +21,15 @@ TRANSCODING = MediaProfile("transcoding", flags=("replace-origin",), rtcp_mux=("
     # delete carries none of the SDP flags
     (DELETE, DEFAULT_MEDIA_PROFILE, {"nat": True}, ""),
     (DELETE, DEFAULT_MEDIA_PROFILE, {"extra": ["via-branch=1"]}, "via-branch=1"),
-    # the SBC's two interfaces: direction= twice, ingress first, on offers only
+    # the SBC's two interfaces: direction= twice, the SDP sender's interface first
     (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "public", "egress": "private"},
      f"{SEED} trust-address direction=public direction=private"),
     (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "private", "egress": "public", "nat": True},
      f"{SEED} SIP-source-address direction=private direction=public"),
-    (ANSWER, DEFAULT_MEDIA_PROFILE, {"ingress": "public", "egress": "private"}, f"{SEED} trust-address"),
+    # ... on answers too (rtpengine 10.5 applies it there): the answerer's interface first
+    (ANSWER, DEFAULT_MEDIA_PROFILE, {"ingress": "private", "egress": "public"},
+     f"{SEED} trust-address direction=private direction=public"),
+    (DELETE, DEFAULT_MEDIA_PROFILE, {"ingress": "private", "egress": "public"}, ""),
     # one interface for both sides is allowed (rtpengine repeats it)
     (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "pub", "egress": "pub"}, f"{SEED} trust-address direction=pub direction=pub"),
     # rtcp-mux handling and codec filtering: passed through on offers, in this order

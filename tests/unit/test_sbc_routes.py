@@ -10,6 +10,8 @@ DOMAIN = "sbc.example.test"
 SETTINGS = parse_settings({
     "sip": {"domain": DOMAIN},
     "security": {"route_secret": TEST_ROUTE_SECRET},
+    "media": {"rtpengine": {"interfaces": [{"name": "public", "address": "203.0.113.1"},
+                                           {"name": "private", "address": "198.51.100.1"}]}},
     "sbc": {"enabled": True,
             "public": {"listen": ["udp:203.0.113.1:5060"], "networks": ["203.0.113.0/24"],
                        "gateways": ["sip:203.0.113.10:5060", "sip:203.0.113.11:5060"]},

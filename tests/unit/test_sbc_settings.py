@@ -14,12 +14,17 @@ SBC = {
 }
 
 
+# media anchoring is on by default: an SBC then needs an rtpengine interface per side
+SBC_MEDIA = {"rtpengine": {"interfaces": [{"name": "public", "address": "203.0.113.1"},
+                                          {"name": "private", "address": "198.51.100.1"}]}}
+
+
 def sbc(**changes):
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in SBC.items()}
     for key, value in changes.items():
         table, _, name = key.rpartition("__")
         (out[table] if table else out)[name] = value
-    return {"sbc": out}
+    return {"sbc": out, "media": SBC_MEDIA}
 
 
 def test_off_by_default_and_render_unchanged():
