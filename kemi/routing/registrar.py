@@ -46,6 +46,10 @@ class RegistrarRoutes:
         """Sources allowed without digest auth. None on a plain registrar; the SBC adds gateways."""
         return False
 
+    def is_listed_gateway(self, msg: Message) -> bool:
+        """A configured gateway (never flood-banned). None on a plain registrar; see SbcRoutes."""
+        return False
+
     # route[REGISTRAR]
     def route_registrar(self, msg: Message) -> bool:
         if msg.method != "REGISTER":

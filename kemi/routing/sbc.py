@@ -69,7 +69,11 @@ class SbcRoutes:
         """
         if self.sides is None:
             return super().is_trusted_source(msg)
-        if msg.ingress is None or msg.method == "REGISTER":
+        return msg.method != "REGISTER" and self.is_listed_gateway(msg)
+
+    def is_listed_gateway(self, msg: Message) -> bool:
+        """Sent from the address of a gateway listed for the side it came from (asked once)."""
+        if self.sides is None or msg.ingress is None:
             return False
         if msg.from_gateway is None:
             found = self.ksr.dispatcher.ds_is_from_list_mode(msg.ingress.gateway_set, DS_MATCH_IP_ONLY)

@@ -58,7 +58,9 @@ class SecurityRoutes:
         if not from_us:
             if ban.is_banned(ksr.htable.sht_get(BAN_TABLE, msg.source_ip)):
                 return DONE                          # silently, and without a log line per packet
-            if sec.flood_detection and ban.is_flooding(ksr.pike.pike_check_req()):
+            # a listed gateway (SBC) carries many calls from one address: never flood-banned
+            if (sec.flood_detection and not self.is_listed_gateway(msg)
+                    and ban.is_flooding(ksr.pike.pike_check_req())):
                 self.ban_source(msg, ban.Reason.FLOOD)
                 return DONE
         if self.scanner_filter.matches(msg.user_agent):

@@ -261,3 +261,22 @@ def test_sbc_off_leaves_the_registrar_flow_alone():
     assert ksr.replies == [(407, "Proxy Authentication Required")]
     assert not any(k.startswith("dispatcher.") for k, _ in ksr.calls)
     assert not ksr.called("kx.get_send_sock_name")
+
+
+def test_a_listed_gateway_is_never_flood_banned():
+    """A carrier gateway sends many calls from one address: pike must not ban it."""
+    message = invite("203.0.113.10", "public")
+    ksr = ksr_for(message)
+    ksr.results["pike.pike_check_req"] = -2           # pike would call this a flood
+    route(message, ksr=ksr)
+    assert not ksr.called("pike.pike_check_req")
+    assert ksr.relayed and ksr.htable == {}
+
+
+def test_a_flooding_host_that_is_not_a_gateway_is_banned():
+    message = invite("203.0.113.66", "public")        # on the public network, not listed
+    ksr = ksr_for(message)
+    ksr.results["pike.pike_check_req"] = -2
+    route(message, ksr=ksr)
+    assert ksr.called("pike.pike_check_req") and not ksr.relayed and ksr.replies == []
+    assert ksr.htable == {("ipban", "203.0.113.66"): 1}
