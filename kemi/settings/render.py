@@ -1,0 +1,177 @@
+"""Rendering the settings for Kamailio: kamailio-settings.cfg (#!define, listen=, alias=)
+and, for the SBC, the dispatcher list.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, PROJECT_ROOT, RENDERED_CFG_NAME,
+    Settings, TM_FR_TIMER_DEFAULT)
+from kemi.settings.validate import (gateway_socket_name)
+
+
+# --- rendering for kamailio.cfg ------------------------------------------------------
+
+
+def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None) -> str:
+    """The cfg fragment kamailio.cfg includes: every site value it needs, from `s`.
+
+    `outdir` is where write_kamailio_defines() puts it (and the rendered dispatcher list).
+    """
+    entry = PROJECT_ROOT / "kemi" / "kamailio_entry.py"
+    sbc = s.sbc
+    lines = [
+        f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
+        "# Do not edit: change the settings file and render again (make run does).",
+        f'#!define KEMI_SETTINGS "{s.source}"',
+        f'#!define KEMI_ROOT "{PROJECT_ROOT}"',
+        f'#!define KEMI_ENTRY "{entry}"',
+        f'#!define DBURL "{s.database.url}"',
+        f'#!define SIP_DOMAIN "{s.sip.domain}"',
+        f"#!define USRLOC_DB_MODE {s.database.usrloc_db_mode}",
+        f"#!define REG_MAX_EXPIRES {s.registrar.max_expires}",
+        f"#!define REG_MIN_EXPIRES {s.registrar.min_expires}",
+        f"#!define REG_DEFAULT_EXPIRES {s.registrar.default_expires}",
+        f"#!define REG_MAX_CONTACTS {s.registrar.max_contacts}",
+        f"#!define SIP_CHILDREN {s.sip.children}",
+        f"#!define LOG_LEVEL {s.runtime.log_level}",
+        f'#!define CTL_SOCKET "unix:{s.ctl_socket}"',
+        f'#!define RPC_FIFO "{s.rpc_fifo}"',
+        # a hop that does not answer at all within this is down (SBC: failover and probes)
+        f"#!define TM_FR_TIMER {sbc.failover_timeout if sbc.enabled else TM_FR_TIMER_DEFAULT}",
+        *(f"#!define {name} {value}" for name, value in flag_defines().items()),
+    ]
+    if sbc.enabled:
+        lines += [
+            "#!define WITH_SBC",
+            f"#!define DS_PING_INTERVAL {sbc.probing_interval}",
+            f"#!define DS_PROBING_THRESHOLD {sbc.probing_threshold}",
+            f"#!define DS_INACTIVE_THRESHOLD {sbc.inactive_threshold}",
+        ]
+        if sbc.gateways_from == "database":
+            lines.append("#!define DS_FROM_DB")
+        else:
+            lines.append(f'#!define DS_LIST_FILE "{dispatcher_list_path(s, outdir)}"')
+    listens = s.listens
+    if any(l.proto in ("tcp", "tls") for l, _ in listens):
+        lines.append("#!define WITH_TCP")
+    lines += media_defines(s)
+    lines += security_defines(s)
+    lines += [f'listen={l.socket} name "{name}"' if name else f"listen={l.socket}" for l, name in listens]
+    # alias=NAME:PORT, never a bare NAME: a bare alias makes every port of that host "us",
+    # and a phone registered at 127.0.0.1:5071 would look like the proxy to loose_route
+    listening = {(l.host, l.port) for l, _ in listens}
+    for name in dict.fromkeys([s.sip.domain, *s.sip.aliases]):
+        for port in dict.fromkeys(l.port for l, _ in listens):
+            if (name.strip("[]"), port) not in listening:
+                lines.append(f"alias={name}:{port}")
+    return "\n".join(lines) + "\n"
+
+
+def media_defines(s: Settings) -> list[str]:
+    """#!define lines for the rtpengine module (kamailio.cfg loads it only WITH_RTPENGINE)."""
+    from kemi.media import RTPENGINE_INSTANCE_PV
+
+    m = s.media
+    if not m.enabled:
+        return []
+    return [
+        "#!define WITH_RTPENGINE",
+        f'#!define RTPENGINE_SOCK "{m.rtpengine_sock}"',
+        f"#!define RTPENGINE_TOUT_MS {m.timeout_ms}",
+        f"#!define RTPENGINE_RETR {m.retries}",
+        f"#!define RTPENGINE_DISABLE_TOUT {m.disable_seconds}",
+        f"#!define RTPENGINE_REDETECT {int(m.ping_when_all_down)}",
+        f'#!define RTPENGINE_INSTANCE_PV "{RTPENGINE_INSTANCE_PV}"',
+    ]
+def dispatcher_list_path(s: Settings, outdir: str | os.PathLike | None = None) -> Path:
+    """The dispatcher list Kamailio reads: the site's own file, or the one rendered beside the cfg."""
+    if s.sbc.gateways_from == "file":
+        return Path(s.sbc.list_file)
+    return Path(outdir or PROJECT_ROOT).resolve() / DISPATCHER_LIST_NAME
+
+
+def render_dispatcher_list(s: Settings) -> str:
+    """dispatcher list file lines for the gateways in the settings (gateways_from = "settings").
+
+    Each gateway is pinned to its side's socket (sockname=), so requests and OPTIONS probes
+    to it leave through the right NIC.
+    """
+    lines = [f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
+             "# setid destination flags priority attributes. Change the settings, render, then",
+             "# `kamcmd dispatcher.reload` (no restart needed)."]
+    for side in s.sbc.sides:
+        lines.append(f"# {side.name} gateways (set {side.gateway_set})")
+        for uri in side.gateways:
+            lines.append(f"{side.gateway_set} {uri} 0 0 sockname={gateway_socket_name(side, uri)}")
+    return "\n".join(lines) + "\n"
+
+
+# htable names the Python routes use (kemi/security/ban.py) and kamailio.cfg declares
+BAN_TABLE = "ipban"
+AUTH_FAILURE_TABLE = "authfail"
+# htable expiry timer (seconds): a ban or a failure count lives at most this much longer
+HTABLE_TIMER_INTERVAL = 5
+
+
+def security_defines(s: Settings) -> list[str]:
+    """#!define lines for pike, htable and tls modparams (kamailio.cfg uses them by name)."""
+    sec, tls = s.security, s.tls
+    lines = [
+        f"#!define PIKE_SAMPLING_TIME {sec.flood_interval}",
+        f"#!define PIKE_REQS_DENSITY {sec.flood_requests}",
+        # pike forgets a source (its hit counts) after this many seconds without requests
+        f"#!define PIKE_REMOVE_LATENCY {max(sec.flood_interval * 2, 4)}",
+        f'#!define HTABLE_BAN "{BAN_TABLE}=>size=10;autoexpire={sec.ban_time};"',
+        # initval=0: sht_inc() creates a missing counter (without it, it fails on a new key)
+        f'#!define HTABLE_AUTHFAIL "{AUTH_FAILURE_TABLE}=>size=10;autoexpire={sec.auth_failure_window};initval=0;"',
+        f"#!define HTABLE_TIMER_INTERVAL {HTABLE_TIMER_INTERVAL}",
+    ]
+    if tls.enabled:
+        lines += [
+            "#!define WITH_TLS",
+            f'#!define TLS_METHOD "{tls.method}"',
+            f'#!define TLS_CERTIFICATE "{tls.certificate}"',
+            f'#!define TLS_PRIVATE_KEY "{tls.private_key}"',
+        ]
+        if tls.ca_list:
+            lines += ["#!define WITH_TLS_CLIENT_CA", f'#!define TLS_CA_LIST "{tls.ca_list}"']
+    return lines
+
+
+def flag_defines() -> dict[str, int]:
+    """Message/branch flag numbers shared by kamailio.cfg modparams and the Python routes."""
+    from kemi import flags
+    return {name: getattr(flags, name) for name in flags.__all__}
+
+
+def write_kamailio_defines(s: Settings, outdir: str | os.PathLike) -> Path:
+    out = Path(outdir) / RENDERED_CFG_NAME
+    out.write_text(render_kamailio_defines(s, outdir), encoding="utf-8")
+    if s.sbc.enabled and s.sbc.gateways_from == "settings":
+        # written next to it, then replaced atomically: a dispatcher.reload never reads half
+        target = dispatcher_list_path(s, outdir)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(render_dispatcher_list(s), encoding="utf-8")
+        tmp.replace(target)
+    return out
+
+
+def describe(obj, prefix: str = "") -> list[str]:
+    """Flat 'key = value' lines of the effective settings (for `check`)."""
+    out = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name == "source":
+            continue
+        if is_dataclass(value) and not isinstance(value, Listen):
+            out += describe(value, f"{prefix}{f.name}.")
+        elif f.name == "listen":
+            out.append(f"{prefix}{f.name} = {[l.socket for l in value]}")
+        elif "secret" in f.name and value:
+            out.append(f"{prefix}{f.name} = '(set, not shown)'")
+        else:
+            out.append(f"{prefix}{f.name} = {value!r}")
+    return out

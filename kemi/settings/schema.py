@@ -1,0 +1,362 @@
+"""The settings schema: one frozen dataclass per TOML table; defaults are the loopback demo.
+
+Also the names shared by validation and rendering (constants, SettingsError).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "settings.toml"
+SETTINGS_ENV = "KEMI_SETTINGS"
+RENDERED_CFG_NAME = "kamailio-settings.cfg"
+
+LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+USRLOC_DB_MODES = {1: "write-through", 2: "write-back", 3: "DB only"}
+LOG_LEVELS = {-3: "alert", -2: "crit", -1: "err", 0: "warn", 1: "notice", 2: "info", 3: "debug"}
+# dispatcher algorithms a gateway set may use (the others need extra modules or parameters)
+DS_ALGORITHMS = {0: "hash over Call-ID", 1: "hash over From URI", 2: "hash over To URI",
+                 3: "hash over R-URI user", 4: "round-robin", 5: "hash over auth username",
+                 6: "random", 8: "priority order", 9: "weight", 11: "relative weight"}
+GATEWAY_SOURCES = ("settings", "file", "database")
+SOCKET_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+GATEWAY_URI_RE = re.compile(r"^sip:(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+                            r"(?:;transport=(?P<transport>udp|tcp|tls))?$")
+TM_FR_TIMER_DEFAULT = 30000          # ms, tm fr_timer when the SBC is off (RFC 3261 timer F is 32 s)
+DISPATCHER_LIST_NAME = "dispatcher.list"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or has a value we cannot run with."""
+
+    def __init__(self, key: str, problem: str, fix: str, source: str = ""):
+        where = f" in {source}" if source else ""
+        super().__init__(f"setting '{key}'{where}: {problem}; {fix}")
+        self.key = key
+
+
+# --- the schema: one dataclass per TOML table, defaults are the loopback demo --------
+
+
+@dataclass(frozen=True)
+class Listen:
+    proto: str
+    address: str
+    port: int
+
+    @property
+    def socket(self) -> str:
+        return f"{self.proto}:{self.address}:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return self.address.strip("[]")
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    # the SIP domain of the subscribers (kamctl's SIP_DOMAIN); also the digest realm
+    domain: str = "127.0.0.1"
+    # sockets Kamailio listens on, "proto:address:port"
+    listen: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 5060),)
+    # SIP worker processes per UDP socket
+    children: int = 4
+    # extra names the proxy answers to, besides listen addresses and the domain
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "mysql://kamailio:kamailiorw@localhost/kamailio"
+    # read-only account for kamctl (it insists on having one)
+    ro_url: str = "mysql://kamailioro:kamailioro@localhost/kamailio"
+    # usrloc db_mode: 1 write-through, 2 write-back, 3 DB only
+    usrloc_db_mode: int = 1
+    # seconds a subscriber-exists answer is cached by the Python side
+    cache_ttl: int = 30
+    cache_size: int = 10000
+
+    def connect_args(self) -> dict:
+        """mysqlclient keyword arguments for this URL (host 'localhost' = unix socket)."""
+        parts = urlsplit(self.url)
+        args = {"host": parts.hostname or "localhost", "user": unquote(parts.username or ""),
+                "passwd": unquote(parts.password or ""), "db": parts.path.lstrip("/"),
+                "charset": "utf8mb4", "connect_timeout": 2}
+        if parts.port:
+            args["port"] = parts.port
+        return args
+
+
+@dataclass(frozen=True)
+class RegistrarSettings:
+    max_expires: int = 3600
+    min_expires: int = 60
+    default_expires: int = 3600
+    # contacts kept per AOR (0 = unlimited)
+    max_contacts: int = 10
+
+
+@dataclass(frozen=True)
+class PythonSettings:
+    # "module:Class" of the routing class Kamailio runs; a subclass of kemi.routing.Router
+    router: str = "kemi.routing:Router"
+    # folders added to sys.path first, where a site keeps its own routing modules
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    # where Kamailio puts its pid file and control sockets (kamcmd / kamctl use them)
+    dir: str = "/run/kamailio"
+    # Kamailio debug level: -3 alert .. 3 debug
+    log_level: int = 2
+
+
+# --- [media]: rtpengine media anchoring (parsed by _parse_media, rendered by media_defines) ---
+
+
+@dataclass(frozen=True)
+class RtpengineInstance:
+    """One rtpengine control (ng) socket Kamailio's rtpengine module talks to."""
+    # "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT"
+    ng: str
+    # share of new calls, relative to the other instances (rtpengine_sock "=weight")
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class MediaInterface:
+    """One rtpengine --interface: a name the routes can use in direction=, an address."""
+    name: str
+    address: str
+    # the address written into SDP when it differs from the local one (1:1 NAT), "" = address
+    advertised: str = ""
+
+    @property
+    def option(self) -> str:
+        """The value of rtpengine's --interface=NAME/IP[!ADVERTISED]."""
+        return f"{self.name}/{self.address}" + (f"!{self.advertised}" if self.advertised else "")
+
+
+@dataclass(frozen=True)
+class MediaProfile:
+    """A named set of rtpengine flags for offer/answer (kemi.media.flags builds the string)."""
+    name: str
+    # rtpengine flags on every offer and answer; kemi adds trust-address or
+    # SIP-source-address itself (from NAT detection) and direction= (from the routes)
+    flags: tuple[str, ...] = ("replace-origin", "replace-session-connection")
+    # rtcp-mux handling on offers: any of accept, offer, demux, reject, require; () = pass through
+    rtcp_mux: tuple[str, ...] = ()
+    # codec filtering on offers, passed through as codec-mask=X / codec-strip=X / codec-transcode=X
+    codec_mask: tuple[str, ...] = ()
+    codec_strip: tuple[str, ...] = ()
+    codec_transcode: tuple[str, ...] = ()
+
+
+DEFAULT_MEDIA_PROFILE = MediaProfile("default")
+
+
+@dataclass(frozen=True)
+class RtpengineDaemon:
+    """The rtpengine-daemon `make run` starts (userspace forwarding, no kernel module)."""
+    # false: make run starts none (rtpengine runs elsewhere; media.instances names it)
+    start: bool = True
+    # its ng control socket "ADDRESS:PORT": loopback only (the ng protocol has no authentication)
+    listen_ng: str = "127.0.0.1:2223"
+    # where media is relayed; rtpengine's interface=any skips loopback, so addresses are explicit
+    interfaces: tuple[MediaInterface, ...] = (MediaInterface("default", "127.0.0.1"),)
+    # UDP ports for RTP/RTCP (two per media stream and side)
+    port_min: int = 30000
+    port_max: int = 40000
+    # seconds a deleted session is kept for late packets and statistics (rtpengine default 30)
+    delete_delay: int = 30
+    # seconds without any media before rtpengine drops a session by itself
+    media_timeout: int = 60
+    # rtpengine log level: 3 err .. 7 debug
+    log_level: int = 6
+
+    @property
+    def ng_socket(self) -> str:
+        """listen_ng as the rtpengine module writes a socket ("udp:IP:PORT", "udp6:[IP]:PORT")."""
+        return f"{'udp6' if self.listen_ng.startswith('[') else 'udp'}:{self.listen_ng}"
+
+    @property
+    def ng_address(self) -> tuple[str, int]:
+        host, _, port = self.listen_ng.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    # false: no rtpengine at all, SDP passes through untouched (the "no RTP proxy" setup)
+    enabled: bool = True
+    # the flag profile the routes use (a key of media.profiles, or "default")
+    profile: str = "default"
+    # rtpengine ng sockets Kamailio uses, with weights; none given = media.rtpengine.listen_ng
+    instances: tuple[RtpengineInstance, ...] = ()
+    # how long Kamailio waits for rtpengine's answer (ms), and how often it sends a command
+    timeout_ms: int = 500
+    retries: int = 2
+    # seconds an instance that did not answer is skipped before it is tried again
+    disable_seconds: int = 60
+    # while EVERY instance is marked down, each new call pings them all first: calls recover
+    # on the first call after rtpengine is back, but while it hangs each new call waits up to
+    # timeout_ms x retries more. false: recovery waits for disable_seconds
+    ping_when_all_down: bool = True
+    rtpengine: RtpengineDaemon = field(default_factory=RtpengineDaemon)
+    profiles: tuple[MediaProfile, ...] = (DEFAULT_MEDIA_PROFILE,)
+
+    def get_profile(self, name: str | None = None) -> MediaProfile:
+        wanted = name or self.profile
+        for p in self.profiles:
+            if p.name == wanted:
+                return p
+        raise KeyError(wanted)
+
+    @property
+    def sockets(self) -> str:
+        """The ng sockets, for log lines."""
+        return ", ".join(i.ng for i in self.instances)
+
+    @property
+    def rtpengine_sock(self) -> str:
+        """The rtpengine module's rtpengine_sock value (one set, weights)."""
+        return " ".join(f"{i.ng}={i.weight}" for i in self.instances)
+
+
+@dataclass(frozen=True)
+class SbcSide:
+    """One NIC of the SBC: its sockets, the networks behind it, the gateways reached through it."""
+    # the side's name: Kamailio's listen socket name (a second socket is NAME-2, ...) and
+    # what the routing calls this side (rtpengine's interface for it, in the media part)
+    name: str
+    # gateway set (dispatcher setid) of the gateways on this side
+    gateway_set: int
+    # Kamailio's sockets on this NIC, "proto:address:port"
+    listen: tuple[Listen, ...] = ()
+    # source networks (CIDR, IPv4 or IPv6) that belong to this side; most specific wins
+    networks: tuple[str, ...] = ()
+    # dispatcher algorithm for this side's gateway set (4 = round-robin)
+    algorithm: int = 4
+    # the gateways, "sip:host[:port][;transport=udp|tcp|tls]" (gateways_from = "settings")
+    gateways: tuple[str, ...] = ()
+    # media (media.enabled): the rtpengine interface (a media.rtpengine.interfaces name) this
+    # side's media uses, "" = the side's name; and the [media.profiles] entry for SDP sent to
+    # this side (its rtcp-mux and codec handling), "" = media.profile
+    rtpengine_interface: str = ""
+    media_profile: str = ""
+
+    @property
+    def media_interface(self) -> str:
+        """The rtpengine interface name for this side (direction=)."""
+        return self.rtpengine_interface or self.name
+
+    def socket_names(self) -> tuple[str, ...]:
+        """Name of each listen socket, in order: NAME, NAME-2, NAME-3, ..."""
+        return tuple(self.name if i == 0 else f"{self.name}-{i + 1}" for i in range(len(self.listen)))
+
+
+@dataclass(frozen=True)
+class SbcSettings:
+    # off: the plain registrar (one install serves both deployments)
+    enabled: bool = False
+    # where the gateway sets come from: "settings" (the gateways lists below, rendered into a
+    # dispatcher list file), "file" (your own dispatcher list, list_file) or "database" (the
+    # dispatcher table). Each is reloadable with `kamcmd dispatcher.reload`.
+    gateways_from: str = "settings"
+    list_file: str = ""
+    # ms without any answer (not even 100 Trying) before a gateway is given up and the next
+    # tried; also the timeout of each OPTIONS probe (tm fr_timer)
+    failover_timeout: int = 3000
+    # seconds between OPTIONS probes of every gateway (0 = no probing)
+    probing_interval: int = 10
+    # failed probes before a gateway goes inactive / answered probes before it is active again
+    probing_threshold: int = 1
+    inactive_threshold: int = 1
+    # the DID map (table did_map): seconds a lookup is cached, and how many are kept
+    did_cache_ttl: int = 30
+    did_cache_size: int = 10000
+    public: SbcSide = SbcSide("public", 1)
+    private: SbcSide = SbcSide("private", 2)
+
+    @property
+    def sides(self) -> tuple[SbcSide, SbcSide]:
+        return (self.public, self.private)
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    # master switch: false turns off scanner drops, flood detection and bans (digest auth stays)
+    enabled: bool = True
+    # User-Agent substrings (case-insensitive) of SIP scanners: such requests are dropped
+    # silently and the source banned; [] disables the check
+    scanner_user_agents: tuple[str, ...] = ("friendly-scanner", "sipvicious", "sipcli",
+                                            "VaxSIPUserAgent", "pplsip")
+    # pike flood detection: more than flood_requests requests per flood_interval seconds
+    # from one source address (reached between 1x and 3x for IPv4, see pike) bans it
+    flood_detection: bool = True
+    flood_interval: int = 2
+    flood_requests: int = 30
+    # failed digest attempts (wrong password or unknown user) from one source address that
+    # get it banned; the count is forgotten auth_failure_window seconds after the last one.
+    # 0 = never ban for failed attempts
+    auth_failure_limit: int = 5
+    auth_failure_window: int = 60
+    # seconds a banned source is dropped silently
+    ban_time: int = 600
+    # secret for the signed Record-Route (kemi/security/dialog.py); "" = a random one per
+    # start, which makes dialogs set up before a restart unroutable: set it in production
+    route_secret: str = ""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    # true: load the tls module; sip.listen must then name at least one "tls:" socket
+    enabled: bool = False
+    # PEM files (absolute paths); the key must not be passphrase-protected
+    certificate: str = ""
+    private_key: str = ""
+    # PEM bundle of CAs to verify client certificates against ("" = clients are not asked)
+    ca_list: str = ""
+    # oldest protocol accepted: "TLSv1.2+" or "TLSv1.3"
+    method: str = "TLSv1.2+"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
+    python: PythonSettings = field(default_factory=PythonSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    sbc: SbcSettings = field(default_factory=SbcSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    source: str = ""
+
+    @property
+    def listens(self) -> tuple[tuple[Listen, str], ...]:
+        """Every socket Kamailio listens on, with its name ("" = unnamed)."""
+        out = [(l, "") for l in self.sip.listen]
+        if self.sbc.enabled:
+            for side in self.sbc.sides:
+                out += list(zip(side.listen, side.socket_names()))
+        return tuple(out)
+
+    @property
+    def ctl_socket(self) -> str:
+        return f"{self.runtime.dir}/kamailio_ctl"
+
+    @property
+    def rpc_fifo(self) -> str:
+        return f"{self.runtime.dir}/kamailio_rpc.fifo"
+
+    @property
+    def pid_file(self) -> str:
+        return f"{self.runtime.dir}/kamailio.pid"
