@@ -213,6 +213,27 @@ def _bpf_udp_port_range(low: int, high: int) -> bytes:
                     for i, (_l, code, jt, jf, k) in enumerate(prog))
 
 
+def attach_udp_port_filter(sock: socket.socket, low: int, high: int) -> None:
+    """Make an AF_PACKET socket see only UDP with a source or destination port in [low, high]."""
+    code = _bpf_udp_port_range(low, high)
+    prog = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(prog))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)     # the kernel copies prog
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+
+
+def drop_queued(sock: socket.socket) -> None:
+    """Throw away what was queued before the filter was attached (any port, any test slot),
+    then leave the socket with a short timeout for the capture loop."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65535):
+            pass
+    except BlockingIOError:
+        pass
+    sock.settimeout(0.2)
+
+
 @dataclass
 class Captured:
     src: tuple[str, int]
@@ -233,21 +254,9 @@ class LoopbackCapture:
 
     def __enter__(self) -> "LoopbackCapture":
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        prog = _bpf_udp_port_range(self.low, self.high)
-        self._prog_buf = ctypes.create_string_buffer(prog)
-        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._prog_buf))
-        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        attach_udp_port_filter(self._sock, self.low, self.high)
         self._sock.bind(("lo", 0))
-        # packets queued before the filter was attached are unfiltered (any port, any slot):
-        # throw them away
-        self._sock.setblocking(False)
-        try:
-            while self._sock.recv(65535):
-                pass
-        except BlockingIOError:
-            pass
-        self._sock.settimeout(0.2)
+        drop_queued(self._sock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from harness import stack
 from harness.media import (PHONE_MEDIA_MAX, RTPENGINE_PORT_MAX, RTPENGINE_PORT_MIN, MEDIA_BASE, Captured,
-                           _bpf_udp_port_range)
+                           attach_udp_port_filter, drop_queued)
 from harness.netns import Namespace
 from harness.sbc import SBC_PORT, SBC_PRIVATE, SBC_PUBLIC
 from kemi.settings import MediaInterface, RtpengineDaemon
@@ -39,7 +39,6 @@ from kemi.stack.process import Daemon, StartError, wait_for
 SBC_NG_PORT = SBC_PORT + 2
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
-SO_ATTACH_FILTER = 26
 PACKET_OUTGOING = 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -138,19 +137,8 @@ class NetnsCapture:
     def __enter__(self) -> "NetnsCapture":
         with entered(self.ns):
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        prog = _bpf_udp_port_range(self.low, self.high)
-        self._prog_buf = ctypes.create_string_buffer(prog)
-        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._prog_buf))
-        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        # packets queued before the filter was attached are unfiltered: throw them away
-        self._sock.setblocking(False)
-        try:
-            while self._sock.recv(65535):
-                pass
-        except BlockingIOError:
-            pass
-        self._sock.settimeout(0.2)
+        attach_udp_port_filter(self._sock, self.low, self.high)
+        drop_queued(self._sock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
