@@ -30,4 +30,4 @@ e2e: install-test
 check: install
 	$(PY) -m kemi.settings check $(SETTINGS)
 	$(PY) -m kemi.settings render $(SETTINGS) run/
-	cp kamailio.cfg run/kamailio.cfg && kamailio -c -f run/kamailio.cfg
+	cp kamailio.cfg kamailio-common.cfg run/ && kamailio -c -f run/kamailio.cfg

@@ -9,18 +9,23 @@ from kemi.settings import PROJECT_ROOT, Settings, write_kamailio_defines
 from kemi.stack.process import Daemon, StartError, sip_options_ok, wait_for
 
 KAMAILIO_CFG = PROJECT_ROOT / "kamailio.cfg"
+# modules and modparams, included by kamailio.cfg and bench/native.cfg alike
+COMMON_CFG = PROJECT_ROOT / "kamailio-common.cfg"
 
 
 def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG) -> Path:
     """Render the settings beside a copy of kamailio.cfg in `workdir`; returns the cfg path.
 
-    kamailio.cfg includes "kamailio-settings.cfg" relative to itself, so each instance
-    (make run, every test) gets its own pair and several can run side by side.
+    kamailio.cfg includes "kamailio-settings.cfg" and "kamailio-common.cfg" relative to
+    itself, so each instance (make run, every test) gets its own set and several can run
+    side by side. `cfg` may be another top file including the same two (bench/native.cfg).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     target = workdir / "kamailio.cfg"
     if cfg.resolve() != target.resolve():
         shutil.copyfile(cfg, target)
+    if COMMON_CFG.resolve() != (workdir / COMMON_CFG.name).resolve():
+        shutil.copyfile(COMMON_CFG, workdir / COMMON_CFG.name)
     write_kamailio_defines(settings, workdir)
     Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
     return target

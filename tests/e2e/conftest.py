@@ -5,6 +5,7 @@ import pytest
 
 from harness import stack
 from harness.sipp import Sipp, auth_row
+from harness.stack import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +24,8 @@ def kamailio_factory(db, tmp_path):
     """start(overrides) -> a running KamailioInstance; all are stopped after the test."""
     started = []
 
-    def start(overrides: dict | None = None, name: str = "kamailio"):
-        inst = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), overrides).start()
+    def start(overrides: dict | None = None, name: str = "kamailio", cfg=stack.kamailio.KAMAILIO_CFG):
+        inst = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), overrides, cfg).start()
         started.append(inst)
         return inst
 
@@ -45,11 +46,14 @@ class Phones:
         self.proxy, self.db, self.workdir = proxy, db, workdir
         self.running: list[Sipp] = []
 
+    # Client SIPps get a port from this run's slot range: SIPp's default, 5060, is shared by
+    # every test run on the machine, and two SIPps bound to it receive each other's replies.
     def register(self, user: str, contact_port: int, password: str = stack.PASSWORD,
-                 expires: int = 3600, auth_user: str | None = None):
+                 expires: int = 3600, auth_user: str | None = None, domain: str = stack.DOMAIN):
         return Sipp("register.xml", self.workdir, target=self.proxy.target,
-                    rows=[auth_row(user, password, stack.DOMAIN, auth_user=auth_user)],
-                    keys={"contact_port": contact_port, "expires": expires}).run()
+                    rows=[auth_row(user, password, domain, auth_user=auth_user)],
+                    keys={"contact_port": contact_port, "expires": expires},
+                    local_port=free_port()).run()
 
     def callee(self, port: int, scenario: str = "uas_callee.xml", calls: int = 1, **kw) -> Sipp:
         uas = Sipp(scenario, self.workdir, local_port=port, calls=calls, **kw).start()
@@ -58,6 +62,7 @@ class Phones:
 
     def call(self, caller: str, callee: str, password: str = stack.PASSWORD, hold_ms: int = 300,
              auth_user: str | None = None, **kw):
+        kw.setdefault("local_port", free_port())
         return Sipp("uac_call.xml", self.workdir, target=self.proxy.target,
                     rows=[auth_row(caller, password, stack.DOMAIN, callee, auth_user=auth_user)],
                     sets={"hold_ms": hold_ms}, **kw).run()

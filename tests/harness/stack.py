@@ -102,10 +102,15 @@ class TestDatabase:
 
 
 class KamailioInstance:
-    """Kamailio with kamailio.cfg, the kemi package and settings of the test's choosing."""
+    """Kamailio with kamailio.cfg, the kemi package and settings of the test's choosing.
 
-    def __init__(self, workdir: Path, port: int, overrides: dict | None = None):
-        self.workdir, self.port = workdir, port
+    `cfg` may name another top-level cfg using the same settings and kamailio-common.cfg
+    (bench/native.cfg, the native twin of the Python routing).
+    """
+
+    def __init__(self, workdir: Path, port: int, overrides: dict | None = None,
+                 cfg: Path = kamailio.KAMAILIO_CFG):
+        self.workdir, self.port, self.cfg = workdir, port, cfg
         self.address = ("127.0.0.1", port)
         self.daemon: Daemon | None = None
         base = {
@@ -124,7 +129,7 @@ class KamailioInstance:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "KamailioInstance":
-        self.daemon = kamailio.start(self.settings, self.workdir)
+        self.daemon = kamailio.start(self.settings, self.workdir, self.cfg)
         return self
 
     def stop(self) -> None:
@@ -148,7 +153,7 @@ class KamailioInstance:
         return done.stdout + done.stderr
 
     def check_config(self) -> subprocess.CompletedProcess:
-        return kamailio.check_config(kamailio.prepare(self.settings, self.workdir))
+        return kamailio.check_config(kamailio.prepare(self.settings, self.workdir, self.cfg))
 
 
 def project_file(*parts: str) -> Path:
