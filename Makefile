@@ -2,12 +2,13 @@
 # make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, SIPp)
 # make unit   unit tests only (no root, no daemons)
 # make check  validate settings.toml and `kamailio -c` the rendered config
+# make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
 SETTINGS ?=
 
-.PHONY: run install test unit e2e check install-test
+.PHONY: run install test unit e2e check install-test install-bench bench
 
 run: install
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -17,6 +18,12 @@ install:
 
 install-test:
 	scripts/install.sh --test
+
+install-bench:
+	scripts/install.sh --bench
+
+bench: install-bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 test: install-test
 	$(PYTEST) -q tests
