@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+
+from bench.stack import process_cpu_seconds
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "sipp"
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "sipp"
@@ -21,7 +24,7 @@ FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "sipp"
 # retransmission: a call counts as good only when the proxy keeps up, not when
 # retransmissions rescue it (-max_retrans 0)
 MAX_RETRANS = 0
-RECV_TIMEOUT_MS = 4000
+RECV_TIMEOUT_MS = 2000
 DRAIN_TIMEOUT_S = 15       # after the last call is created, how long in-flight calls may take
 
 
@@ -40,6 +43,8 @@ class RunResult:
     rtt1_ms: list[int] = field(default_factory=list, repr=False)
     rtt2_ms: list[int] = field(default_factory=list, repr=False)
     note: str = ""
+    tag: str = ""             # which phase of the scenario it belongs to
+    latency_logged: bool = False   # Kamailio logged route times meanwhile (costs it CPU)
 
     @property
     def ok(self) -> bool:
@@ -52,8 +57,8 @@ class RunResult:
 
     @property
     def sipp_busy(self) -> float:
-        """Fraction of one CPU SIPp used while the calls were offered."""
-        return self.sipp_cpu_s / self.wall_s if self.wall_s else 0.0
+        """Fraction of one CPU SIPp (caller and callee) used while the calls were offered."""
+        return self.sipp_cpu_s / (self.calls / self.rate) if self.calls and self.rate else 0.0
 
     def summary(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("rtt1_ms", "rtt2_ms")}
@@ -104,26 +109,36 @@ class Sipp:
         """Wait for SIPp to end (kill it after `timeout` s); returns its exit code."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.exited():
+                return self.rc
+            time.sleep(0.02)
+        self.stop()
+        return self.rc
+
+    def exited(self) -> bool:
+        """Reaps SIPp if it has ended (never through Popen, which would lose its rusage)."""
+        if self.rc is None:
             pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
             if pid:
-                return self._reaped(status, usage)
-            time.sleep(0.02)
-        self.proc.kill()
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        return self._reaped(status, usage)
+                self._reaped(status, usage)
+        return self.rc is not None
 
     def stop(self) -> None:
-        if self.proc and self.rc is None:
-            self.proc.kill()
+        """SIGKILL by PID (a zombie not yet reaped is still ours), then reap."""
+        if self.proc and not self.exited():
+            os.kill(self.proc.pid, signal.SIGKILL)
             _, status, usage = os.wait4(self.proc.pid, 0)
             self._reaped(status, usage)
 
-    def _reaped(self, status, usage) -> int:
+    def _reaped(self, status, usage) -> None:
         self.cpu_s = usage.ru_utime + usage.ru_stime
         self.rc = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.rc
         self._out.close()
-        return self.rc
+
+    def cpu_so_far(self) -> float:
+        """CPU used until now, whether it still runs or not."""
+        return self.cpu_s if self.rc is not None else process_cpu_seconds(self.proc.pid)
 
     def output(self) -> str:
         path = self.workdir / "sipp.out"
@@ -157,7 +172,7 @@ def server_argv(scenario: Path, local_port: int) -> list[str]:
 
 def read_stats(workdir: Path) -> dict | None:
     """The last (cumulative) row of SIPp's -trace_stat file."""
-    files = sorted(workdir.glob("*_.csv"))
+    files = sorted(workdir.glob("*_.csv"), key=lambda f: f.stat().st_mtime)
     if not files:
         return None
     with open(files[-1], newline="") as f:
