@@ -44,10 +44,14 @@ RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 PORT_BASE = 10000 + 1000 * SLOT + 500     # clear of the tests' ports in the same slot
 DEFAULT_BUDGET_S = 14 * 60                 # `make bench` must end within 15 minutes
-RUN_SECONDS = 2.0                          # offered load per run
+RUN_SECONDS = 3.0                          # offered load per run
 REPEATS = 3                                # runs per reported point (median)
 # rates offered, as multiples of the native capacity estimated from the probe's CPU per call
-LADDER = (0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0)
+LADDER = (0.6, 0.75, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5)
+# when even the ladder's first rate fails (DB-bound scenarios use less CPU than they can
+# take), step down by this factor, at most DOWN_STEPS times
+DOWN_FACTOR, DOWN_STEPS = 0.7, 3
+BISECT_ABOVE = 1.12                        # bisect a clean/failed gap wider than 12%
 MIN_RATE, MAX_RATE = 20, 6000
 SIPP_SATURATED = 0.85                      # SIPp CPU share above which SIPp may be the limit
 MARGINAL_FAILURES = 0.005                  # failed share of calls a step may have once
@@ -354,6 +358,27 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
                 break
         if not all(stopped.values()):
             res.notes.append("no failure reached within the ladder or the time budget: max rate is a lower bound")
+        rate = ladder[0]
+        for _ in range(DOWN_STEPS):
+            missing = [l for l in CONFIGS if not passed[l]]
+            if not missing or time.monotonic() > deadline:
+                break
+            rate = max(MIN_RATE, round_rate(rate * DOWN_FACTOR))
+            for label in missing:
+                if point(label, rate, "step-down").ok:
+                    passed[label].append(rate)
+        # one bisection between a config's highest clean rate and the rate it failed at, when
+        # the ladder's step there was coarse
+        for label in CONFIGS:
+            if not passed[label] or time.monotonic() > deadline:
+                continue
+            top = max(passed[label])
+            failed_above = [r.rate for r in res.runs if r.config == label and not r.ok and r.rate > top
+                            and not r.latency_logged]
+            if failed_above and min(failed_above) / top > BISECT_ABOVE:
+                middle = round_rate((top + min(failed_above)) / 2)
+                if top < middle < min(failed_above) and point(label, middle, "bisect").ok:
+                    passed[label].append(middle)
         # 3. confirm each config's highest clean rate with REPEATS runs (median), stepping down if needed
         repeats = 1 if quick else REPEATS
         for label in CONFIGS:
