@@ -36,5 +36,6 @@ e2e: install-test
 
 check: install
 	$(PY) -m kemi.settings check $(SETTINGS)
-	$(PY) -m kemi.settings render $(SETTINGS) run/
+	mkdir -p run
+	$(PY) -m kemi.settings render $(or $(SETTINGS),settings.toml) run/
 	cp kamailio.cfg kamailio-common.cfg run/ && kamailio -c -f run/kamailio.cfg
