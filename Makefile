@@ -3,13 +3,14 @@
 # make unit   unit tests only (no root, no daemons)
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
+# make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
 SETTINGS ?=
 FUZZ_COUNT ?= 10000
 
-.PHONY: run install test unit e2e check install-test fuzz
+.PHONY: run install test unit e2e check install-test install-bench fuzz bench
 
 run: install
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -19,6 +20,12 @@ install:
 
 install-test:
 	scripts/install.sh --test
+
+install-bench:
+	scripts/install.sh --bench
+
+bench: install-bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 test: install-test
 	$(PYTEST) -q tests
@@ -38,4 +45,4 @@ CHECK_SETTINGS = $(or $(SETTINGS),$(KEMI_SETTINGS),settings.toml)
 check: install
 	$(PY) -m kemi.settings check $(CHECK_SETTINGS)
 	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
-	cp kamailio.cfg run/kamailio.cfg && cd run && kamailio -c -f kamailio.cfg
+	cp kamailio.cfg kamailio-common.cfg run/ && cd run && kamailio -c -f kamailio.cfg

@@ -25,16 +25,33 @@ def load_router_class(spec: str):
     return cls
 
 
+# Core callbacks kamailio.cfg turns off (kemi.*_route_callback="none"): never called.
+# (reply_route stays on: security.py drops stray replies there)
+DISABLED_CALLBACKS = ("ksr_onsend_route",)
+
+
 def create_router(ksr, settings: Settings):
     for extra in settings.python.path:
         if extra not in sys.path:
             sys.path.insert(0, extra)
     cls = load_router_class(settings.python.router)
+    warn_disabled_callbacks(ksr, cls)
     db = Database(settings.database.connect_args(), log=ksr.err)
     subscribers = SubscriberDirectory(db, settings.database.cache_ttl, settings.database.cache_size)
     sbc = settings.sbc
     dids = DidMap(db, sbc.did_cache_ttl, sbc.did_cache_size) if sbc.enabled else None
     return cls(ksr, settings, subscribers, dids=dids)
+
+
+def warn_disabled_callbacks(ksr, cls) -> list[str]:
+    """A routing subclass overriding a core callback kamailio.cfg turns off gets told so."""
+    from kemi.routing import Router
+
+    overridden = [name for name in DISABLED_CALLBACKS if getattr(cls, name) is not getattr(Router, name)]
+    for name in overridden:
+        ksr.warn(f"kemi: {cls.__name__}.{name} is never called: kamailio.cfg sets "
+                 f"kemi.{name[4:]}_callback=\"none\"; set it to \"{name}\" to use it\n")
+    return overridden
 
 
 def create_router_from_file(ksr, settings_file: str):

@@ -2,6 +2,7 @@
 # Install what the project needs from Debian 12 packages, only what is missing.
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
 #   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
+#   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot)
 # Package scripts must not start daemons with Debian's default configs (those are not
 # ours): a policy-rc.d forbids service starts during the install and is removed after.
 set -euo pipefail
@@ -11,9 +12,11 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
          kamailio-utils-modules kamailio-tls-modules mariadb-server mariadb-client
          rtpengine-daemon sip-tester python3-mysqldb python3-cachetools)
 TESTING=(python3-venv iproute2 openssl)
+BENCH=(python3-matplotlib)
 
 want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}")
+[[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
 
 missing=()
 for pkg in "${want[@]}"; do

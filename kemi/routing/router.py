@@ -1,8 +1,9 @@
 """The object Kamailio calls: one method per cfg route, each guarded against exceptions.
 
 Kamailio 5.6's app_python3 looks these methods up by name: ksr_request_route,
-ksr_reply_route, ksr_onsend_route (mandatory on 5.6), child_init, and the tm callbacks named
-in t_on_branch/t_on_reply/t_on_failure. Each builds a Message, runs the route, and turns
+ksr_reply_route, ksr_onsend_route (mandatory on 5.6 while their core callbacks are on;
+kamailio.cfg turns both off, see kemi.reply_route_callback there), child_init, and the tm
+callbacks named in t_on_branch/t_on_reply/t_on_failure. Each builds a Message, runs the route, and turns
 any exception into one log line with the Call-ID plus, for a request, a 500 reply: an
 exception escaping to Kamailio would leave the caller waiting for a timeout.
 """

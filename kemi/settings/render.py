@@ -36,6 +36,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f"#!define REG_DEFAULT_EXPIRES {s.registrar.default_expires}",
         f"#!define REG_MAX_CONTACTS {s.registrar.max_contacts}",
         f"#!define SIP_CHILDREN {s.sip.children}",
+        f"#!define SUBSCRIBER_CACHE_TTL {s.database.cache_ttl}",
         f"#!define LOG_LEVEL {s.runtime.log_level}",
         f'#!define CTL_SOCKET "unix:{s.ctl_socket}"',
         f'#!define RPC_FIFO "{s.rpc_fifo}"',

@@ -5,6 +5,7 @@ import pytest
 
 from harness import stack
 from harness.sipp import Sipp, auth_row
+from harness.stack import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +24,9 @@ def kamailio_factory(db, tmp_path):
     """start(overrides) -> a running KamailioInstance; all are stopped after the test."""
     started = []
 
-    def start(overrides: dict | None = None, name: str = "kamailio", host: str = "127.0.0.1"):
-        inst = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), overrides, host=host).start()
+    def start(overrides: dict | None = None, name: str = "kamailio", host: str = "127.0.0.1",
+              cfg=stack.kamailio.KAMAILIO_CFG):
+        inst = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), overrides, host=host, cfg=cfg).start()
         started.append(inst)
         return inst
 
@@ -47,9 +49,9 @@ class Phones:
         self.running: list[Sipp] = []
 
     def register(self, user: str, contact_port: int, password: str = stack.PASSWORD,
-                 expires: int = 3600, auth_user: str | None = None):
+                 expires: int = 3600, auth_user: str | None = None, domain: str | None = None):
         return Sipp("register.xml", self.workdir, target=self.proxy.target, local_ip=self.local_ip,
-                    rows=[auth_row(user, password, self.domain, auth_user=auth_user)],
+                    rows=[auth_row(user, password, domain or self.domain, auth_user=auth_user)],
                     keys={"contact_port": contact_port, "expires": expires}).run()
 
     def callee(self, port: int, scenario: str = "uas_callee.xml", calls: int = 1, **kw) -> Sipp:

@@ -184,7 +184,7 @@ class SbcKamailio:
         checked = kamailio.check_config(cfg)
         if checked.returncode != 0:
             raise StartError(f"kamailio -c rejected {cfg}:\n{checked.stdout}{checked.stderr}")
-        self.daemon = self.net.sbc_ns.spawn(["kamailio", "-DD", "-E", "-f", str(cfg), "-P", self.settings.pid_file],
+        self.daemon = self.net.sbc_ns.spawn(["kamailio", "-DD", "-E", "-x", kamailio.MEMORY_MANAGER, "-f", str(cfg), "-P", self.settings.pid_file],
                                             self.workdir / "kamailio.log", name="kamailio",
                                             cwd=cfg.parent)   # include_file looks in cwd first
         wait_for(lambda: probe(self.net.public.ns, PUBLIC_GATEWAYS[0], SBC_PUBLIC, SBC_PORT), 30,

@@ -1,0 +1,119 @@
+"""What the Python side of each route costs, without Kamailio: `python3 -m bench.python_cost`.
+
+Runs the Router's entry points against a stub KSR whose functions are constant-returning
+callables, many times over, and prints per path: microseconds of Python per message and
+how many KSR functions it calls (each call into Kamailio costs about 1 µs more on the
+benchmark machine, the C work it does aside). It isolates what kemi/routing itself costs,
+so a change there can be measured in seconds and on any machine.
+"""
+from __future__ import annotations
+
+import sys
+import timeit
+from collections import Counter
+from types import SimpleNamespace
+
+from kemi.routing import Router
+from kemi.settings import Settings
+
+ITERATIONS = 20_000
+# KSR sub-modules (everything else on KSR is a core function)
+MODULES = frozenset({"tm", "tmx", "sl", "rr", "maxfwd", "registrar", "auth", "auth_db", "sanity",
+                     "nathelper", "siputils", "hdr", "textops", "kx", "pv", "htable", "sqlops",
+                     "dispatcher", "rtpengine", "sdpops", "dialog", "pike", "permissions", "ipops", "uac"})
+
+
+class StubModule:
+    """KSR.<module>: every function answers `answers[name]` (default 1) and is counted."""
+
+    def __init__(self, ksr: "StubKSR", name: str):
+        self._ksr, self._name = ksr, name
+
+    def __getattr__(self, fn: str):
+        key = f"{self._name}.{fn}" if self._name else fn
+        value = self._ksr.answers.get(key, 1)
+        calls = self._ksr.calls
+
+        def call(*args):
+            calls[key] += 1
+            return value(*args) if callable(value) else value
+        setattr(self, fn, call)          # later look-ups find the function directly
+        return call
+
+
+class StubKSR(StubModule):
+    def __init__(self, pvs: dict, answers: dict):
+        self.answers, self.calls, self.pvs = answers, Counter(), pvs
+        super().__init__(self, "")
+        self.pv = SimpleNamespace(gete=self._gete, get=self._gete)
+
+    def _gete(self, spec):
+        self.calls["pv.gete"] += 1
+        return self.pvs.get(spec, "")
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in MODULES:               # a core function: KSR.force_rport(), KSR.isflagset() ...
+            return StubModule.__getattr__(self, name)
+        module = StubModule(self, name)
+        setattr(self, name, module)
+        return module
+
+
+REQUEST = {"$ru": "sip:200001@127.0.0.1", "$rU": "200001", "$rd": "127.0.0.1", "$fU": "200002",
+           "$si": "127.0.0.1", "$sp": 5060, "$ci": "1-2@127.0.0.1", "$tt": ""}
+
+# path name -> (entry point, PVs, KSR answers)
+PATHS = {
+    "REGISTER, challenged (401)": ("ksr_request_route", {**REQUEST, "$rm": "REGISTER", "$rU": ""},
+                                   {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1,
+                                    "auth_db.auth_check": -5, "nathelper.nat_uac_test": -1}),
+    "REGISTER, authenticated (200)": ("ksr_request_route", {**REQUEST, "$rm": "REGISTER", "$rU": ""},
+                                      {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1,
+                                       "nathelper.nat_uac_test": -1, "isflagset": False}),
+    "INVITE, challenged (407)": ("ksr_request_route", {**REQUEST, "$rm": "INVITE"},
+                                 {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1,
+                                  "auth_db.auth_check": -5, "nathelper.nat_uac_test": -1}),
+    "INVITE, relayed to a contact": ("ksr_request_route", {**REQUEST, "$rm": "INVITE"},
+                                     {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1,
+                                      "nathelper.nat_uac_test": -1, "tm.t_is_set": -1}),
+    "ACK / BYE in dialog (loose_route)": ("ksr_request_route", {**REQUEST, "$rm": "BYE", "$tt": "abc"},
+                                          {"nathelper.nat_uac_test": -1, "isdsturiset": True,
+                                           "tm.t_is_set": -1}),
+    "branch_route (INVITE, BYE)": ("ksr_branch_manage", {**REQUEST, "$rm": "INVITE"},
+                                   {"rr.check_route_param": -1, "isflagset": False, "isbflagset": False}),
+    "onreply_route (180, 200)": ("ksr_onreply_manage", {**REQUEST, "$rm": "INVITE", "$rs": 180},
+                                 {"isflagset": False, "isbflagset": False}),
+}
+
+
+def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
+    out = []
+    for name, (entry, pvs, answers) in PATHS.items():
+        ksr = StubKSR(pvs, answers)
+        router = Router(ksr, Settings(), subscribers=None)
+        handler = getattr(router, entry)
+        handler(None)                           # warm up; count one message's KSR calls
+        per_message = dict(ksr.calls)
+        failed = [k for k in per_message if k == "err"]
+        if failed:
+            raise RuntimeError(f"{name}: the route failed against the stub KSR (see ksr.err)")
+        ksr.calls.clear()
+        seconds = min(timeit.repeat(lambda: handler(None), number=iterations, repeat=3))
+        out.append((name, seconds / iterations * 1e6, sum(per_message.values()), per_message))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    verbose = "-v" in argv
+    print(f"{'path':38} {'µs Python':>9} {'KSR calls':>9}")
+    for name, us, calls, detail in measure():
+        print(f"{name:38} {us:9.2f} {calls:9d}")
+        if verbose:
+            print("    " + ", ".join(f"{k} x{v}" for k, v in sorted(detail.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""The benchmark's outputs: a JSON document, a text table, a Markdown table and a PNG plot."""
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+
+# the issue's targets for Python / native
+TARGETS = {"max_rate": (">=", 0.95), "cpu_per_1000": ("<=", 1.15), "p99_ms": ("<=", 1.2),
+           "route_time_extra_us": ("<=", 15)}
+
+
+PLOT_FLOOR_MS = 0.5
+
+
+def ratio(python, native):
+    if python is None or native is None or native == 0 or any(
+            isinstance(v, float) and math.isnan(v) for v in (python, native)):
+        return None
+    return python / native
+
+
+def meets(key: str, value) -> bool | None:
+    if value is None:
+        return None
+    op, limit = TARGETS[key]
+    return value >= limit if op == ">=" else value <= limit
+
+
+def build(results, info: dict) -> dict:
+    scenarios = []
+    for res in results:
+        n, p = res.at_common.get("native", {}), res.at_common.get("python", {})
+        rt_n = res.route_time.get("native", {}).get("request", {})
+        rt_p = res.route_time.get("python", {}).get("request", {})
+        extra = (rt_p["mean_us"] - rt_n["mean_us"]) if rt_n.get("mean_us") is not None \
+            and rt_p.get("mean_us") is not None else None
+        ratios = {
+            "max_rate": ratio(res.max_rate.get("python"), res.max_rate.get("native")),
+            "cpu_per_1000": ratio(p.get("cpu_per_1000"), n.get("cpu_per_1000")),
+            "p99_ms": ratio(p.get("p99_ms"), n.get("p99_ms")),
+            "p50_ms": ratio(p.get("p50_ms"), n.get("p50_ms")),
+        }
+        scenarios.append({
+            "name": res.scenario.name, "title": res.scenario.title, "kind": res.scenario.kind,
+            "usrloc_db_mode": res.scenario.usrloc_db_mode, "contacts": res.scenario.contacts,
+            "held_calls": res.scenario.held_calls,
+            "max_rate": res.max_rate, "common_rate": res.common_rate, "at_common_rate": res.at_common,
+            "route_time": res.route_time, "route_time_extra_us": extra,
+            "ratios": ratios,
+            "targets_met": {**{k: meets(k, v) for k, v in ratios.items() if k in TARGETS},
+                            "route_time_extra_us": meets("route_time_extra_us", extra)},
+            "notes": res.notes,
+            "runs": [r.summary() for r in res.runs],
+        })
+    return {"machine": info, "targets": TARGETS, "scenarios": scenarios}
+
+
+def _f(value, fmt: str = "{:.2f}") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def rows(doc: dict) -> list[list[str]]:
+    out = []
+    for s in doc["scenarios"]:
+        n, p = s["at_common_rate"].get("native", {}), s["at_common_rate"].get("python", {})
+        rn = s["route_time"].get("native", {}).get("request", {})
+        rp = s["route_time"].get("python", {}).get("request", {})
+        r = s["ratios"]
+        out.append([
+            s["name"],
+            f"{_f(s['max_rate'].get('native'), '{:g}')} / {_f(s['max_rate'].get('python'), '{:g}')}",
+            _f(r["max_rate"]),
+            f"{_f(s['common_rate'], '{:g}')}",
+            f"{_f(n.get('p50_ms'))} / {_f(p.get('p50_ms'))}",
+            f"{_f(n.get('p99_ms'))} / {_f(p.get('p99_ms'))}",
+            _f(r["p99_ms"]),
+            f"{_f(n.get('cpu_per_1000'), '{:.3f}')} / {_f(p.get('cpu_per_1000'), '{:.3f}')}",
+            _f(r["cpu_per_1000"]),
+            f"{_f(rn.get('mean_us'), '{:.0f}')} / {_f(rp.get('mean_us'), '{:.0f}')}",
+            f"{_f(rn.get('p99_us'), '{:.0f}')} / {_f(rp.get('p99_us'), '{:.0f}')}",
+            _f(s["route_time_extra_us"], "{:+.0f}"),
+        ])
+    return out
+
+
+HEADER = ["scenario", "max clean rate/s N / P", "P/N", "compared at /s", "p50 ms N / P", "p99 ms N / P",
+          "P/N", "CPU s per 1000 calls N / P", "P/N", "route µs mean N / P", "route µs p99 N / P",
+          "P-N µs"]
+
+
+def text_table(doc: dict) -> str:
+    table = [HEADER] + rows(doc)
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(doc: dict) -> str:
+    m = doc["machine"]
+    out = [f"Measured on: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gb')} GB, kernel {m.get('kernel')}; "
+           f"{m.get('kamailio')}; {m.get('sipp')}; {m.get('mariadb')}; Kamailio memory manager "
+           f"{m.get('memory_manager')}, {m.get('children')} SIP workers, pinned to CPU {m['pinning']['kamailio']}, "
+           f"SIPp on CPU {m['pinning']['sipp']}. Load average before/after: {' '.join(m.get('load_before', []))} / "
+           f"{' '.join(m.get('load_after', []))}. Run took {m.get('elapsed_s')} s.", "",
+           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(r) + " |" for r in rows(doc)]
+    out.append("")
+    notes = [f"- {s['name']}: {n}" for s in doc["scenarios"] for n in s["notes"]]
+    if notes:
+        out += ["Notes:", *notes, ""]
+    return "\n".join(out)
+
+
+def plot(doc: dict, path: Path) -> Path | None:
+    """Rate vs p99 response time, native and Python, one panel per scenario."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    scenarios = doc["scenarios"]
+    if not scenarios:
+        return None
+    cols = min(3, len(scenarios))
+    rows_n = (len(scenarios) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
+    for ax, s in zip(axes.flat, scenarios):
+        for label, style in (("native", "o-"), ("python", "s--")):
+            by_rate: dict[float, list[float]] = {}
+            for r in s["runs"]:
+                if r["config"] == label and r["p99_ms"] == r["p99_ms"]:
+                    by_rate.setdefault(r["rate"], []).append(r["p99_ms"])
+            if by_rate:
+                xs = sorted(by_rate)
+                # log scale; SIPp's ms clock makes sub-ms p99s noise: floor them at PLOT_FLOOR_MS
+                ax.plot(xs, [max(PLOT_FLOOR_MS, statistics.median(by_rate[x])) for x in xs], style,
+                        label=label, markersize=4)
+            if s["max_rate"].get(label):
+                ax.axvline(s["max_rate"][label], color="C0" if label == "native" else "C1", alpha=0.3)
+        ax.set_title(s["name"], fontsize=10)
+        ax.set_xlabel("offered calls/s")
+        ax.set_ylabel("p99 response time, ms")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(scenarios):]:
+        ax.axis("off")
+    fig.suptitle("kemi: Python routing vs native cfg (median p99 per offered rate; "
+                 "vertical lines: highest clean rate)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

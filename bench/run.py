@@ -1,0 +1,509 @@
+"""`make bench`: the Python routing against the same routing in native cfg, side by side.
+
+    python3 -m bench [--scenarios a,b] [--budget SECONDS] [--quick] [--out DIR]
+
+Starts MariaDB (or reuses a running one), two Kamailios pinned to one CPU (native cfg and
+the Python package, same settings and modules, each with its own database holding the same
+10,000 subscribers and preloaded contacts) and SIPp on the other CPU. For each scenario
+(bench/scenarios.py) it offers stepped call rates to both, alternating native and Python
+at every step, until calls fail; confirms the highest clean rate of each with repeated
+runs; compares response times and Kamailio CPU per call at the highest rate both pass
+(median of three runs each); and measures per-request route time from Kamailio's
+latency_cfg_log lines. It prints a table and writes JSON, Markdown and a PNG plot
+(bench/results/). Everything it started is stopped by PID when it ends.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kemi.settings import PROJECT_ROOT
+from kemi.stack import mariadb
+from kemi.stack.process import Daemon, StartError, wait_for
+
+from bench import report
+from bench.load import (FIXTURES_DIR, SCENARIO_DIR, RunResult, Sipp, client_argv, mean, percentile,
+                        read_rtt, read_stats, server_argv)
+from bench.scenarios import SUBSCRIBERS, Scenario, select
+from bench.stack import (DOMAIN, NATIVE_CFG, PASSWORD, PYTHON_CFG, BenchDatabase, BenchKamailio,
+                         extension)
+
+CONFIGS = ("native", "python")
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
+PORT_BASE = 10000 + 1000 * SLOT + 500     # clear of the tests' ports in the same slot
+DEFAULT_BUDGET_S = 14 * 60                 # `make bench` must end within 15 minutes
+RUN_SECONDS = 3.0                          # offered load per run
+REPEATS = 3                                # runs per reported point (median)
+# rates offered, as multiples of the native capacity estimated from the probe's CPU per call
+LADDER = (0.6, 0.75, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5)
+# when even the ladder's first rate fails (DB-bound scenarios use less CPU than they can
+# take), step down by this factor, at most DOWN_STEPS times
+DOWN_FACTOR, DOWN_STEPS = 0.7, 3
+BISECT_ABOVE = 1.12                        # bisect a clean/failed gap wider than 12%
+MIN_RATE, MAX_RATE = 20, 6000
+SIPP_SATURATED = 0.85                      # SIPp CPU share above which SIPp may be the limit
+MARGINAL_FAILURES = 0.005                  # failed share of calls a step may have once
+HOLD_FOREVER_MS = 3_600_000
+# measured calls stay up this long: with no pause, the BYE can overtake the ACK through
+# the proxy's parallel workers and the callee SIPp fails the call
+CALL_HOLD_MS = 100
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- loads: what SIPp does in a scenario ---------------------------------------------------
+
+
+class Load:
+    """A kind of SIPp load. Subclasses: what runs around the measured SIPp, and its command."""
+    scenario_file: Path
+
+    def __init__(self, env: "Env", scenario: Scenario):
+        self.env, self.scenario = env, scenario
+
+    def setup(self) -> None:
+        pass
+
+    def argv(self, kam: BenchKamailio, rate: float, calls: int, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        pass
+
+
+class RegisterLoad(Load):
+    """REGISTER refreshes with digest auth, cycling through the registered subscribers."""
+    scenario_file = SCENARIO_DIR / "register.xml"
+
+    def setup(self) -> None:
+        users = min(self.scenario.contacts, SUBSCRIBERS)
+        self.csv = self.env.write_csv(f"register-{users}.csv", (
+            f"{extension(i)};{DOMAIN};[authentication username={extension(i)} password={PASSWORD}]"
+            for i in range(users)))
+
+    def argv(self, kam, rate, calls, port):
+        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate,
+                           keys={"contact_port": self.env.callee_port})
+
+
+class CallLoad(Load):
+    """Calls between registered extensions; the callee is one SIPp every contact points at.
+    With held_calls, that many calls are first set up through each Kamailio and kept open."""
+    scenario_file = SCENARIO_DIR / "call.xml"
+
+    def setup(self) -> None:
+        users = min(self.scenario.contacts, SUBSCRIBERS)
+        self.csv = self.env.write_csv(f"call-{users}.csv", (
+            f"{extension(i)};{DOMAIN};[authentication username={extension(i)} password={PASSWORD}];"
+            f"{extension((i + users // 2) % users)}" for i in range(users)))
+        self.env.start_callee()
+        self.held: list[Sipp] = []
+        if self.scenario.held_calls:
+            for n, kam in enumerate(self.env.kamailios.values()):
+                self.held.append(self.hold_calls(kam, self.env.port("held", n)))
+
+    def hold_calls(self, kam: BenchKamailio, port: int) -> Sipp:
+        count = self.scenario.held_calls
+        workdir = self.env.workdir / "held" / f"{self.scenario.name}-{kam.label}-{time.monotonic_ns()}"
+        argv = client_argv(kam.target, self.scenario_file, self.csv, port, count, min(200, count),
+                           sets={"hold_ms": HOLD_FOREVER_MS}, limit=count, measure=False)
+        argv[argv.index("-timeout") + 1] = f"{HOLD_FOREVER_MS // 1000}s"
+        sipp = Sipp(argv + ["-trace_stat", "-fd", "1"], workdir, self.env.load_cpus).start()
+        self.env.own(sipp)
+
+        def established():
+            stats = read_stats(workdir)
+            return stats and int(stats["CurrentCall"]) >= count
+        wait_for(established, 60, f"{count} calls held open through {kam.label}")
+        return sipp
+
+    def argv(self, kam, rate, calls, port):
+        # the proxy's workers may relay the callee's 180 after its 200 (they run in parallel);
+        # a phone ignores such a late 180, and so does SIPp here instead of failing the call.
+        # A wrong answer still fails it: the expected message then never comes (recv timeout).
+        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate,
+                           sets={"hold_ms": CALL_HOLD_MS}) + ["-default_behaviors", "all,-abortunexp"]
+
+    def teardown(self) -> None:
+        for sipp in self.held:
+            sipp.stop()
+        self.env.stop_callee()
+
+
+LOADS = {"register": RegisterLoad, "call": CallLoad}
+
+
+# --- the environment: databases, Kamailios, the callee SIPp --------------------------------
+
+
+@dataclass
+class Env:
+    workdir: Path
+    kamailio_cpus: str
+    load_cpus: str
+    children: int
+    memory_manager: str
+    mariadb_daemon: Daemon | None = None
+    kamailios: dict[str, BenchKamailio] = field(default_factory=dict)
+    state: tuple | None = None
+    callee: Sipp | None = None
+    owned: list = field(default_factory=list)
+    _ports: itertools.cycle = field(default_factory=lambda: itertools.cycle(range(PORT_BASE + 20, PORT_BASE + 60)))
+
+    @property
+    def callee_port(self) -> int:
+        return PORT_BASE + 10
+
+    def port(self, what: str, n: int = 0) -> int:
+        if what == "held":
+            return PORT_BASE + 12 + n
+        return next(self._ports)
+
+    def own(self, thing) -> None:
+        self.owned.append(thing)
+
+    def write_csv(self, name: str, rows) -> Path:
+        path = self.workdir / name
+        path.write_text("SEQUENTIAL\n" + "\n".join(rows) + "\n")
+        return path
+
+    def start(self) -> None:
+        if self.workdir.is_dir():
+            shutil.rmtree(self.workdir)            # logs and SIPp files of the previous run
+        self.workdir.mkdir(parents=True)
+        self.mariadb_daemon = mariadb.start(self.workdir)
+        if self.mariadb_daemon:
+            log(f"bench: started MariaDB (pid {self.mariadb_daemon.pid})")
+        for n, label in enumerate(CONFIGS):
+            db = BenchDatabase(f"kemi_bench{SLOT or ''}_{label}", self.workdir)
+            started = time.monotonic()
+            db.create(SUBSCRIBERS)
+            log(f"bench: database {db.name}: {db.count('subscriber')} subscribers "
+                f"({time.monotonic() - started:.1f}s)")
+            self.kamailios[label] = BenchKamailio(
+                label, NATIVE_CFG if label == "native" else PYTHON_CFG, PORT_BASE + n, db,
+                self.workdir / label, self.kamailio_cpus, self.children, memory_manager=self.memory_manager)
+
+    def use_state(self, scenario: Scenario) -> None:
+        """Both Kamailios running with the scenario's usrloc mode and contacts, fresh."""
+        if self.state == scenario.state:
+            return
+        for kam in self.kamailios.values():
+            kam.stop()
+        for kam in self.kamailios.values():
+            started = time.monotonic()
+            kam.db.load_contacts(scenario.contacts, SUBSCRIBERS, self.callee_port, kam.socket)
+            kam.usrloc_db_mode = scenario.usrloc_db_mode
+            kam.start()
+            log(f"bench: {kam.label} Kamailio up (pid {kam.daemon.pid}, db_mode {scenario.usrloc_db_mode}, "
+                f"{scenario.contacts} contacts preloaded, {time.monotonic() - started:.1f}s)")
+        self.state = scenario.state
+
+    def start_callee(self) -> None:
+        self.stop_callee()
+        self.callee = Sipp(server_argv(FIXTURES_DIR / "uas_callee.xml", self.callee_port),
+                           self.workdir / "callee", self.load_cpus).start()
+        self.own(self.callee)
+        time.sleep(0.3)
+        if self.callee.exited():
+            raise StartError(f"callee SIPp exited: {self.callee.output()[-500:]}")
+
+    def stop_callee(self) -> None:
+        if self.callee:
+            self.callee.stop()
+            self.callee = None
+
+    def stop(self) -> None:
+        """Stop everything this run started, each by its PID; one failing stop stops no other."""
+        steps = [thing.stop for thing in reversed(self.owned)]
+        steps += [kam.stop for kam in self.kamailios.values()]
+        steps += [kam.db.drop for kam in self.kamailios.values()]
+        if self.mariadb_daemon:
+            steps.append(self.mariadb_daemon.stop)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:       # report and go on: the rest must still be stopped
+                print(f"bench: while stopping: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: bool = False) -> RunResult:
+    """One SIPp run at `rate` against one Kamailio; with `latency`, Kamailio logs each
+    route's execution time meanwhile (read them with kam.latency_samples())."""
+    kam = env.kamailios[label]
+    kam.wait_idle(timeout=20, window=0.3, busy=0.03)
+    if latency:
+        kam.latency_logging(True)
+        time.sleep(0.2)          # children pick up the cfg change on their next message
+        kam.mark_log()
+    calls = max(int(rate * RUN_SECONDS), 20)
+    workdir = env.workdir / "runs" / f"{tag}-{label}-{rate:g}-{time.monotonic_ns()}"
+    callee_cpu = env.callee.cpu_so_far() if env.callee else 0.0
+    cpu_before = kam.cpu_seconds()
+    started = time.monotonic()
+    sipp = Sipp(load.argv(kam, rate, calls, env.port("client")), workdir, env.load_cpus).start()
+    rc = sipp.wait(calls / rate + 30)
+    if latency:
+        kam.latency_logging(False)
+    result = RunResult(label, rate, calls, tag=tag, latency_logged=latency)
+    result.wall_s = time.monotonic() - started
+    result.kamailio_cpu_s = kam.cpu_seconds() - cpu_before
+    result.sipp_cpu_s = sipp.cpu_s
+    if env.callee:
+        result.sipp_cpu_s += env.callee.cpu_so_far() - callee_cpu
+    stats = read_stats(workdir)
+    if stats:
+        result.created = int(stats["TotalCallCreated"])
+        result.successful = int(stats["SuccessfulCall(C)"])
+        result.failed = int(stats["FailedCall(C)"])
+        result.retransmissions = int(stats["Retransmissions(C)"])
+    else:
+        result.note = f"sipp exited {rc} without statistics"
+    result.rtt1_ms, result.rtt2_ms = read_rtt(workdir)
+    s = result.summary()
+    log(f"  {tag:16} {label:6} {rate:7g}/s  {'ok  ' if result.ok else 'FAIL'} "
+        f"failed {result.failed:5d}  retrans {result.retransmissions:5d}  p50 {s['p50_ms']:6.2f} ms  "
+        f"p99 {s['p99_ms']:7.2f} ms  cpu {s['cpu_per_1000']:.3f} s/1000  sipp {s['sipp_busy']:.0%}")
+    return result
+
+
+def median_ok(runs: list[RunResult]) -> bool:
+    """A point is clean when the median run had no failed call (at least 2 of 3 clean)."""
+    return statistics.median(0 if r.ok else 1 for r in runs) == 0
+
+
+def round_rate(rate: float) -> int:
+    if rate < 100:
+        return int(round(rate / 5) * 5) or 5
+    if rate < 1000:
+        return int(round(rate / 10) * 10)
+    return int(round(rate / 50) * 50)
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    runs: list[RunResult] = field(default_factory=list)
+    max_rate: dict = field(default_factory=dict)
+    common_rate: float | None = None
+    at_common: dict = field(default_factory=dict)
+    route_time: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def runs_at(self, label: str, rate: float) -> list[RunResult]:
+        """The load runs at `rate` (not the route-time ones: logging costs Kamailio CPU)."""
+        return [r for r in self.runs if r.config == label and r.rate == rate and not r.latency_logged]
+
+
+def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool) -> ScenarioResult:
+    res = ScenarioResult(scenario)
+    log(f"\n== {scenario.name}: {scenario.title}")
+    env.use_state(scenario)
+    load = LOADS[scenario.kind](env, scenario)
+    load.setup()
+    try:
+        def point(label: str, rate: float, tag: str, latency: bool = False) -> RunResult:
+            res.runs.append(run_point(env, load, label, rate, f"{scenario.name}/{tag}", latency))
+            return res.runs[-1]
+
+        # 1. route time per request (latency_cfg_log) at a low rate; the native run's CPU per
+        #    call also tells roughly what one CPU can take, where the ladder of rates goes
+        probes = {}
+        for label in CONFIGS:
+            probes[label] = point(label, scenario.probe_rate, "route-time", latency=True)
+            res.route_time[label] = summarize_latency(env.kamailios[label].latency_samples())
+        res.route_time["rate"] = scenario.probe_rate
+        cpu = probes["native"].cpu_per_1000
+        capacity = 1000 / cpu if probes["native"].ok and cpu == cpu and cpu > 0 else scenario.probe_rate * 5
+        ladder = sorted({min(MAX_RATE, max(MIN_RATE, round_rate(capacity * f))) for f in LADDER})
+        if quick:
+            ladder = ladder[:4]
+        log(f"  native ~{cpu:.3f} CPU s per 1000 calls at {scenario.probe_rate}/s -> ladder {ladder}")
+        # 2. step up, alternating native/python, until each fails (a marginal failure, a few
+        #    calls in a thousand, may be noise from the shared machine: one more step then)
+        passed: dict[str, list[float]] = {l: [] for l in CONFIGS}
+        stopped = {l: False for l in CONFIGS}
+        marginal = {l: False for l in CONFIGS}
+        for step, rate in enumerate(ladder):
+            order = CONFIGS if step % 2 == 0 else CONFIGS[::-1]
+            for label in order:
+                if stopped[label] or time.monotonic() > deadline:
+                    continue
+                r = point(label, rate, "step")
+                if r.ok:
+                    passed[label].append(rate)
+                    marginal[label] = False
+                elif r.failed + (r.calls - r.successful) <= MARGINAL_FAILURES * r.calls and not marginal[label]:
+                    marginal[label] = True
+                else:
+                    stopped[label] = True
+            if all(stopped.values()):
+                break
+        if not all(stopped.values()):
+            res.notes.append("no failure reached within the ladder or the time budget: max rate is a lower bound")
+        rate = ladder[0]
+        for _ in range(DOWN_STEPS):
+            missing = [l for l in CONFIGS if not passed[l]]
+            if not missing or time.monotonic() > deadline:
+                break
+            rate = max(MIN_RATE, round_rate(rate * DOWN_FACTOR))
+            for label in missing:
+                if point(label, rate, "step-down").ok:
+                    passed[label].append(rate)
+        # one bisection between a config's highest clean rate and the rate it failed at, when
+        # the ladder's step there was coarse
+        for label in CONFIGS:
+            if not passed[label] or time.monotonic() > deadline:
+                continue
+            top = max(passed[label])
+            failed_above = [r.rate for r in res.runs if r.config == label and not r.ok and r.rate > top
+                            and not r.latency_logged]
+            if failed_above and min(failed_above) / top > BISECT_ABOVE:
+                middle = round_rate((top + min(failed_above)) / 2)
+                if top < middle < min(failed_above) and point(label, middle, "bisect").ok:
+                    passed[label].append(middle)
+        # 3. confirm each config's highest clean rate with REPEATS runs (median), stepping down if needed
+        repeats = 1 if quick else REPEATS
+        for label in CONFIGS:
+            res.max_rate[label] = 0
+            for rate in sorted(passed[label], reverse=True)[:2]:
+                while len(res.runs_at(label, rate)) < repeats and time.monotonic() < deadline:
+                    point(label, rate, "confirm")
+                if median_ok(res.runs_at(label, rate)):
+                    res.max_rate[label] = rate
+                    break
+        # 4. the comparison point: the highest rate both keep clean, REPEATS runs each, alternating
+        common = min(res.max_rate.values()) or scenario.probe_rate
+        res.common_rate = common
+        for i in range(repeats):
+            for label in (CONFIGS if i % 2 == 0 else CONFIGS[::-1]):
+                if len(res.runs_at(label, common)) <= i and time.monotonic() < deadline + 60:
+                    point(label, common, "compare")
+        busiest = max(res.runs, key=lambda r: r.sipp_busy)
+        res.notes.append(f"SIPp (caller + callee, CPU {env.load_cpus}) used at most {busiest.sipp_busy:.0%} "
+                         f"of a CPU (at {busiest.rate:g}/s)" + (": SIPp may be what limits here"
+                                                                 if busiest.sipp_busy > SIPP_SATURATED else ""))
+        for label in CONFIGS:
+            runs = res.runs_at(label, common)
+            res.at_common[label] = {
+                "runs": len(runs),
+                "p50_ms": statistics.median(percentile(r.rtt1_ms, 50) for r in runs),
+                "p99_ms": statistics.median(percentile(r.rtt1_ms, 99) for r in runs),
+                "mean_ms": statistics.median(mean(r.rtt1_ms) for r in runs),
+                "cpu_per_1000": statistics.median(r.cpu_per_1000 for r in runs),
+                "sipp_busy": max(r.sipp_busy for r in runs),
+            }
+    finally:
+        load.teardown()
+    return res
+
+
+def summarize_latency(samples: list[tuple[str, str, int]]) -> dict:
+    out = {}
+    for kind in ("request", "reply"):
+        values = sorted(us for k, _m, us in samples if k == kind)
+        by_method = {}
+        for method in sorted({m for k, m, _u in samples if k == kind}):
+            v = sorted(us for k, m, us in samples if k == kind and m == method)
+            by_method[method] = {"n": len(v), "mean_us": round(statistics.mean(v), 1), "p99_us": pct(v, 99)}
+        out[kind] = {"n": len(values), "mean_us": round(statistics.mean(values), 1) if values else None,
+                     "p50_us": pct(values, 50), "p99_us": pct(values, 99), "by_method": by_method}
+    return out
+
+
+def pct(sorted_values: list[int], p: float):
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p / 100))]
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    versions = {}
+    for name, argv in (("kamailio", ["kamailio", "-v"]), ("sipp", ["sipp", "-v"]),
+                       ("mariadb", ["mariadbd", "--version"])):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+            versions[name] = next((l.strip() for l in out.splitlines() if l.strip()), "?")
+        except OSError:
+            versions[name] = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version(), **versions,
+            "load_before": open("/proc/loadavg").read().split()[:3]}
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
+    ap.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds for the whole run")
+    ap.add_argument("--quick", action="store_true", help="short ladder, one run per point (tooling check)")
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--kamailio-cpus", default="1", help="taskset CPU list for both Kamailios")
+    ap.add_argument("--sipp-cpus", default="0", help="taskset CPU list for SIPp")
+    ap.add_argument("--children", type=int, default=4, help="SIP worker processes (sip.children)")
+    ap.add_argument("--memory-manager", default="", help="kamailio -x (default: what kemi.stack uses)")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (it starts Kamailio, MariaDB and SIPp)", file=sys.stderr)
+        return 2
+    scenarios = select(args.scenarios.split(",") if args.scenarios else None)
+    started = time.monotonic()
+    deadline_total = started + args.budget
+    from kemi.stack import kamailio as kemi_kamailio
+    mm = args.memory_manager or getattr(kemi_kamailio, "MEMORY_MANAGER", "")
+    env = Env(Path(f"/tmp/kemi-bench{SLOT or ''}"), args.kamailio_cpus, args.sipp_cpus, args.children, mm)
+    signal.signal(signal.SIGTERM, _interrupt)
+    results: list[ScenarioResult] = []
+    info = machine()
+    try:
+        env.start()
+        for i, scenario in enumerate(scenarios):
+            left = deadline_total - time.monotonic() - 45          # keep time to stop and report
+            share = left / (len(scenarios) - i)
+            results.append(measure_scenario(env, scenario, time.monotonic() + share, args.quick))
+    except KeyboardInterrupt:
+        log("bench: interrupted; stopping what it started")
+    except StartError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        env.stop()
+    info["memory_manager"] = mm or "qm (Kamailio default)"
+    info["children"] = args.children
+    info["pinning"] = {"kamailio": args.kamailio_cpus, "sipp": args.sipp_cpus}
+    info["elapsed_s"] = round(time.monotonic() - started)
+    info["load_after"] = open("/proc/loadavg").read().split()[:3]
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = report.build(results, info)
+    (args.out / "bench.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    (args.out / "bench.md").write_text(report.markdown(doc))
+    plotted = report.plot(doc, args.out / "bench.png")
+    log("\n" + report.text_table(doc))
+    log(f"\nbench: {info['elapsed_s']}s; wrote {args.out / 'bench.json'}, {args.out / 'bench.md'}"
+        + (f", {plotted}" if plotted else " (no PNG: python3-matplotlib missing, scripts/install.sh --bench)"))
+    return 0

@@ -1,0 +1,258 @@
+"""The benchmark's daemons: its databases, and Kamailio pinned to a CPU and accounted by /proc.
+
+Two Kamailio instances run side by side, one with kamailio.cfg (the Python routing) and one
+with bench/native.cfg, on the same settings except their listen port and database. Each has
+a database of its own with the same rows, so registrations made against one never show up
+in the other and both start every scenario from the same state.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kemi.settings import PROJECT_ROOT, Settings, load_settings
+from kemi.stack import kamailio, mariadb
+from kemi.stack.process import Daemon, sip_options_ok, wait_for, StartError
+
+NATIVE_CFG = PROJECT_ROOT / "bench" / "native.cfg"
+PYTHON_CFG = kamailio.KAMAILIO_CFG
+DOMAIN = "127.0.0.1"
+PASSWORD = "bench-secret"
+DB_USER, DB_PASSWORD = "kemi_bench", "kemi_bench_pw"
+DB_RO_USER, DB_RO_PASSWORD = "kemi_bench_ro", "kemi_bench_ro_pw"
+# subscribers are numbered extensions FIRST_EXTENSION.. ; AORs beyond the subscribers (for
+# the 100,000-contact point) are FILLER_EXTENSION.. : registered, never called
+FIRST_EXTENSION = 200000
+FILLER_EXTENSION = 300000
+CONTACT_EXPIRES = 3600
+SHM_MB = 512           # 100,000 contacts need more than Kamailio's default 64 MB
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LATENCY_LINE = re.compile(r"\{(\d) (\d+) (\S+) [^}]*\}.*(request|reply)-route executed in: (\d+) usec")
+LATENCY_LOG_ON, LATENCY_LOG_OFF = 2, 3   # info (printed at debug=2) / debug (not printed)
+
+
+def extension(i: int) -> str:
+    return str(FIRST_EXTENSION + i)
+
+
+def toml(tables: dict) -> str:
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v) + '"'
+    out = []
+    for table, items in tables.items():
+        out += [f"[{table}]", *(f"{k} = {value(v)}" for k, v in items.items()), ""]
+    return "\n".join(out)
+
+
+class BenchDatabase:
+    """One database per Kamailio instance, filled by bulk SQL (seconds for 100,000 rows)."""
+
+    def __init__(self, name: str, workdir: Path):
+        self.name = name
+        self.url = f"mysql://{DB_USER}:{DB_PASSWORD}@localhost/{name}"
+        self.ro_url = f"mysql://{DB_RO_USER}:{DB_RO_PASSWORD}@localhost/{name}"
+        self.workdir = workdir
+
+    def create(self, subscribers: int) -> None:
+        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
+        file = self.workdir / f"{self.name}-db.toml"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(toml({"database": {"url": self.url, "ro_url": self.ro_url}}))
+        mariadb.provision(load_settings(file))
+        self.sql(f"""
+            INSERT INTO subscriber (username, domain, password, ha1, ha1b)
+            SELECT {FIRST_EXTENSION} + seq, '{DOMAIN}', '{PASSWORD}', '', ''
+            FROM seq_0_to_{subscribers - 1};""")
+
+    def load_contacts(self, contacts: int, subscribers: int, contact_port: int, socket: str) -> None:
+        """Exactly `contacts` registered contacts, as usrloc would have written them: one per
+        AOR, the subscribers first, then filler AORs; all pointing at the callee SIPp."""
+        registered = min(contacts, subscribers)
+        filler = contacts - registered
+        rows = []
+        for first, count, prefix in ((FIRST_EXTENSION, registered, "s"), (FILLER_EXTENSION, filler, "f")):
+            if count:
+                rows.append(f"""
+                    SELECT CONCAT('bench-{prefix}', seq), {first} + seq,
+                           CONCAT('sip:', {first} + seq, '@{DOMAIN}:{contact_port};transport=UDP'),
+                           NOW() + INTERVAL {CONTACT_EXPIRES} SECOND, -1, CONCAT('bench-', seq), 1,
+                           NOW(), 'kemi-bench', '{socket}', -1
+                    FROM seq_0_to_{count - 1}""")
+        self.sql("TRUNCATE TABLE location;")
+        if rows:
+            self.sql("INSERT INTO location (ruid, username, contact, expires, q, callid, cseq, "
+                     "last_modified, user_agent, socket, connection_id) "
+                     + " UNION ALL ".join(rows) + ";")
+
+    def count(self, table: str) -> int:
+        return int(self.sql(f"SELECT COUNT(*) FROM {table};").strip())
+
+    def sql(self, text: str) -> str:
+        return mariadb.root_sql(text, self.name)
+
+    def drop(self) -> None:
+        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
+
+
+@dataclass
+class BenchKamailio:
+    """One Kamailio (Python or native routing) pinned to `cpus`, started and stopped by PID."""
+    label: str                  # "python" or "native"
+    cfg: Path
+    port: int
+    db: BenchDatabase
+    workdir: Path
+    cpus: str
+    children: int
+    usrloc_db_mode: int = 1
+    memory_manager: str = ""    # kamailio -x: qm (Kamailio's default), fm or tlsf
+    daemon: Daemon | None = None
+    settings: Settings | None = field(default=None, repr=False)
+    log_offset: int = 0
+
+    @property
+    def socket(self) -> str:
+        return f"udp:127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def write_settings(self) -> Settings:
+        file = self.workdir / "settings.toml"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        file.write_text(toml({
+            "sip": {"domain": DOMAIN, "listen": [self.socket], "children": self.children},
+            "database": {"url": self.db.url, "ro_url": self.db.ro_url, "usrloc_db_mode": self.usrloc_db_mode},
+            "runtime": {"dir": str(self.workdir / "run"), "log_level": 2},
+            # bench/native.cfg has the registrar routing only (no rtpengine, no SBC, no bans):
+            # the Python side runs with the same features off. It still signs Record-Routes
+            # and validates URIs (kemi/routing/security.py), which native.cfg does not.
+            "media": {"enabled": False},
+            "security": {"enabled": False},
+        }))
+        self.settings = load_settings(file)
+        return self.settings
+
+    def start(self, timeout: float = 90) -> None:
+        settings = self.write_settings()
+        cfg = kamailio.prepare(settings, self.workdir, self.cfg)
+        checked = kamailio.check_config(cfg)
+        if checked.returncode != 0:
+            raise StartError(f"kamailio -c rejected {cfg}:\n{checked.stdout}{checked.stderr}")
+        log = self.workdir / "kamailio.log"
+        log.unlink(missing_ok=True)
+        self.daemon = Daemon(f"kamailio-{self.label}",
+                             ["taskset", "-c", self.cpus, "kamailio", "-DD", "-E", "-m", str(SHM_MB),
+                              *(["-x", self.memory_manager] if self.memory_manager else []),
+                              "-f", str(cfg), "-P", settings.pid_file], log,
+                             cwd=cfg.parent)   # include_file looks in the working directory first
+        wait_for(lambda: sip_options_ok("127.0.0.1", self.port), timeout,
+                 f"Kamailio ({self.label}) to answer OPTIONS", self.daemon, interval=0.2)
+        self.log_offset = 0
+        # usrloc preloads its contacts in a child after the first answer: let it finish
+        self.wait_idle(timeout)
+
+    def wait_idle(self, timeout: float = 60, window: float = 0.5, busy: float = 0.04) -> None:
+        """Return once Kamailio used less than `busy` CPU seconds over `window` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            time.sleep(window)
+            if self.cpu_seconds() - before < busy:
+                return
+        raise StartError(f"Kamailio ({self.label}) still busy after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.daemon:
+            self.daemon.stop()
+            self.daemon = None
+
+    # --- measurements --------------------------------------------------------------------
+
+    def pids(self) -> list[int]:
+        """Every process of this Kamailio: its process group is the main process's PID."""
+        if not self.daemon:
+            return []
+        return [pid for pid, stat in _all_stats() if stat[2] == self.daemon.pid]
+
+    def cpu_seconds(self) -> float:
+        """user+system CPU of all Kamailio processes so far."""
+        total = 0
+        for pid, stat in _all_stats():
+            if self.daemon and stat[2] == self.daemon.pid:
+                total += stat[11] + stat[12]        # utime, stime (fields 14, 15)
+        return total / CLK_TCK
+
+    def kamcmd(self, *args: str) -> str:
+        done = subprocess.run(["kamcmd", "-s", f"unix:{self.settings.ctl_socket}", *args],
+                              capture_output=True, text=True, timeout=15)
+        if done.returncode != 0:
+            raise StartError(f"kamcmd {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def latency_logging(self, on: bool) -> None:
+        """Kamailio logs each route's execution time (core latency_cfg_log) while on."""
+        self.kamcmd("cfg.seti", "core", "latency_limit_cfg", "0")
+        self.kamcmd("cfg.seti", "core", "latency_cfg_log", str(LATENCY_LOG_ON if on else LATENCY_LOG_OFF))
+
+    def mark_log(self) -> None:
+        self.log_offset = (self.workdir / "kamailio.log").stat().st_size
+
+    def latency_samples(self) -> list[tuple[str, str, int]]:
+        """(request|reply, method, usec) for every route run logged since mark_log()."""
+        with open(self.workdir / "kamailio.log", "rb") as f:
+            f.seek(self.log_offset)
+            text = f.read().decode(errors="replace")
+        return [(m.group(4), m.group(3), int(m.group(5))) for m in LATENCY_LINE.finditer(text)]
+
+    def errors_since_mark(self) -> list[str]:
+        with open(self.workdir / "kamailio.log", "rb") as f:
+            f.seek(self.log_offset)
+            text = f.read().decode(errors="replace")
+        return [l for l in text.splitlines() if " ERROR: " in l or " CRITICAL: " in l]
+
+
+def _all_stats():
+    """(pid, fields after the command name) for every process; fields[2] is the pgrp."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        rest = raw[raw.rfind(")") + 2:].split()
+        # rest[0] = state (field 3); pgrp is field 5 -> rest[2]; utime 14 -> rest[11]; stime 15 -> rest[12]
+        yield int(name), [rest[0], rest[1], int(rest[2]), *rest[3:11], int(rest[11]), int(rest[12])]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user+system CPU of one process (SIPp) so far, 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return 0.0
+    rest = raw[raw.rfind(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def wait_until(check, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return False
