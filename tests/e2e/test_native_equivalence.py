@@ -101,7 +101,7 @@ def test_native_cfg_passes_config_check(kamailio_factory):
 def test_native_cfg_answers_like_the_python_routing(db, proxy, kamailio_factory, phones, tmp_path):
     native = kamailio_factory(name="native", cfg=NATIVE_CFG)
     observed = {}
-    for label, instance, base in (("python", proxy, 3100), ("native", native, 3200)):
+    for label, instance, base in (("python", proxy, 5100), ("native", native, 5200)):
         phones.proxy, phones.workdir = instance, tmp_path / f"sipp-{label}"
         observed[label] = observe(db, phones, instance, base)
 
