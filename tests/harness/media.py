@@ -252,10 +252,16 @@ class LoopbackCapture:
     high: int = MEDIA_BASE + 1999
     packets: list[Captured] = field(default_factory=list)
 
+    SKIP_OUTGOING = True       # lo shows each packet twice: keep the received copy only
+
+    def _open_socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        attach_udp_port_filter(sock, self.low, self.high)
+        sock.bind(("lo", 0))
+        return sock
+
     def __enter__(self) -> "LoopbackCapture":
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        attach_udp_port_filter(self._sock, self.low, self.high)
-        self._sock.bind(("lo", 0))
+        self._sock = self._open_socket()
         drop_queued(self._sock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -270,7 +276,7 @@ class LoopbackCapture:
                 continue
             except OSError:
                 return
-            if addr[2] == PACKET_OUTGOING or len(data) < 14 + 20 + 8:
+            if (self.SKIP_OUTGOING and addr[2] == PACKET_OUTGOING) or len(data) < 14 + 20 + 8:
                 continue
             ihl = (data[14] & 0x0F) * 4
             src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])

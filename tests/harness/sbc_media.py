@@ -18,16 +18,12 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
-import struct
-import threading
-from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import stack
-from harness.media import (PHONE_MEDIA_MAX, RTPENGINE_PORT_MAX, RTPENGINE_PORT_MIN, MEDIA_BASE, Captured,
-                           attach_udp_port_filter, drop_queued)
+from harness.media import (ETH_P_ALL, PHONE_MEDIA_MAX, RTPENGINE_PORT_MAX, RTPENGINE_PORT_MIN, MEDIA_BASE,
+                           LoopbackCapture, attach_udp_port_filter)
 from harness.netns import Namespace
 from harness.sbc import SBC_PORT, SBC_PRIVATE, SBC_PUBLIC
 from kemi.settings import MediaInterface, RtpengineDaemon
@@ -38,7 +34,6 @@ from kemi.stack.process import Daemon, StartError, wait_for
 # rtpengine's ng socket on the SBC namespace's loopback (Kamailio is there too, on SBC_PORT)
 SBC_NG_PORT = SBC_PORT + 2
 CLONE_NEWNET = 0x40000000
-ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -122,55 +117,23 @@ class SbcRtpengine:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-@dataclass
-class NetnsCapture:
+class NetnsCapture(LoopbackCapture):
     """UDP packets with a source or destination port in [low, high] on every NIC of `ns`.
 
     Each packet crossing the SBC namespace is seen once: on the NIC it came in on (as
     received) or went out of (as sent, PACKET_OUTGOING). Filtered in the kernel (BPF).
     """
-    ns: Namespace
-    low: int = MEDIA_BASE
-    high: int = PHONE_MEDIA_MAX
-    packets: list[Captured] = field(default_factory=list)
+    SKIP_OUTGOING = False      # each packet is seen once: on the NIC it came in on or went out of
 
-    def __enter__(self) -> "NetnsCapture":
+    def __init__(self, ns: Namespace, low: int = MEDIA_BASE, high: int = PHONE_MEDIA_MAX):
+        super().__init__(low, high)
+        self.ns = ns
+
+    def _open_socket(self) -> socket.socket:
         with entered(self.ns):
-            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        attach_udp_port_filter(self._sock, self.low, self.high)
-        drop_queued(self._sock)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self._sock.recv(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if len(data) < 14 + 20 + 8:
-                continue
-            ihl = (data[14] & 0x0F) * 4
-            src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])
-            sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
-            payload = data[14 + ihl + 8:]
-            self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1))
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-
-    def count(self, src: tuple[str, int], dst: tuple[str, int], rtcp: bool) -> int:
-        return sum(1 for p in self.packets if p.src == src and p.dst == dst and p.is_rtcp == rtcp)
-
-    def flows(self) -> Counter:
-        """(src, dst, "RTP"/"RTCP") -> packets: for failure messages."""
-        return Counter((p.src, p.dst, "RTCP" if p.is_rtcp else "RTP") for p in self.packets)
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        attach_udp_port_filter(sock, self.low, self.high)
+        return sock
 
 
 def forwarding_enabled(ns: Namespace) -> bool:
