@@ -23,7 +23,7 @@ from harness import mutate, stack
 from harness.sipclient import status_line
 from harness.stack import free_port
 
-TORTURE_DIR = Path(os.environ.get("KEMI_TORTURE_DIR", stack.PROJECT_ROOT.parent / "shared" / "torture" / "rfc4475"))
+TORTURE_DIR = Path(os.environ.get("KEMI_TORTURE_DIR", stack.PROJECT_ROOT / "fixtures" / "torture" / "rfc4475"))
 FUZZ_COUNT = int(os.environ.get("KEMI_FUZZ_COUNT", "2000"))
 DROP = None      # no answer at all
 
