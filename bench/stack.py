@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kemi.settings import PROJECT_ROOT, Settings, load_settings
+from kemi.settings import PROJECT_ROOT, Settings, load_settings, toml_dump
 from kemi.stack import kamailio, mariadb
 from kemi.stack.process import Daemon, sip_options_ok, wait_for, StartError
 
@@ -39,21 +39,6 @@ def extension(i: int) -> str:
     return str(FIRST_EXTENSION + i)
 
 
-def toml(tables: dict) -> str:
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return '"' + str(v) + '"'
-    out = []
-    for table, items in tables.items():
-        out += [f"[{table}]", *(f"{k} = {value(v)}" for k, v in items.items()), ""]
-    return "\n".join(out)
-
-
 class BenchDatabase:
     """One database per Kamailio instance, filled by bulk SQL (seconds for 100,000 rows)."""
 
@@ -67,7 +52,7 @@ class BenchDatabase:
         mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
         file = self.workdir / f"{self.name}-db.toml"
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(toml({"database": {"url": self.url, "ro_url": self.ro_url}}))
+        file.write_text(toml_dump({"database": {"url": self.url, "ro_url": self.ro_url}}))
         mariadb.provision(load_settings(file))
         self.sql(f"""
             INSERT INTO subscriber (username, domain, password, ha1, ha1b)
@@ -131,7 +116,7 @@ class BenchKamailio:
     def write_settings(self) -> Settings:
         file = self.workdir / "settings.toml"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        file.write_text(toml({
+        file.write_text(toml_dump({
             "sip": {"domain": DOMAIN, "listen": [self.socket], "children": self.children},
             "database": {"url": self.db.url, "ro_url": self.db.ro_url, "usrloc_db_mode": self.usrloc_db_mode},
             "runtime": {"dir": str(self.workdir / "run"), "log_level": 2},

@@ -176,3 +176,24 @@ def describe(obj, prefix: str = "") -> list[str]:
         else:
             out.append(f"{prefix}{f.name} = {value!r}")
     return out
+
+
+def toml_dump(tables: dict) -> str:
+    """A settings file's text from {table: {key: value}} (tests and make bench write them)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):                  # an inline table (nested settings, e.g. [media])
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    out = []
+    for table, items in tables.items():
+        out.append(f"[{table}]")
+        out += [f"{k} = {value(v)}" for k, v in items.items()]
+        out.append("")
+    return "\n".join(out)

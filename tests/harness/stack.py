@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from kemi.settings import PROJECT_ROOT, load_settings
+from kemi.settings import PROJECT_ROOT, load_settings, toml_dump
 from kemi.stack import kamailio, mariadb
 from kemi.stack.process import Daemon
 
@@ -33,26 +33,6 @@ def free_port() -> int:
 
 def kamailio_port() -> int:
     return next(_kamailio_ports)
-
-
-def toml_dump(tables: dict) -> str:
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return str(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):                  # an inline table (nested settings, e.g. [media])
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    out = []
-    for table, items in tables.items():
-        out.append(f"[{table}]")
-        out += [f"{k} = {value(v)}" for k, v in items.items()]
-        out.append("")
-    return "\n".join(out)
 
 
 def merge(base: dict, extra: dict) -> dict:

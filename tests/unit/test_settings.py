@@ -87,3 +87,11 @@ def test_db_url_becomes_mysqlclient_arguments():
     assert s.database.connect_args() == {"host": "db.example.com", "user": "u@x", "passwd": "p:w",
                                          "db": "kam", "charset": "utf8mb4", "connect_timeout": 2,
                                          "port": 3307}
+
+
+def test_toml_dump_round_trips_through_the_parser():
+    import tomllib
+    from kemi.settings import toml_dump
+    tables = {"sip": {"domain": 'pbx"x', "listen": ["udp:127.0.0.1:5060"], "children": 2},
+              "media": {"enabled": False, "rtpengine": {"port_min": 20000, "start": True}}}
+    assert tomllib.loads(toml_dump(tables)) == tables
