@@ -63,8 +63,7 @@ class MediaRoutes:
         if action == OFFER:
             return self.media_offer(msg)
         if action == ANSWER:              # ACK / PRACK answering a late offer
-            flags = self.media_flags(msg, ANSWER, nat=self.media_behind_nat(msg), **self.media_directions(msg))
-            if self.ksr.rtpengine.rtpengine_answer(flags) < 0:
+            if self.ksr.rtpengine.rtpengine_answer(self.sdp_flags(msg, ANSWER)) < 0:
                 self.ksr.err(f"kemi: media: rtpengine answer for {method} failed "
                              f"({self.settings.media.sockets}); media may not flow [call-id={msg.call_id}]\n")
         elif action == DELETE:
@@ -78,8 +77,7 @@ class MediaRoutes:
         would send media to a relay that does not know the call.
         """
         ksr = self.ksr
-        flags = self.media_flags(msg, OFFER, nat=self.media_behind_nat(msg), **self.media_directions(msg))
-        if ksr.rtpengine.rtpengine_offer(flags) > 0:
+        if ksr.rtpengine.rtpengine_offer(self.sdp_flags(msg, OFFER)) > 0:
             ksr.setflag(FLT_SDP_OFFER)
             return NEXT
         answered = ksr.pv.gete(RTPENGINE_INSTANCE_PV)
@@ -109,12 +107,11 @@ class MediaRoutes:
         action = reply_action(status, self.has_sdp(msg), ksr.isflagset(FLT_SDP_OFFER))
         if action is None:
             return
-        nat = self.media_behind_nat(msg, is_reply=True)
-        directions = self.media_directions(msg, is_reply=True)
+        flags = self.sdp_flags(msg, action, is_reply=True)
         if action == OFFER:              # late offer: the INVITE had no SDP, the reply has
-            ok = ksr.rtpengine.rtpengine_offer(self.media_flags(msg, OFFER, nat=nat, **directions)) > 0
+            ok = ksr.rtpengine.rtpengine_offer(flags) > 0
         else:
-            ok = ksr.rtpengine.rtpengine_answer(self.media_flags(msg, ANSWER, nat=nat, **directions)) > 0
+            ok = ksr.rtpengine.rtpengine_answer(flags) > 0
         if not ok:
             ksr.err(f"kemi: media: rtpengine {action} for the {status} reply failed "
                     f"({self.settings.media.sockets}); media may not flow [call-id={msg.call_id}]\n")
@@ -134,6 +131,11 @@ class MediaRoutes:
             # not fatal: rtpengine drops a session by itself after media_timeout without media
             ksr.notice(f"kemi: media: rtpengine delete ({why}) failed; rtpengine may already have "
                        f"dropped the session [call-id={msg.call_id}]\n")
+
+    def sdp_flags(self, msg: Message, op: str, is_reply: bool = False) -> str:
+        """Flags for an offer or answer of this message's SDP: its sender's NAT, its interfaces."""
+        return self.media_flags(msg, op, nat=self.media_behind_nat(msg, is_reply),
+                                **self.media_directions(msg, is_reply))
 
     def media_flags(self, msg: Message, op: str, nat: bool = False, **directions) -> str:
         profile = self.settings.media.get_profile(self.media_profile_name(msg))
