@@ -68,7 +68,7 @@ class SbcMediaRoutes:
         if self.sides is None:
             return False
         if not is_reply:
-            return self.is_trusted_source(msg)
+            return self.is_listed_gateway(msg)
         call = self.media_call_sides(msg)
         side = self.sides.by_name(call.egress) if call is not None else None
         if side is None:
