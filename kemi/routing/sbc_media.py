@@ -18,6 +18,8 @@ functions in kemi/sbc/media.py.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 from kemi.routing.message import Message
 from kemi.routing.sbc import DS_MATCH_IP_ONLY
 from kemi.sbc import media as sbc_media
@@ -27,14 +29,10 @@ _CALL_SIDES = "#call_sides"          # Message.cache key
 
 
 class SbcMediaRoutes:
-    _side_media: dict | None = None
-
-    @property
+    @cached_property
     def side_media(self) -> dict[str, sbc_media.SideMedia]:
         """Side name -> its rtpengine interface and profile (from the settings, built once)."""
-        if self._side_media is None:
-            self._side_media = sbc_media.side_media(self.settings.sbc, self.settings.media.profile)
-        return self._side_media
+        return sbc_media.side_media(self.settings.sbc, self.settings.media.profile)
 
     def media_call_sides(self, msg: Message) -> CallSides | None:
         """call_sides(msg), read once per message."""

@@ -14,6 +14,8 @@ Drops are silent (no SIP answer: an attacker learns nothing); each ban logs one 
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
 from kemi import sip
@@ -29,23 +31,18 @@ RUN_SECRET = dialog.new_secret()
 
 class SecurityRoutes:
 
-    @property
+    @cached_property
     def own_addresses(self) -> frozenset:
-        own = self.__dict__.get("_own_addresses")
-        if own is None:
-            own = self.__dict__["_own_addresses"] = ban.own_addresses(l.host for l in self.settings.sip.listen)
-        return own
+        """Every address Kamailio listens on (sip.listen and, on the SBC, each side's sockets)."""
+        return ban.own_addresses(listen.host for listen, _name in self.settings.listens)
 
     @property
     def route_secret(self) -> str:
         return self.settings.security.route_secret or RUN_SECRET
 
-    @property
+    @cached_property
     def scanner_filter(self) -> ScannerFilter:
-        flt = self.__dict__.get("_scanner_filter")
-        if flt is None:
-            flt = self.__dict__["_scanner_filter"] = ScannerFilter(self.settings.security.scanner_user_agents)
-        return flt
+        return ScannerFilter(self.settings.security.scanner_user_agents)
 
     # route[SCREEN] (called from route[REQINIT])
     def route_screen(self, msg: Message) -> bool:

@@ -280,3 +280,9 @@ def test_a_flooding_host_that_is_not_a_gateway_is_banned():
     route(message, ksr=ksr)
     assert ksr.called("pike.pike_check_req") and not ksr.relayed and ksr.replies == []
     assert ksr.htable == {("ipban", "203.0.113.66"): 1}
+
+
+def test_the_sbc_sockets_count_as_own_addresses():
+    """Never banned nor flood-checked: every listen address, not only sip.listen's."""
+    router = make_router(FakeKSR(), SETTINGS)
+    assert {"203.0.113.1", "198.51.100.1"} <= router.own_addresses
