@@ -284,5 +284,6 @@ def test_a_flooding_host_that_is_not_a_gateway_is_banned():
 
 def test_the_sbc_sockets_count_as_own_addresses():
     """Never banned nor flood-checked: every listen address, not only sip.listen's."""
+    from ipaddress import ip_address
     router = make_router(FakeKSR(), SETTINGS)
-    assert {"203.0.113.1", "198.51.100.1"} <= router.own_addresses
+    assert {ip_address("203.0.113.1"), ip_address("198.51.100.1")} <= router.own_addresses
