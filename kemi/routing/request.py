@@ -18,6 +18,10 @@ DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE"})
 # tm callbacks (names of Router methods) armed before relaying
 BRANCH_ROUTE_METHODS = frozenset({"INVITE", "BYE", "SUBSCRIBE", "UPDATE"})
 ONREPLY_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "UPDATE"})
+# the Router methods tm calls back (kemi/routing/router.py)
+BRANCH_ROUTE = "ksr_branch_manage"
+ONREPLY_ROUTE = "ksr_onreply_manage"
+FAILURE_ROUTE = "ksr_failure_manage"
 
 
 class RequestRoutes:
@@ -134,11 +138,11 @@ class RequestRoutes:
         if not self.route_media(msg):       # rtpengine offer/answer/delete (routing/media.py)
             return
         if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0:
-            ksr.tm.t_on_branch("ksr_branch_manage")
+            ksr.tm.t_on_branch(BRANCH_ROUTE)
         if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
-            ksr.tm.t_on_reply("ksr_onreply_manage")
+            ksr.tm.t_on_reply(ONREPLY_ROUTE)
         if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
-            ksr.tm.t_on_failure("ksr_failure_manage")
+            ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
             self.media_relay_failed(msg)
             ksr.sl.sl_reply_error()

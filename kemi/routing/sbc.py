@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from kemi import sip
 from kemi.routing.message import Message
-from kemi.routing.request import DONE, NEXT
+from kemi.routing.request import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT
 from kemi.sbc.direction import CallSides, Side, Sides, sides_from_settings
 from kemi.sbc.policy import choose_destination, no_gateway_reply, should_fail_over
 
@@ -32,8 +32,6 @@ DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"
 DS_MATCH_IP_ONLY = 1 | 2
 # ds_mark_dst state: inactive, and probed with OPTIONS until it answers again
 DS_INACTIVE_PROBING = "ip"
-FAILURE_ROUTE = "ksr_failure_manage"
-BRANCH_ROUTE = "ksr_branch_manage"
 
 
 class SbcRoutes:
