@@ -42,6 +42,51 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
+class _SharedMariaDB:
+    """Which test sessions use the MariaDB the tests started (one file per session PID)."""
+
+    DIR = Path("/run/kemi-test-mariadb")
+    STARTED = DIR / "started-pid"
+
+    def join(self) -> None:
+        self.DIR.mkdir(parents=True, exist_ok=True)
+        (self.DIR / f"user-{os.getpid()}").touch()
+
+    def mark_started(self, pid: int) -> None:
+        self.STARTED.write_text(str(pid))
+
+    def _live_users(self) -> list[int]:
+        users = []
+        for entry in self.DIR.glob("user-*"):
+            pid = int(entry.name.split("-", 1)[1])
+            if pid != os.getpid() and Path(f"/proc/{pid}").exists():
+                users.append(pid)
+            elif pid != os.getpid():
+                entry.unlink(missing_ok=True)       # a session that died without leaving
+        return users
+
+    def leave_last(self) -> bool:
+        """Leave; True when no other session still uses the database."""
+        (self.DIR / f"user-{os.getpid()}").unlink(missing_ok=True)
+        return not self._live_users()
+
+    def stop_started(self) -> None:
+        """Stop a MariaDB another (finished) session started and left running for us."""
+        try:
+            pid = int(self.STARTED.read_text())
+        except (OSError, ValueError):
+            return
+        self.STARTED.unlink(missing_ok=True)
+        if Path(f"/proc/{pid}/cmdline").exists() and b"mariadbd" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, 15)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+
+_mariadb_users = _SharedMariaDB()
+
+
 class TestDatabase:
     """The kemi_test database, recreated once per test session from Kamailio's schema."""
 
@@ -51,7 +96,10 @@ class TestDatabase:
         self.home = workdir / "kamctl-home"     # kamctl reads $HOME/.kamctlrc
 
     def start(self) -> None:
+        _mariadb_users.join()
         self.daemon = mariadb.start(self.workdir)
+        if self.daemon:
+            _mariadb_users.mark_started(self.daemon.pid)
         mariadb.root_sql(f"DROP DATABASE IF EXISTS `{TEST_DB}`;")
         settings_file = self.workdir / "db-settings.toml"
         settings_file.write_text(toml_dump({"database": {"url": TEST_DB_URL, "ro_url": TEST_DB_RO_URL},
@@ -62,8 +110,13 @@ class TestDatabase:
         mariadb.write_kamctlrc(settings, self.home)
 
     def stop(self) -> None:
-        if self.daemon:
-            self.daemon.stop()
+        # Several test sessions (worktrees, slots) share one MariaDB: whoever started it, the
+        # last session to leave stops it, so no session loses its database mid-run.
+        if _mariadb_users.leave_last():
+            if self.daemon:
+                self.daemon.stop()
+            else:
+                _mariadb_users.stop_started()
 
     def kamctl(self, *args: str) -> str:
         env = dict(os.environ, HOME=str(self.home))
@@ -134,8 +187,13 @@ class KamailioInstance:
         return self
 
     def stop(self) -> None:
-        if self.daemon:
-            self.daemon.stop()
+        # Several test sessions (worktrees, slots) share one MariaDB: whoever started it, the
+        # last session to leave stops it, so no session loses its database mid-run.
+        if _mariadb_users.leave_last():
+            if self.daemon:
+                self.daemon.stop()
+            else:
+                _mariadb_users.stop_started()
             self.daemon = None
 
     def restart(self) -> None:
