@@ -101,7 +101,11 @@ def set_toml_key(text: str, table: str, key: str, value: str) -> str:
         else:
             lines[at] = f"{key} = {quoted}"
     out = "\n".join(lines) + "\n"
-    if tomllib.loads(out).get(table, {}).get(key) != value:
+    try:
+        written = tomllib.loads(out).get(table, {}).get(key)
+    except tomllib.TOMLDecodeError:
+        written = None
+    if written != value:
         raise Refused(f"could not set {table}.{key} in the settings file (is it written as a dotted key or an "
                       f"inline table?): set it there by hand and leave the make variable empty")
     return out
