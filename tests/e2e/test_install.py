@@ -165,3 +165,31 @@ def test_settings_with_problems_are_refused_with_every_problem(tmp_path):
     done = refused(tmp_path, f"SETTINGS={bad}")
     assert done.returncode != 0
     assert "setting 'sip.children'" in done.stderr and "setting 'database.usrloc_db_mode'" in done.stderr
+
+
+def test_pip_install_gives_an_importable_package_with_the_api_list(tmp_path):
+    """`pip install .` (here --target, offline with Debian's setuptools) for Debian's python3."""
+    src = tmp_path / "src"                      # a copy: the build leaves build/ behind
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).write_bytes(stack.project_file(name).read_bytes())
+    subprocess.run(["cp", "-r", str(stack.project_file("kemi")), str(src)], check=True)
+    target = tmp_path / "site"
+    done = subprocess.run(["/usr/bin/python3", "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--disable-pip-version-check", "--target", str(target), str(src)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    env = dict(os.environ, PYTHONPATH=str(target))
+    probe = ("import importlib.resources as r, kemi, kemi.testing, kemi.routing, kemi.app\n"
+             "print(kemi.app.__file__)\n"
+             "print(r.files('kemi.testing').joinpath('ksr_api_5_6.json').read_text()[:1])\n"
+             "from kemi.testing import make_router\n")
+    ran = subprocess.run(["/usr/bin/python3", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    where, json_start = ran.stdout.split()
+    assert where == f"{target}/kemi/app.py"                 # not the source tree
+    assert json_start in "{["
+    # the console script
+    check = subprocess.run([str(target / "bin" / "kemi"), "check", str(stack.project_file("settings.toml"))],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip().endswith(": valid"), check.stdout + check.stderr
