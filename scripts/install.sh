@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PYTHON=(python3-mysqldb python3-cachetools)
 RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra-modules
          kamailio-utils-modules kamailio-tls-modules mariadb-server mariadb-client
-         rtpengine-daemon sip-tester "${PYTHON[@]}")
+         rtpengine-daemon sip-tester make "${PYTHON[@]}")
 # python3-yaml: tests/unit/test_docker_files.py reads the compose file
 TESTING=(python3-venv iproute2 openssl python3-yaml)
 BENCH=(python3-matplotlib)
