@@ -41,7 +41,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<dir>" for p in sorted(root.rglob("*"))}
 
 
-def site_settings(tmp_path: Path, port: int) -> Path:
+def site_settings(tmp_path: Path, port: int, media: dict | None = None) -> Path:
     """The settings the site installs; the database URLs come from DB_URL/DB_RO_URL instead."""
     f = tmp_path / "site.toml"
     f.write_text(toml_dump({
@@ -49,7 +49,7 @@ def site_settings(tmp_path: Path, port: int) -> Path:
         "database": {"url": "mysql://nobody:wrong@localhost/not_this_one",
                      "ro_url": "mysql://nobody_ro:wrong@localhost/not_this_one"},
         "runtime": {"dir": str(tmp_path / "run"), "log_level": 2},
-        "media": {"enabled": False},
+        "media": media or {"enabled": False},
     }))
     return f
 
@@ -193,3 +193,34 @@ def test_pip_install_gives_an_importable_package_with_the_api_list(tmp_path):
     check = subprocess.run([str(target / "bin" / "kemi"), "check", str(stack.project_file("settings.toml"))],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.strip().endswith(": valid"), check.stdout + check.stderr
+
+
+def test_the_docker_entrypoint_runs_rtpengine_and_kamailio_from_an_install(db, tmp_path):
+    """docker/entrypoint.py as the containers run it, on an installed folder (no container engine
+    here): rtpengine and Kamailio start from the settings, their healthchecks tell up from down."""
+    from harness.media import TestRtpengine
+
+    prefix, kamdir = site_root(tmp_path)
+    port = stack.kamailio_port()
+    rtpe = TestRtpengine(tmp_path / "rtpe")               # only for this slot's ports and address
+    settings = site_settings(tmp_path, port, media={"enabled": True, "rtpengine": rtpe.table})
+    done = make("install", f"PREFIX={prefix}", f"SETTINGS={settings}",
+                f"DB_URL={stack.TEST_DB_URL}", f"DB_RO_URL={stack.TEST_DB_RO_URL}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    entry = ["/usr/bin/python3", str(stack.project_file("docker", "entrypoint.py"))]   # as in the image
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KEMI_SETTINGS")}
+    env.update(KAMAILIO_DIR=str(kamdir), KEMI_PROVISION_DB="1")
+    health = lambda what: subprocess.run([*entry, f"health-{what}"], env=env, timeout=30).returncode
+    assert health("rtpengine") == 1 and health("kamailio") == 1         # control: nothing runs yet
+    started = []
+    try:
+        started.append(Daemon("rtpengine", [*entry, "rtpengine"], tmp_path / "rtpengine.log", env=env))
+        wait_for(lambda: health("rtpengine") == 0, 30, "entrypoint.py rtpengine", started[-1], interval=0.5)
+        started.append(Daemon("kamailio", [*entry, "kamailio"], tmp_path / "kamailio.log", env=env))
+        wait_for(lambda: health("kamailio") == 0, 60, "entrypoint.py kamailio", started[-1], interval=0.5)
+        assert "database ready" in (tmp_path / "kamailio.log").read_text()
+    finally:
+        for daemon in reversed(started):
+            daemon.stop()
+    assert health("kamailio") == 1
+    assert make("uninstall", f"PREFIX={prefix}").returncode == 0
