@@ -252,7 +252,8 @@ class Installer:
                                  capture_output=True, text=True, timeout=120)
         if checked.returncode != 0:
             self.uninstall()
-            raise Refused(f"`kamailio -c` rejected the installed configuration; rolled back:\n"
+            raise Refused(f"`kamailio -c` rejected the installed configuration; uninstalled again "
+                          f"(backups restored):\n"
                           f"{checked.stdout}{checked.stderr}")
 
     def install_python_deps(self) -> None:

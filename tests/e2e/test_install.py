@@ -159,6 +159,16 @@ def test_missing_module_is_refused_and_the_same_folder_with_it_is_accepted(tmp_p
     assert make("uninstall", f"PREFIX={prefix}").returncode == 0
 
 
+def test_a_configuration_kamailio_rejects_is_rolled_back(tmp_path):
+    picky = tmp_path / "kamailio-picky"                 # the real one, except that -c fails
+    picky.write_text('#!/bin/sh\nif [ "$1" = -c ]; then echo "cfg parse error" >&2; exit 255; fi\n'
+                     'exec kamailio "$@"\n')
+    picky.chmod(0o755)
+    done = refused(tmp_path, f"KAMAILIO={picky}")
+    assert done.returncode != 0
+    assert "`kamailio -c` rejected" in done.stderr and "cfg parse error" in done.stderr
+
+
 def test_settings_with_problems_are_refused_with_every_problem(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[sip]\nchildren = 0\n[database]\nusrloc_db_mode = 7\n')
