@@ -1,4 +1,8 @@
 # make run    install what is missing, start MariaDB, rtpengine and Kamailio with the kemi routing (Ctrl-C stops)
+# make deps   install the Debian packages kemi runs on (scripts/install.sh), only what is missing
+# make install    kemi into an existing Kamailio (docs/install.md): KAMAILIO_DIR (default
+#                 $(PREFIX)/etc/kamailio), PREFIX, SETTINGS, DB_URL, DB_RO_URL, KAMAILIO, KAMAILIO_MODULES
+# make uninstall  puts back what make install replaced, removes the rest (KAMAILIO_DIR, PREFIX)
 # make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, rtpengine, SIPp)
 # make unit   unit tests only (no root, no daemons)
 # make check  validate settings.toml and `kamailio -c` the rendered config
@@ -9,14 +13,28 @@ VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
 SETTINGS ?=
 FUZZ_COUNT ?= 10000
+# make install / uninstall (docs/install.md)
+PREFIX ?=
+KAMAILIO_DIR ?= $(PREFIX)/etc/kamailio
+DB_URL ?=
+DB_RO_URL ?=
+KAMAILIO ?= kamailio
+KAMAILIO_MODULES ?=
 
-.PHONY: run install test unit e2e check install-test install-bench fuzz bench
+.PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench
 
-run: install
+run: deps
 	$(PY) -m kemi.stack $(SETTINGS)
 
-install:
+deps:
 	scripts/install.sh
+
+install:
+	$(PY) -m kemi.stack.install install --dir "$(KAMAILIO_DIR)" --settings "$(SETTINGS)" \
+		--db-url "$(DB_URL)" --db-ro-url "$(DB_RO_URL)" --kamailio "$(KAMAILIO)" --modules "$(KAMAILIO_MODULES)"
+
+uninstall:
+	$(PY) -m kemi.stack.install uninstall --dir "$(KAMAILIO_DIR)"
 
 install-test:
 	scripts/install.sh --test
@@ -42,7 +60,8 @@ fuzz: install-test
 # the settings file make check renders: SETTINGS, else $$KEMI_SETTINGS, else settings.toml
 CHECK_SETTINGS = $(or $(SETTINGS),$(KEMI_SETTINGS),settings.toml)
 
-check: install
+check: deps
+	$(PY) -m kemi check $(CHECK_SETTINGS)
 	$(PY) -m kemi.settings check $(CHECK_SETTINGS)
 	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
 	cp kamailio.cfg kamailio-common.cfg run/ && cd run && kamailio -c -f kamailio.cfg

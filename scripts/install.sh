@@ -3,18 +3,23 @@
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
 #   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
 #   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot)
+#   scripts/install.sh --python only the Python packages Kamailio's embedded python3 imports
+#                               (make install: Kamailio itself is already there)
 # Package scripts must not start daemons with Debian's default configs (those are not
 # ours): a policy-rc.d forbids service starts during the install and is removed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PYTHON=(python3-mysqldb python3-cachetools)
 RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra-modules
          kamailio-utils-modules kamailio-tls-modules mariadb-server mariadb-client
-         rtpengine-daemon sip-tester python3-mysqldb python3-cachetools)
-TESTING=(python3-venv iproute2 openssl)
+         rtpengine-daemon sip-tester make "${PYTHON[@]}")
+# python3-yaml: tests/unit/test_docker_files.py reads the compose file
+TESTING=(python3-venv iproute2 openssl python3-yaml)
 BENCH=(python3-matplotlib)
 
 want=("${RUNTIME[@]}")
+[[ "${1:-}" == "--python" ]] && want=("${PYTHON[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
 

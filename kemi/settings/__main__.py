@@ -13,7 +13,8 @@ def main(argv: list[str]) -> int:
     try:
         settings = load_settings(argv[1] if len(argv) > 1 else None)
     except SettingsError as exc:
-        print(f"kemi: {exc}", file=sys.stderr)
+        for problem in exc.problems:       # every problem in the file, one line each
+            print(f"kemi: {problem}", file=sys.stderr)
         return 1
     if argv[0] == "check":
         print(f"# {settings.source}: valid")

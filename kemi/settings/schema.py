@@ -38,6 +38,19 @@ class SettingsError(ValueError):
         where = f" in {source}" if source else ""
         super().__init__(f"setting '{key}'{where}: {problem}; {fix}")
         self.key = key
+        self.problems: tuple[SettingsError, ...] = (self,)
+
+
+class SettingsProblems(SettingsError):
+    """Several problems in one settings file, reported together: one line each, in file order.
+
+    `key` is the first problem's key; `problems` holds every one (kemi check prints them all).
+    """
+
+    def __init__(self, problems: list[SettingsError]):
+        ValueError.__init__(self, "\n".join(str(p) for p in problems))
+        self.key = problems[0].key
+        self.problems = tuple(problems)
 
 
 # --- the schema: one dataclass per TOML table, defaults are the loopback demo --------

@@ -1,6 +1,9 @@
 """Loading a settings file: parse the TOML, build the dataclasses, validate every value once.
 
-Every problem raises SettingsError naming the key, what was found and what is accepted.
+Every problem is a SettingsError naming the key, what was found and what is accepted.
+parse_settings() collects them all (a value that cannot be read counts once, its default
+stands in for the rest of the checks) and raises the one problem, or SettingsProblems
+listing every one: `kemi check` prints them all, Kamailio's start logs them all.
 """
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from contextvars import ContextVar
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,7 +19,7 @@ from urllib.parse import urlsplit
 from kemi.settings.schema import (DEFAULT_MEDIA_PROFILE, DEFAULT_SETTINGS_FILE, DS_ALGORITHMS,
     GATEWAY_SOURCES, GATEWAY_URI_RE, HOSTNAME_RE, LISTEN_RE, LOG_LEVELS, Listen, MediaInterface,
     MediaProfile, MediaSettings, RtpengineDaemon, RtpengineInstance, SETTINGS_ENV, SOCKET_NAME_RE,
-    SbcSide, SecuritySettings, Settings, SettingsError, USRLOC_DB_MODES)
+    SbcSide, SecuritySettings, Settings, SettingsError, SettingsProblems, USRLOC_DB_MODES)
 
 
 # --- loading and validation ----------------------------------------------------------
@@ -44,25 +48,60 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
 
 
 def parse_settings(raw: dict, source: str = "") -> Settings:
-    """Build and validate Settings from a parsed TOML document."""
-    _reject_unknown(raw, Settings, "", source)
-    tables = {}
-    for f in fields(Settings):
-        if f.name == "source":
-            continue
-        build = _TABLE_PARSERS.get(f.name, _build_table)
-        tables[f.name] = build(f.name, raw.get(f.name, {}), f.default_factory, source)
-    settings = Settings(**tables, source=source)
-    _validate(settings, source)
+    """Build and validate Settings from a parsed TOML document; raise every problem found."""
+    found: list[SettingsError] = []
+    token = _found.set(found)
+    try:
+        _reject_unknown(raw, Settings, "", source)
+        tables = {}
+        for f in fields(Settings):
+            if f.name == "source":
+                continue
+            build = _TABLE_PARSERS.get(f.name, _build_table)
+            tables[f.name] = _checked(build, f.name, raw.get(f.name, {}), f.default_factory, source,
+                                      fallback=f.default_factory)
+        settings = Settings(**tables, source=source)
+        unreadable = {e.key for e in found}
+        parsed = len(found)
+        _validate(settings, source)
+    finally:
+        _found.reset(token)
+    # a key that could not be read was checked with its default: what the checks then say
+    # about it (or inside it) is not the site's problem
+    found[parsed:] = [e for e in found[parsed:]
+                      if not any(e.key == k or e.key.startswith(k + ".") for k in unreadable)]
+    if found:
+        raise found[0] if len(found) == 1 else SettingsProblems(found)
     return settings
+
+
+# the problems parse_settings() has found so far (None outside it: the first one raises)
+_found: ContextVar[list | None] = ContextVar("kemi_settings_problems", default=None)
+
+
+def _report(err: SettingsError) -> None:
+    found = _found.get()
+    if found is None:
+        raise err
+    if all(str(err) != str(e) for e in found):
+        found.append(err)
+
+
+def _checked(step, *args, fallback=None):
+    """step(*args); when it raises a SettingsError that is reported and fallback() returned."""
+    try:
+        return step(*args)
+    except SettingsError as err:
+        _report(err)
+        return fallback() if callable(fallback) else fallback
 
 
 def _reject_unknown(raw: dict, cls, prefix: str, source: str) -> None:
     known = {f.name for f in fields(cls) if f.name != "source"}
     for key in raw:
         if key not in known:
-            raise SettingsError(prefix + key, "unknown key",
-                                f"accepted keys here: {', '.join(sorted(known))}", source)
+            _report(SettingsError(prefix + key, "unknown key",
+                                  f"accepted keys here: {', '.join(sorted(known))}", source))
 
 
 def _build_table(name: str, raw, factory, source: str):
@@ -80,11 +119,12 @@ def _build_table(name: str, raw, factory, source: str):
         if f.name not in raw:
             values[f.name] = current
         elif f.name == "listen":
-            values[f.name] = _parse_listen(key, raw[f.name], source)
+            values[f.name] = _checked(_parse_listen, key, raw[f.name], source, fallback=current)
         elif is_dataclass(current):
-            values[f.name] = _build_table(key, raw[f.name], lambda current=current: current, source)
+            values[f.name] = _checked(_build_table, key, raw[f.name], lambda current=current: current, source,
+                                      fallback=current)
         else:
-            values[f.name] = _coerce(key, raw[f.name], current, source)
+            values[f.name] = _checked(_coerce, key, raw[f.name], current, source, fallback=current)
     return cls(**values)
 
 
@@ -135,9 +175,11 @@ def _parse_listen(key: str, value, source: str) -> tuple[Listen, ...]:
     return tuple(sockets)
 
 
-def _require(ok: bool, key: str, problem: str, fix: str, source: str) -> None:
+def _require(ok: bool, key: str, problem: str, fix: str, source: str) -> bool:
+    """Report the problem unless `ok`; returns `ok` (checks that build on it skip when False)."""
     if not ok:
-        raise SettingsError(key, problem, fix, source)
+        _report(SettingsError(key, problem, fix, source))
+    return ok
 
 
 def _validate(s: Settings, source: str) -> None:
@@ -174,11 +216,11 @@ def _validate(s: Settings, source: str) -> None:
     for key, text in (("database.url", db.url), ("sip.domain", sip.domain)):
         _require('"' not in text and "\n" not in text, key, "contains a double quote or newline",
                  "remove it (the value is written into kamailio.cfg defines)", source)
-    _validate_media(s.media, source)
-    _validate_sbc(s, source)
-    _validate_sbc_media(s, source)
-    _validate_security(s.security, source)
-    _validate_tls(s, source)
+    _checked(_validate_media, s.media, source)
+    _checked(_validate_sbc, s, source)
+    _checked(_validate_sbc_media, s, source)
+    _checked(_validate_security, s.security, source)
+    _checked(_validate_tls, s, source)
 
 
 # --- [media]: parsing and validation ---------------------------------------------------
@@ -213,8 +255,8 @@ def _record(key: str, raw, cls, source: str, **given):
     known = {f.name for f in fields(cls)} - set(given)
     for name in raw:
         if name not in known:
-            raise SettingsError(f"{key}.{name}", "unknown key",
-                                f"accepted keys here: {', '.join(sorted(known))}", source)
+            _report(SettingsError(f"{key}.{name}", "unknown key",
+                                  f"accepted keys here: {', '.join(sorted(known))}", source))
     values = dict(given)
     for f in fields(cls):
         if f.name in given:
@@ -227,7 +269,8 @@ def _record(key: str, raw, cls, source: str, **given):
             raise SettingsError(f"{key}.{f.name}", "is missing", f"add {f.name} = ... (see docs/media.md)", source)
         else:
             default = ""              # the required fields are all strings
-        values[f.name] = _coerce(f"{key}.{f.name}", raw[f.name], default, source) if f.name in raw else default
+        values[f.name] = (_checked(_coerce, f"{key}.{f.name}", raw[f.name], default, source, fallback=default)
+                          if f.name in raw else default)
     return cls(**values)
 
 
@@ -291,10 +334,10 @@ def _validate_media(m: "MediaSettings", source: str) -> None:
     _require(bool(m.instances), "media.instances", "is empty", 'list at least one { ng = "udp:127.0.0.1:2223" }', source)
     for i, inst in enumerate(m.instances):
         key = f"media.instances[{i}]"
-        _require(NG_SOCKET_RE.match(inst.ng) is not None, f"{key}.ng", f"{inst.ng!r} is not an ng socket",
-                 'write "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT", e.g. "udp:127.0.0.1:2223"', source)
-        port = int(inst.ng.rsplit(":", 1)[1])
-        _require(1 <= port <= 65535, f"{key}.ng", f"port {port} is out of range", "use a port from 1 to 65535", source)
+        if _require(NG_SOCKET_RE.match(inst.ng) is not None, f"{key}.ng", f"{inst.ng!r} is not an ng socket",
+                    'write "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT", e.g. "udp:127.0.0.1:2223"', source):
+            port = int(inst.ng.rsplit(":", 1)[1])
+            _require(1 <= port <= 65535, f"{key}.ng", f"port {port} is out of range", "use a port from 1 to 65535", source)
         _require(1 <= inst.weight <= 1000, f"{key}.weight", f"{inst.weight} is out of range", "use 1 to 1000", source)
     socks = [inst.ng for inst in m.instances]
     _require(len(set(socks)) == len(socks), "media.instances", "names one ng socket twice",
@@ -339,7 +382,7 @@ def _validate_daemon(m: "MediaSettings", source: str) -> None:
     _require(1024 <= d.port_min < d.port_max <= 65535 and d.port_max - d.port_min >= 3, "media.rtpengine",
              f"port_min ({d.port_min}) .. port_max ({d.port_max}) is not a usable range",
              "use 1024 <= port_min < port_max <= 65535 with at least 4 ports (one call needs 4 per medium)", source)
-    _require(not (d.port_min <= int(port) <= d.port_max), "media.rtpengine.listen_ng",
+    _require(not (port.isdigit() and d.port_min <= int(port) <= d.port_max), "media.rtpengine.listen_ng",
              f"port {port} lies in the media port range", "move listen_ng or the port range apart", source)
     _require(bool(d.interfaces), "media.rtpengine.interfaces", "is empty",
              'list at least one { name = "default", address = "127.0.0.1" }', source)
@@ -357,9 +400,9 @@ def _validate_daemon(m: "MediaSettings", source: str) -> None:
             try:
                 ipaddress.ip_address(value)
             except ValueError:
-                raise SettingsError(f"{key}.{attr}", f"{value!r} is not an IP address",
-                                    "write a literal IPv4/IPv6 address; rtpengine's \"any\" skips loopback, "
-                                    "so list every address explicitly", source) from None
+                _report(SettingsError(f"{key}.{attr}", f"{value!r} is not an IP address",
+                                      "write a literal IPv4/IPv6 address; rtpengine's \"any\" skips loopback, "
+                                      "so list every address explicitly", source))
 
 
 def _require_local_instance(m: "MediaSettings", source: str) -> None:
@@ -388,10 +431,10 @@ def _validate_sbc(s: Settings, source: str) -> None:
     if not sbc.enabled:
         return
     if sbc.gateways_from == "file":
-        _require(sbc.list_file.startswith("/") and '"' not in sbc.list_file, "sbc.list_file",
-                 f"{sbc.list_file!r} is not an absolute path", 'write e.g. "/etc/kemi/dispatcher.list"', source)
-        _require(Path(sbc.list_file).is_file(), "sbc.list_file", f"{sbc.list_file} does not exist",
-                 "create it (dispatcher list format, see docs/sbc.md)", source)
+        if _require(sbc.list_file.startswith("/") and '"' not in sbc.list_file, "sbc.list_file",
+                    f"{sbc.list_file!r} is not an absolute path", 'write e.g. "/etc/kemi/dispatcher.list"', source):
+            _require(Path(sbc.list_file).is_file(), "sbc.list_file", f"{sbc.list_file} does not exist",
+                     "create it (dispatcher list format, see docs/sbc.md)", source)
     else:
         _require(not sbc.list_file, "sbc.list_file", f"is set but gateways_from is {sbc.gateways_from!r}",
                  'remove it, or set gateways_from = "file"', source)
@@ -422,8 +465,8 @@ def _validate_sbc(s: Settings, source: str) -> None:
             try:
                 ipaddress.ip_network(cidr, strict=True)
             except ValueError as exc:
-                raise SettingsError(f"{key}.networks", f"{cidr!r} is not a network ({exc})",
-                                    'write "address/prefix" with no host bits, e.g. "203.0.113.0/24"', source) from None
+                _report(SettingsError(f"{key}.networks", f"{cidr!r} is not a network ({exc})",
+                                      'write "address/prefix" with no host bits, e.g. "203.0.113.0/24"', source))
         if sbc.gateways_from == "settings":
             _require(bool(side.gateways), f"{key}.gateways", "no gateway for this side",
                      'list them, e.g. ["sip:203.0.113.10:5060"], or set sbc.gateways_from', source)
@@ -431,8 +474,9 @@ def _validate_sbc(s: Settings, source: str) -> None:
             _require(not side.gateways, f"{key}.gateways", f"listed but sbc.gateways_from is {sbc.gateways_from!r}",
                      f'remove them (the {sbc.gateways_from} is used), or set gateways_from = "settings"', source)
         for uri in side.gateways:
-            _require(GATEWAY_URI_RE.match(uri) is not None, f"{key}.gateways", f"{uri!r} is not a gateway URI",
-                     'write "sip:HOST[:PORT][;transport=udp|tcp|tls]", e.g. "sip:203.0.113.10:5060"', source)
+            if not _require(GATEWAY_URI_RE.match(uri) is not None, f"{key}.gateways", f"{uri!r} is not a gateway URI",
+                            'write "sip:HOST[:PORT][;transport=udp|tcp|tls]", e.g. "sip:203.0.113.10:5060"', source):
+                continue
             _require(gateway_socket_name(side, uri) is not None, f"{key}.gateways",
                      f"{uri!r}: no socket of sbc.{role}.listen has its protocol and address family",
                      "add such a socket to the side's listen list", source)
@@ -522,10 +566,10 @@ def _validate_tls(s: "Settings", source: str) -> None:
         path = getattr(tls, key)
         if key == "ca_list" and not path:
             continue
-        _require(path.startswith("/") and '"' not in path, f"tls.{key}", f"{path!r} is not an absolute path",
-                 "write the absolute path of a PEM file", source)
-        _require(Path(path).is_file(), f"tls.{key}", f"{path} does not exist",
-                 "create it (e.g. with openssl req -x509 ...) or fix the path", source)
+        if _require(path.startswith("/") and '"' not in path, f"tls.{key}", f"{path!r} is not an absolute path",
+                    "write the absolute path of a PEM file", source):
+            _require(Path(path).is_file(), f"tls.{key}", f"{path} does not exist",
+                     "create it (e.g. with openssl req -x509 ...) or fix the path", source)
 
 
 def _is_host(text: str) -> bool:

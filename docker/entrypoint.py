@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""The kemi image's entry point (docker/Dockerfile, docker/compose.yaml).
+
+    entrypoint.py kamailio          check the settings (every problem), create missing tables
+                                    (KEMI_PROVISION_DB=1), render, exec Kamailio in the foreground
+    entrypoint.py rtpengine         exec rtpengine with the settings' [media.rtpengine]
+    entrypoint.py health-kamailio   exit 0 when Kamailio answers an OPTIONS on its first socket
+    entrypoint.py health-rtpengine  exit 0 when rtpengine answers an ng ping
+
+The settings are the ones `make install` put in KAMAILIO_DIR (default /etc/kamailio) with the
+KEMI__SECTION__KEY environment variables on top (the settings loader applies them), so the
+services configured by one compose environment block see the same values; Kamailio itself
+inherits the environment and its mod_init loads the same settings.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+KAMAILIO_DIR = Path(os.environ.get("KAMAILIO_DIR", "/etc/kamailio"))
+sys.path.insert(0, str(KAMAILIO_DIR))            # the installed package, as Kamailio imports it
+SETTINGS_FILE = KAMAILIO_DIR / "settings.toml"
+HEALTH_TIMEOUT = 2.0                              # seconds; compose retries on its own
+
+
+def load():
+    from kemi.settings import load_settings
+    return load_settings(SETTINGS_FILE)
+
+
+def kamailio() -> int:
+    from kemi.__main__ import check
+    from kemi.settings import write_kamailio_defines
+    from kemi.stack.kamailio import MEMORY_MANAGER
+
+    file, problems = check(str(SETTINGS_FILE))
+    if problems:
+        print(f"kemi: {file} with the KEMI__ variables has {len(problems)} problem(s):", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    settings = load()
+    if os.environ.get("KEMI_PROVISION_DB") == "1":
+        # MariaDB's socket is shared with this container (compose volume): root by unix_socket
+        from kemi.stack import mariadb
+        created = mariadb.provision(settings)
+        print(f"kemi: database ready ({'created ' + ', '.join(created) if created else 'all tables present'})")
+    write_kamailio_defines(settings, KAMAILIO_DIR)
+    Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
+    os.chdir(KAMAILIO_DIR)                        # include_file looks in the working directory first
+    os.execvp("kamailio", ["kamailio", "-DD", "-E", "-x", MEMORY_MANAGER, "-f", "kamailio.cfg"])
+
+
+def rtpengine() -> int:
+    from kemi.stack.rtpengine import argv
+    cmd = argv(load().media.rtpengine)
+    os.execvp(cmd[0], cmd)
+
+
+def health_kamailio() -> int:
+    from kemi.stack.process import sip_options_ok
+    first = load().sip.listen[0]
+    return 0 if sip_options_ok(first.host, first.port, timeout=HEALTH_TIMEOUT) else 1
+
+
+def health_rtpengine() -> int:
+    from kemi.stack.ng import NgClient
+    return 0 if NgClient(load().media.rtpengine.ng_address, timeout=HEALTH_TIMEOUT).ping() else 1
+
+
+COMMANDS = {"kamailio": kamailio, "rtpengine": rtpengine,
+            "health-kamailio": health_kamailio, "health-rtpengine": health_rtpengine}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
+        print(f"usage: entrypoint.py {'|'.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(COMMANDS[sys.argv[1]]())
