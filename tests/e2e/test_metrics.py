@@ -7,6 +7,7 @@ checked to move by exactly the right amounts for registrations and calls. Extens
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import time
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 
-from harness import stack
+from harness import rawsip, stack
 from harness.stack import free_port
 from kemi.observe import metrics as m
 from kemi.observe.decisions import LINE_PREFIX, parse_line
@@ -125,6 +126,40 @@ def tcp_options(port: int) -> bytes:
             "Content-Length: 0\r\n\r\n").encode()
 
 
+def digest_invite(server, user: str, password: str, callee: str) -> int:
+    """INVITE, 407, the same INVITE with qop=auth credentials for `password`: its final code."""
+    ruri = f"sip:{callee}@{stack.DOMAIN}"
+    call_id, tag = f"{uuid.uuid4().hex}@test", uuid.uuid4().hex[:8]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(5)
+        port = s.getsockname()[1]
+
+        def send(cseq: int, extra: str = "") -> str:
+            s.sendto((f"INVITE {ruri} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+                      f"Max-Forwards: 70\r\nFrom: <sip:{user}@{stack.DOMAIN}>;tag={tag}\r\nTo: <{ruri}>\r\n"
+                      f"Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n"
+                      f"Contact: <sip:{user}@127.0.0.1:{port}>\r\n{extra}Content-Length: 0\r\n\r\n").encode(),
+                     server)
+            while True:
+                reply = s.recv(65535).decode()
+                if rawsip.status(reply) >= 200:
+                    return reply
+
+        challenge = send(1)
+        assert rawsip.status(challenge) == 407, challenge
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge.split("Proxy-Authenticate:", 1)[1].split("\r\n")[0]))
+        md5 = lambda text: hashlib.md5(text.encode()).hexdigest()
+        cnonce, nc = uuid.uuid4().hex[:8], "00000001"
+        ha1, ha2 = md5(f"{user}:{params['realm']}:{password}"), md5(f"INVITE:{ruri}")
+        response = md5(f"{ha1}:{params['nonce']}:{nc}:{cnonce}:auth:{ha2}")
+        creds = (f'Proxy-Authorization: Digest username="{user}", realm="{params["realm"]}", '
+                 f'nonce="{params["nonce"]}", uri="{ruri}", response="{response}", algorithm=MD5, '
+                 f'qop=auth, cnonce="{cnonce}", nc={nc}\r\n')
+        return rawsip.status(send(2, creds))
+
+
 # --- the endpoint ---------------------------------------------------------------------------
 
 
@@ -201,10 +236,11 @@ def test_call_decision_counters(db, metered_phones):
     assert phones.call("6212", "6298").finals == [404]            # nobody
     assert phones.call("6212", "6213").finals == [480]            # a subscriber, not registered
     assert phones.call("6212", "6213").finals == [480]
-    # wrong password: challenged again (uac_call.xml expects no second 407: SIPp aborts the call)
-    wrong = phones.call("6212", "6211", password="wrong-password")
-    assert wrong.rc != 0 and [r.split(" ", 2)[1] for r in wrong.received()
-                              if r.startswith("SIP/2.0 4")] == ["407", "407"], wrong.stdout[-2000:]
+    # wrong password: one INVITE with digest credentials that do not match (one datagram, so
+    # no retransmission is counted twice), challenged again
+    assert digest_invite(phones.proxy.address, "6212", "wrong-password", "6211") == 407
+    assert digest_invite(phones.proxy.address, "6212", stack.PASSWORD, "6298") == 404     # control
+    before[m.CALL_NOT_FOUND] += 1
 
     after = {d: calls(d) for d in decisions}
     assert {d: after[d] - before[d] for d in decisions} == {
@@ -246,3 +282,41 @@ def test_decision_log_switches_at_runtime(db, metered_phones):
     assert (line["event"], line["decision"], line["code"], line["method"]) == ("call", "not_found", "404", "INVITE")
     assert line["source"].startswith("127.0.0.1:") and line["target"].startswith("sip:6297@")
     assert decision_lines(proxy, quiet_again) == []
+    assert proxy.kamcmd("cfg.get", "kemi_log", "decisions").strip() == "0"
+
+
+# --- security and media counters -----------------------------------------------------------------
+
+
+def test_scanner_drop_is_counted(metered):
+    proxy, endpoint, _sip_port, _mport = metered
+    before = endpoint.value(m.DROPPED, m.DROP_SCANNER)
+    ruri = f"sip:127.0.0.1:{proxy.port}"
+    assert rawsip.status(rawsip.exchange(proxy.address, "OPTIONS", ruri)[-1]) == 200      # control
+    assert rawsip.exchange(proxy.address, "OPTIONS", ruri, headers={"User-Agent": "friendly-scanner"}) == []
+    assert endpoint.value(m.DROPPED, m.DROP_SCANNER) == before + 1
+    # from the server's own address: dropped, never banned
+    assert endpoint.value(m.BANS, m.BAN_SCANNER) == 0
+
+
+def test_rtpengine_not_answering_counts_the_error_and_the_503(db, kamailio_factory, tmp_path):
+    """Media on, but nothing listens on the ng port: the call is decided (contact), then 503."""
+    from conftest import Phones
+
+    metrics_port, dead_ng_port = stack.kamailio_port(), stack.kamailio_port()
+    proxy = kamailio_factory({
+        "metrics": {"enabled": True, "listen": f"127.0.0.1:{metrics_port}"},
+        "media": {"enabled": True, "timeout_ms": 200, "retries": 1,
+                  "instances": [{"ng": f"udp:127.0.0.1:{dead_ng_port}"}], "rtpengine": {"start": False}},
+    })
+    endpoint = Endpoint("127.0.0.1", metrics_port)
+    phones = Phones(proxy, db, tmp_path / "sipp")
+    db.add_subscriber("6231")
+    db.add_subscriber("6232")
+    assert phones.register("6231", free_port()).finals == [200]
+    errors0 = endpoint.value(m.RTPENGINE_ERRORS, m.RTP_OFFER, m.RTP_NO_ANSWER)
+    unavailable0 = endpoint.value(m.REPLIES_503, m.UNAVAILABLE_RTPENGINE)
+    assert phones.call("6232", "6231").finals == [503]
+    assert endpoint.value(m.RTPENGINE_ERRORS, m.RTP_OFFER, m.RTP_NO_ANSWER) == errors0 + 1
+    assert endpoint.value(m.REPLIES_503, m.UNAVAILABLE_RTPENGINE) == unavailable0 + 1
+    assert endpoint.value(m.CALLS, m.CALL_CONTACT, m.SIDE_NONE, m.SIDE_NONE) == 1
