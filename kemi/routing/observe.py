@@ -7,8 +7,9 @@ note_*            one call per decision point: moves its counter (kemi/observe/m
                   and, when the decision log is on, writes its line (kemi/observe/decisions.py)
 
 Cost when nothing is watched: with metrics off, one attribute test per event; with metrics
-on, one KSR.xhttp_prom call with constant arguments. The decision log costs one KSR.pv read
-per decision while off; the line is built only when it is on.
+on, one KSR.xhttp_prom call with constant arguments (and request_route reads $Rn once, to
+refuse SIP on the metrics socket). The decision log costs one KSR.pv read per decision
+while off; the line is built only when it is on.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ RURI_PV = "$ru"
 DESTINATION_PV = "$du"
 BAN_LABELS = {Reason.FLOOD: BAN_FLOOD, Reason.SCANNER: BAN_SCANNER,
               Reason.PASSWORD_GUESSING: BAN_PASSWORD_GUESSING}
-CHALLENGE_CODES = {"REGISTER": 401}      # auth_challenge's reply: 401 for REGISTER, else 407
+# auth_challenge's reply: 401 for REGISTER, 407 for anything else
+REGISTER_CHALLENGE_CODE = 401
 PROXY_CHALLENGE_CODE = 407
 # app_python3's child_init rank of the first SIP worker: it creates the initial series once
 PROC_SIPINIT = 1
@@ -79,13 +81,13 @@ class ObserveRoutes:
         if self.decision_log_on():
             self.log_decision(msg, dlog.EVENT_CALL, decision, code, egress=egress)
 
-    def note_auth_failure(self, msg: Message, auth_result: int) -> None:
+    def note_wrong_credentials(self, msg: Message, auth_result: int) -> None:
         """route_auth: auth_check failed. Only a wrong password or an unknown user counts; a
         request without credentials (every phone's first try) or with a stale nonce does not."""
         if not is_failed_guess(auth_result):
             return
         if msg.method == "REGISTER":
-            self.note_registration(msg, REG_AUTH_FAILED, CHALLENGE_CODES["REGISTER"])
+            self.note_registration(msg, REG_AUTH_FAILED, REGISTER_CHALLENGE_CODE)
         else:
             self.note_call(msg, CALL_AUTH_FAILED, PROXY_CHALLENGE_CODE)
 

@@ -36,7 +36,7 @@ class RegistrarRoutes:
             self.note_rejected(msg, sip.FROM_MISMATCH.code)
             return DONE
         if rc < 0:
-            self.note_auth_failure(msg, rc)
+            self.note_wrong_credentials(msg, rc)
             if self.note_failed_auth(msg, rc):      # too many guesses from this source: banned
                 return DONE
             # wrong password and unknown user get the very same challenge (no enumeration)
