@@ -320,3 +320,54 @@ def test_rtpengine_not_answering_counts_the_error_and_the_503(db, kamailio_facto
     assert endpoint.value(m.RTPENGINE_ERRORS, m.RTP_OFFER, m.RTP_NO_ANSWER) == errors0 + 1
     assert endpoint.value(m.REPLIES_503, m.UNAVAILABLE_RTPENGINE) == unavailable0 + 1
     assert endpoint.value(m.CALLS, m.CALL_CONTACT, m.SIDE_NONE, m.SIDE_NONE) == 1
+
+
+# --- the SBC: directions, gateways, failovers, 503s ---------------------------------------------
+
+_SCRAPE = """
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())
+"""
+
+
+def test_sbc_gateway_failover_and_503_counters(db, tmp_path):
+    """Both private gateways refuse (503): the first call tries both, fails over, gets 503; the
+    second finds none active. Kamailio runs in the SBC's namespace: scraped from inside it."""
+    import sys
+
+    from harness import netns
+    from harness.sbc import PRIVATE_GATEWAYS, SbcNetwork, gateway_uri
+
+    assert netns.supported(), "this test needs root and `ip netns`"
+    net = SbcNetwork(tmp_path / "sbc")
+    try:
+        metrics_port = stack.PORT_BASE + 61
+        # probing slow: gateways marked inactive by the failover stay so for the second call
+        k = net.start_kamailio({"sbc": {"probing_interval": 60},
+                                "metrics": {"enabled": True, "listen": f"127.0.0.1:{metrics_port}"}})
+        for i in range(2):
+            net.gateway(net.private, i, scenario="gw_reject.xml")
+
+        def value(counter: m.Counter, *labels: str) -> float:
+            body = net.sbc_ns.run([sys.executable, "-c", _SCRAPE, f"http://127.0.0.1:{metrics_port}/metrics"]).stdout
+            key = (m.full_name(counter), frozenset(zip(counter.labels, labels)))
+            return parse_prometheus(body).get(key, 0.0)
+
+        first = net.trunk_call(net.public, "15550100").wait()
+        assert first.finals == [503], first.stdout[-2000:]
+        gateways = [gateway_uri(a) for a in PRIVATE_GATEWAYS]
+        assert [value(m.GATEWAY_ATTEMPTS, g) for g in gateways] == [1, 1]
+        assert [value(m.GATEWAY_FAILOVERS, g) for g in gateways] == [1, 1]
+        assert value(m.REPLIES_503, m.UNAVAILABLE_GATEWAYS_FAILED) == 1
+        assert value(m.CALLS, m.CALL_GATEWAY, "public", "private") == 1
+        assert value(m.CALLS, m.CALL_GATEWAY, "private", "public") == 0      # control: the other way
+
+        second = net.trunk_call(net.public, "15550100").wait()
+        assert second.finals == [503]
+        assert value(m.CALLS, m.CALL_NO_GATEWAY, "public", "private") == 1
+        assert value(m.REPLIES_503, m.UNAVAILABLE_NO_GATEWAY) == 1
+        assert [value(m.GATEWAY_ATTEMPTS, g) for g in gateways] == [1, 1]      # nobody tried
+        assert "no active gateway in set 2 (private)" in k.log()
+    finally:
+        problems = net.close()
+    assert not problems, problems
