@@ -17,6 +17,8 @@ from kemi.media import RTPENGINE_INSTANCE_PV
 from kemi.media.actions import (ANSWER_METHODS, OFFER_METHODS, failure_action, offer_failed_reply,
                                 reply_action, request_action)
 from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
+from kemi.observe.metrics import (RTP_ANSWER, RTP_DELETE, RTP_FAILED, RTP_NO_ANSWER, RTP_OFFER, RTP_REFUSED,
+                                  UNAVAILABLE_RTPENGINE)
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
 
@@ -64,6 +66,7 @@ class MediaRoutes:
             return self.media_offer(msg)
         if action == ANSWER:              # ACK / PRACK answering a late offer
             if self.ksr.rtpengine.rtpengine_answer(self.sdp_flags(msg, ANSWER)) < 0:
+                self.note_rtpengine_error(RTP_ANSWER, RTP_FAILED)
                 self.ksr.err(f"kemi: media: rtpengine answer for {method} failed "
                              f"({self.settings.media.sockets}); media may not flow [call-id={msg.call_id}]\n")
         elif action == DELETE:
@@ -83,11 +86,14 @@ class MediaRoutes:
         answered = ksr.pv.gete(RTPENGINE_INSTANCE_PV)
         reply = offer_failed_reply(bool(answered))
         if answered:
+            self.note_rtpengine_error(RTP_OFFER, RTP_REFUSED)
             ksr.warn(f"kemi: media: rtpengine {answered} refused the SDP offer of {msg.method}, "
                      f"answering {reply.code} [call-id={msg.call_id}]\n")
             if not msg.in_dialog:        # rtpengine may have kept a half-made session
                 self.media_delete(msg, "offer refused")
         else:
+            self.note_rtpengine_error(RTP_OFFER, RTP_NO_ANSWER)
+            self.note_503(msg, UNAVAILABLE_RTPENGINE)
             ksr.err(f"kemi: media: no answer from rtpengine {self.settings.media.sockets} "
                     f"to the offer of {msg.method}, answering {reply.code} [call-id={msg.call_id}]\n")
         self.reply(reply)
@@ -113,6 +119,7 @@ class MediaRoutes:
         else:
             ok = ksr.rtpengine.rtpengine_answer(flags) > 0
         if not ok:
+            self.note_rtpengine_error(action, RTP_FAILED)      # action: RTP_OFFER or RTP_ANSWER
             ksr.err(f"kemi: media: rtpengine {action} for the {status} reply failed "
                     f"({self.settings.media.sockets}); media may not flow [call-id={msg.call_id}]\n")
 
@@ -128,6 +135,7 @@ class MediaRoutes:
         flags = self.media_flags(msg, DELETE)
         rc = ksr.rtpengine.rtpengine_delete(flags) if flags else ksr.rtpengine.rtpengine_delete0()
         if rc < 0:
+            self.note_rtpengine_error(RTP_DELETE, RTP_FAILED)
             # not fatal: rtpengine drops a session by itself after media_timeout without media
             ksr.notice(f"kemi: media: rtpengine delete ({why}) failed; rtpengine may already have "
                        f"dropped the session [call-id={msg.call_id}]\n")

@@ -53,7 +53,7 @@ class _PV:
 
 
 class Message:
-    __slots__ = ("ksr", "cache", "ingress", "from_gateway")
+    __slots__ = ("ksr", "cache", "ingress", "egress", "from_gateway")
 
     method = _PV("$rm")
     ruri = _PV("$ru")
@@ -76,6 +76,7 @@ class Message:
         self.ksr = ksr
         self.cache: dict[str, object] = {}
         self.ingress = None          # SBC: the side (kemi.sbc.Side) the request came from
+        self.egress = None           # SBC: the side's name it is relayed through (route_sbc_egress)
         self.from_gateway = None     # SBC: sent by a listed gateway of that side (None = not asked)
 
     def pv(self, spec: str):

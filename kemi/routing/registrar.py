@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from kemi import sip
 from kemi.flags import FLB_NATB, FLB_NATSIPPING, FLT_NATS
+from kemi.observe.metrics import (CALL_CONTACT, CALL_ERROR, CALL_NOT_FOUND, CALL_REJECTED, CALL_UNAVAILABLE,
+                                  REG_ERROR, REG_OK, SIDE_NONE)
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
 from kemi.security.uri import unroutable_user
@@ -31,8 +33,10 @@ class RegistrarRoutes:
             # valid password, but From/To names somebody else (or a foreign domain)
             ksr.notice(f"kemi: identity mismatch for authenticated user: {msg.describe()}\n")
             self.reply(sip.FROM_MISMATCH)
+            self.note_rejected(msg, sip.FROM_MISMATCH.code)
             return DONE
         if rc < 0:
+            self.note_wrong_credentials(msg, rc)
             if self.note_failed_auth(msg, rc):      # too many guesses from this source: banned
                 return DONE
             # wrong password and unknown user get the very same challenge (no enumeration)
@@ -60,6 +64,9 @@ class RegistrarRoutes:
             ksr.setbflag(FLB_NATSIPPING)
         if ksr.registrar.save(LOCATION_TABLE, 0) < 0:
             ksr.sl.sl_reply_error()
+            self.note_registration(msg, REG_ERROR, sip.SERVER_ERROR.code)
+        else:
+            self.note_registration(msg, REG_OK, sip.OK_KEEPALIVE.code)
         return DONE
 
     # route[LOCATION]
@@ -69,19 +76,25 @@ class RegistrarRoutes:
         rc = ksr.registrar.lookup(LOCATION_TABLE) if refusal is None else sip.LOOKUP_NO_CONTACT
         if rc > 0:
             self.route_relay(msg)
+            self.note_call(msg, CALL_CONTACT, egress=msg.egress or SIDE_NONE)
             return
         ksr.tm.t_newtran()          # answer statefully: retransmissions get the same reply
         if refusal is not None:
             reply, why = refusal
             ksr.info(f"kemi: {why}, answered {reply.code}: {msg.describe()}\n")
             self.reply(reply)
+            self.note_call(msg, CALL_REJECTED, reply.code)
         elif rc == sip.LOOKUP_METHOD_UNSUPPORTED:
             self.reply(sip.METHOD_NOT_ALLOWED)
+            self.note_call(msg, CALL_REJECTED, sip.METHOD_NOT_ALLOWED.code)
         elif rc == sip.LOOKUP_NO_CONTACT:
-            self.reply(self.no_contact_reply(msg.ruri_user))
+            reply = self.no_contact_reply(msg.ruri_user)
+            self.reply(reply)
+            self.note_call(msg, CALL_NOT_FOUND if reply is sip.NOT_FOUND else CALL_UNAVAILABLE, reply.code)
         else:
             ksr.err(f"kemi: location lookup failed ({rc}): {msg.describe()}\n")
             self.reply(sip.SERVER_ERROR)
+            self.note_call(msg, CALL_ERROR, sip.SERVER_ERROR.code)
 
     def no_contact_reply(self, user: str) -> sip.Reply:
         """404 for a user we do not have, 480 for a subscriber who is not registered.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from kemi import sip
 from kemi.flags import FLT_NATS
+from kemi.observe.metrics import CALL_FOREIGN_DOMAIN, CALL_REJECTED, DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE
 from kemi.routing.message import Message
 
 NEXT = True
@@ -29,6 +30,10 @@ class RequestRoutes:
 
     def route_request(self, msg: Message) -> None:
         ksr = self.ksr
+        if self.is_metrics_socket(msg):             # SIP on the HTTP metrics socket: never routed
+            ksr.info(f"kemi: request on the metrics socket dropped: {msg.describe()}\n")
+            self.note_drop(DROP_METRICS_SOCKET)
+            return
         if not self.route_sbc_ingress(msg):         # SBC: which NIC, 403 for unknown sources
             return
         if not self.route_reqinit(msg):
@@ -61,6 +66,7 @@ class RequestRoutes:
             return
         if not msg.ruri_user:
             self.reply(sip.ADDRESS_INCOMPLETE)
+            self.note_call(msg, CALL_REJECTED, sip.ADDRESS_INCOMPLETE.code)
             return
         self.route_location(msg)
 
@@ -127,8 +133,10 @@ class RequestRoutes:
             return NEXT
         if msg.method == "REGISTER":
             self.reply(sip.NOT_RELAYING)
+            self.note_registration(msg, REG_REFUSED, sip.NOT_RELAYING.code)
             return DONE
         self.route_relay(msg)
+        self.note_call(msg, CALL_FOREIGN_DOMAIN, egress=msg.egress or SIDE_NONE)
         return DONE
 
     # route[RELAY]

@@ -14,6 +14,7 @@ import traceback
 from kemi import sip
 from kemi.routing.media import MediaRoutes
 from kemi.routing.message import Message, UndecodableValue, loggable
+from kemi.routing.observe import ObserveRoutes
 from kemi.routing.registrar import RegistrarRoutes
 from kemi.routing.request import RequestRoutes
 from kemi.routing.sbc import SbcRoutes
@@ -26,7 +27,7 @@ ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
 
 
 class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes,
-             SecurityRoutes):
+             SecurityRoutes, ObserveRoutes):
     """Subclass this for a site's own routing and name it in settings `python.router`.
 
     SbcRoutes comes first: its is_trusted_source (gateways) replaces the registrar's;
@@ -38,8 +39,13 @@ class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRou
         self.settings = settings
         self.subscribers = subscribers
         self.init_sbc(dids)
+        self.init_observe()
 
     def child_init(self, rank: int) -> int:
+        try:
+            self.init_metric_series(rank)
+        except Exception as exc:          # metrics must never stop Kamailio from starting
+            self.ksr.err(f"kemi: metrics: initial series not created: {exc}\n")
         return 0
 
     # --- entry points --------------------------------------------------------------------
@@ -61,6 +67,16 @@ class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRou
 
     def ksr_failure_manage(self, _msg) -> int:
         return self._guarded("failure_route", self.failure_manage, answer=True)
+
+    def ksr_xhttp_event(self, _msg, _event: str = "") -> int:
+        """xhttp's event_callback (kamailio.cfg, with metrics on): an HTTP request."""
+        msg = Message(self.ksr)
+        try:
+            self.route_xhttp(msg)
+        except Exception as exc:
+            self.handler_failed("xhttp_request", msg, exc)
+            self.ksr.xhttp.xhttp_reply(500, "Internal Server Error", "text/plain", "error\n")
+        return ROUTE_OK
 
     def _guarded(self, route: str, handler, answer: bool = False) -> int:
         """Run one route on a fresh Message; no exception ever reaches Kamailio.

@@ -18,6 +18,7 @@ failure routes read what the transaction remembers instead of guessing.
 from __future__ import annotations
 
 from kemi import sip
+from kemi.observe.metrics import CALL_GATEWAY, CALL_NO_GATEWAY, UNAVAILABLE_GATEWAYS_FAILED, UNAVAILABLE_NO_GATEWAY
 from kemi.routing.message import Message
 from kemi.routing.request import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT
 from kemi.sbc.direction import CallSides, Side, Sides, sides_from_settings
@@ -54,6 +55,7 @@ class SbcRoutes:
             self.ksr.notice(f"kemi: sbc: refused, {detection.reason}: {msg.describe()}\n")
             if msg.method != "ACK":            # an ACK is never answered
                 self.reply(sip.FORBIDDEN)
+                self.note_rejected(msg, sip.FORBIDDEN.code)
             return DONE
         msg.ingress = detection.side
         self.ksr.pv.sets(AVP_INGRESS, detection.side.name)
@@ -108,9 +110,13 @@ class SbcRoutes:
             ksr.notice(f"kemi: sbc: no active gateway in set {side.gateway_set} ({side.name}): "
                        f"{msg.describe()}\n")
             self.reply(no_gateway_reply(side))
+            self.note_call(msg, CALL_NO_GATEWAY, sip.SERVICE_UNAVAILABLE.code, egress=side.name)
+            self.note_503(msg, UNAVAILABLE_NO_GATEWAY)
             return
         ksr.pv.seti(AVP_GATEWAY_SET, side.gateway_set)
+        self.note_gateway_attempt()
         self.route_relay(msg)
+        self.note_call(msg, CALL_GATEWAY, egress=side.name)
 
     # route[RELAY] hook, right before t_relay
     def route_sbc_egress(self, msg: Message) -> None:
@@ -131,6 +137,7 @@ class SbcRoutes:
                 ksr.corex.set_send_socket_name(side.socket_names[0])
         if side is not None:
             ksr.pv.sets(AVP_EGRESS, side.name)
+            msg.egress = side.name
 
     # failure_route hook
     def route_sbc_failover(self, msg: Message) -> bool:
@@ -151,18 +158,22 @@ class SbcRoutes:
             return False                          # the callee's answer (486, 404, ...): passed on
         failed = ksr.pv.gete(DS_CURRENT_GATEWAY)
         ksr.dispatcher.ds_mark_dst_state(DS_INACTIVE_PROBING)
+        self.note_failover(msg, failed, code)
         if ksr.dispatcher.ds_next_dst() < 0:
             ksr.notice(f"kemi: sbc: gateway {failed} answered {code}, none left in set "
                        f"{side.gateway_set} ({side.name}): {msg.describe()}\n")
             self.reply(no_gateway_reply(side))
+            self.note_503(msg, UNAVAILABLE_GATEWAYS_FAILED)
             return False
         ksr.notice(f"kemi: sbc: gateway {failed} answered {code}, trying "
                    f"{ksr.pv.gete(DS_CURRENT_GATEWAY)}: {msg.describe()}\n")
         ksr.tm.t_on_failure(FAILURE_ROUTE)
         ksr.tm.t_on_branch(BRANCH_ROUTE)
         self.route_sbc_egress(msg)
+        self.note_gateway_attempt()
         if ksr.tm.t_relay() < 0:
             self.reply(no_gateway_reply(side))
+            self.note_503(msg, UNAVAILABLE_GATEWAYS_FAILED)
             return False
         return True
 

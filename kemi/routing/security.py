@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from kemi.observe.metrics import DROP_BANNED, DROP_FLOOD, DROP_SCANNER
 from kemi.routing.message import Message
 from kemi.routing.request import DONE, NEXT
 from kemi import sip
@@ -54,17 +55,20 @@ class SecurityRoutes:
         from_us = ban.is_own_address(msg.source_ip, self.own_addresses)
         if not from_us:
             if ban.is_banned(ksr.htable.sht_get(BAN_TABLE, msg.source_ip)):
+                self.note_drop(DROP_BANNED)
                 return DONE                          # silently, and without a log line per packet
             # a listed gateway (SBC) carries many calls from one address: never flood-banned
             if (sec.flood_detection and not self.is_listed_gateway(msg)
                     and ban.is_flooding(ksr.pike.pike_check_req())):
                 self.ban_source(msg, ban.Reason.FLOOD)
+                self.note_drop(DROP_FLOOD)
                 return DONE
         if self.scanner_filter.matches(msg.user_agent):
             if from_us:
                 ksr.info(f"kemi: scanner request dropped: {msg.describe()}\n")
             else:
                 self.ban_source(msg, ban.Reason.SCANNER)
+            self.note_drop(DROP_SCANNER)
             return DONE
         return NEXT
 
@@ -117,6 +121,7 @@ class SecurityRoutes:
         ksr, ban_time = self.ksr, self.settings.security.ban_time
         ksr.htable.sht_seti(BAN_TABLE, msg.source_ip, 1)
         ksr.notice(ban.ban_log_line(msg.source_ip, reason, ban_time, msg.describe()))
+        self.note_ban(reason)
 
     # reply_route
     def reply_screen(self, msg: Message) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, PROJECT_ROOT, RENDERED_CFG_NAME,
     Settings, TM_FR_TIMER_DEFAULT)
 from kemi.settings.validate import (gateway_socket_name)
+from kemi.observe.metrics import COUNTERS, METRICS_SOCKET_NAME
 
 
 # --- rendering for kamailio.cfg ------------------------------------------------------
@@ -56,11 +57,15 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         else:
             lines.append(f'#!define DS_LIST_FILE "{dispatcher_list_path(s, outdir)}"')
     listens = s.listens
-    if any(l.proto in ("tcp", "tls") for l, _ in listens):
+    # the metrics endpoint is a TCP socket too
+    if s.metrics.enabled or any(l.proto in ("tcp", "tls") for l, _ in listens):
         lines.append("#!define WITH_TCP")
     lines += media_defines(s)
     lines += security_defines(s)
+    lines += observe_lines(s)
     lines += [f'listen={l.socket} name "{name}"' if name else f"listen={l.socket}" for l, name in listens]
+    if s.metrics.enabled:
+        lines.append(f'listen={s.metrics.socket} name "{METRICS_SOCKET_NAME}"')
     # alias=NAME:PORT, never a bare NAME: a bare alias makes every port of that host "us",
     # and a phone registered at 127.0.0.1:5071 would look like the proxy to loose_route
     listening = {(l.host, l.port) for l, _ in listens}
@@ -87,6 +92,32 @@ def media_defines(s: Settings) -> list[str]:
         f"#!define RTPENGINE_REDETECT {int(m.ping_when_all_down)}",
         f'#!define RTPENGINE_INSTANCE_PV "{RTPENGINE_INSTANCE_PV}"',
     ]
+def observe_lines(s: Settings) -> list[str]:
+    """The decision log's cfg variable and, with metrics on, the xhttp_prom defines.
+
+    Written before any listen= line: Kamailio would read a line following a listen= as
+    one more listen address.
+    """
+    from kemi.observe.decisions import DECISION_LOG_GROUP, DECISION_LOG_VAR
+
+    lines = [
+        # runtime switch: kamcmd cfg.seti kemi_log decisions 1|0 (docs/observability.md)
+        f"{DECISION_LOG_GROUP}.{DECISION_LOG_VAR} = {int(s.logging.decisions)} "
+        f'desc "kemi decision log: 1 on, 0 off"',
+    ]
+    if not s.metrics.enabled:
+        return lines
+    declarations = [f'modparam("xhttp_prom", "prom_counter", "{c.declaration}")' for c in COUNTERS]
+    lines += [
+        "#!define WITH_METRICS",
+        f'#!define METRICS_SOCKET_NAME "{METRICS_SOCKET_NAME}"',
+        f'#!define METRICS_CORE_STATS "{s.metrics.core_stats}"',
+        # one prom_counter modparam per counter of kemi/observe/metrics.py (a multi-line define)
+        "#!define METRICS_DECLARATIONS " + " \\\n".join(declarations),
+    ]
+    return lines
+
+
 def dispatcher_list_path(s: Settings, outdir: str | os.PathLike | None = None) -> Path:
     """The dispatcher list Kamailio reads: the site's own file, or the one rendered beside the cfg."""
     if s.sbc.gateways_from == "file":
@@ -169,7 +200,7 @@ def describe(obj, prefix: str = "") -> list[str]:
             continue
         if is_dataclass(value) and not isinstance(value, Listen):
             out += describe(value, f"{prefix}{f.name}.")
-        elif f.name == "listen":
+        elif f.name == "listen" and isinstance(value, tuple):
             out.append(f"{prefix}{f.name} = {[l.socket for l in value]}")
         elif "secret" in f.name and value:
             out.append(f"{prefix}{f.name} = '(set, not shown)'")

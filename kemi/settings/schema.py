@@ -341,6 +341,36 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # true: Prometheus metrics over HTTP (xhttp + xhttp_prom), GET http://LISTEN/metrics
+    enabled: bool = False
+    # "ADDRESS:PORT" (TCP) of the metrics endpoint; no authentication: keep it on loopback
+    # or a management network. Only this socket serves /metrics, and it takes no SIP.
+    listen: str = "127.0.0.1:9090"
+    # Kamailio's own statistics beside the package's counters (xhttp_prom_stats):
+    # "all", "" (none), a group "tm:" or one statistic name
+    core_stats: str = "all"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def socket(self) -> str:
+        return f"tcp:{self.listen}"
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    # the structured decision log (docs/observability.md) at start; switch it at runtime with
+    # `kamcmd cfg.seti kemi_log decisions 1` (0 = off), no restart
+    decisions: bool = False
+    # the Kamailio log level of those lines: "info" or "notice"
+    decision_level: str = "info"
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -351,6 +381,8 @@ class Settings:
     sbc: SbcSettings = field(default_factory=SbcSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = ""
 
     @property

@@ -118,7 +118,7 @@ def _build_table(name: str, raw, factory, source: str):
         current = getattr(default, f.name)
         if f.name not in raw:
             values[f.name] = current
-        elif f.name == "listen":
+        elif f.name == "listen" and isinstance(current, tuple):     # SIP sockets (metrics.listen is a str)
             values[f.name] = _checked(_parse_listen, key, raw[f.name], source, fallback=current)
         elif is_dataclass(current):
             values[f.name] = _checked(_build_table, key, raw[f.name], lambda current=current: current, source,
@@ -221,6 +221,8 @@ def _validate(s: Settings, source: str) -> None:
     _checked(_validate_sbc_media, s, source)
     _checked(_validate_security, s.security, source)
     _checked(_validate_tls, s, source)
+    _checked(_validate_metrics, s, source)
+    _checked(_validate_logging, s, source)
 
 
 # --- [media]: parsing and validation ---------------------------------------------------
@@ -578,3 +580,50 @@ def _is_host(text: str) -> bool:
         return True
     except ValueError:
         return bool(HOSTNAME_RE.match(text))
+
+
+# --- [metrics] and [logging] (docs/observability.md) -----------------------------------
+
+CORE_STATS_RE = re.compile(r"^(all|[A-Za-z0-9_]+:?)?$")
+
+
+def _validate_metrics(s: Settings, source: str) -> None:
+    from kemi.observe.metrics import METRICS_SOCKET_NAME
+
+    m = s.metrics
+    _require(CORE_STATS_RE.match(m.core_stats) is not None, "metrics.core_stats",
+             f"{m.core_stats!r} is not a statistics selection",
+             'use "all", "" (none), a group like "tm:" or one statistic name', source)
+    host, sep, port = m.listen.rpartition(":")
+    try:
+        addr = ipaddress.ip_address(host.strip("[]")) if sep and port.isdigit() else None
+    except ValueError:
+        addr = None
+    fix = 'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:9090" or "[::1]:9090"'
+    # _require records a problem and returns False: the later checks need a parsed address
+    if not _require(addr is not None and (addr.version == 4) == (not host.startswith("[")) and
+                    (addr.version == 4 or host.endswith("]")), "metrics.listen",
+                    f"{m.listen!r} is not ADDRESS:PORT", fix, source):
+        return
+    if not _require(1 <= int(port) <= 65535, "metrics.listen", f"port {port} is out of range",
+                    "use a port from 1 to 65535", source):
+        return
+    _require(not addr.is_unspecified, "metrics.listen", f"{m.listen!r} listens on every address",
+             "name one address: the endpoint has no authentication (loopback, or a management "
+             "network's address)", source)
+    if not m.enabled:
+        return
+    for listen, name in s.listens:
+        _require(not (listen.host == str(addr) and listen.port == int(port)), "metrics.listen",
+                 f"{m.listen} is also the SIP socket {listen.socket}",
+                 "give the metrics endpoint a port of its own (SIP never reaches it)", source)
+        _require(name != METRICS_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",
+                 f"rename the SBC side: {METRICS_SOCKET_NAME!r} names the metrics socket", source)
+
+
+def _validate_logging(s: Settings, source: str) -> None:
+    from kemi.observe.decisions import DECISION_LEVELS
+
+    level = s.logging.decision_level
+    _require(level in DECISION_LEVELS, "logging.decision_level", f"{level!r} is not supported",
+             "use " + " or ".join(f'"{x}"' for x in DECISION_LEVELS), source)

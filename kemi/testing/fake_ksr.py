@@ -29,6 +29,7 @@ _METHOD_LETTERS = {"I": "INVITE", "A": "ACK", "B": "BYE", "C": "CANCEL", "R": "R
 _URI_RE = re.compile(r"^(?:sips?|tel):(?:(?P<user>[^@;>]*)@)?(?P<host>\[[^\]]+\]|[^:;>]+)(?::(?P<port>\d+))?")
 _HDR_PV = re.compile(r"^\$hdr\((?P<name>[^)]+)\)$")
 _SHT_PV = re.compile(r"^\$sht\((?P<table>\w+)=>(?P<key>.*)\)$")
+_CFG_PV = re.compile(r"^\$sel\(cfg_get\.(?P<var>\w+\.\w+)\)$")
 
 
 def parse_uri(uri: str) -> tuple[str, str, str]:
@@ -58,6 +59,7 @@ class SipMessage:
     socket_name: str = ""                       # the listen socket's name= (if any)
     status: int = 0                             # > 0: this is a reply with that code
     reason: str = ""
+    http_url: str = ""                          # an HTTP request (xhttp): its URL ($hu)
 
     def __post_init__(self):
         self.headers = dict(self.headers)   # routes edit headers: never the caller's dict
@@ -147,6 +149,11 @@ class FakeKSR:
         self._ds_rest: list[str] = []
         self.send_socket = ""                         # forced send socket's name ("" = none)
         self.t_reply_code = 0                         # $T_reply_code in a failure route
+        # cfg-group variables ($sel(cfg_get.GROUP.VAR); kamcmd cfg.seti in real life)
+        self.cfg_vars: dict[str, int] = {"kemi_log.decisions": 0}
+        # xhttp_prom: (counter name, label values) -> value; xhttp replies sent
+        self.metrics: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.http_replies: list[tuple[int, str, str, str]] = []
 
     # --- the KSR surface --------------------------------------------------------------
 
@@ -192,6 +199,10 @@ class FakeKSR:
     def reply(self) -> tuple[int, str] | None:
         """The last reply sent, or None."""
         return self.replies[-1] if self.replies else None
+
+    def counter(self, name: str, *labels: str) -> int:
+        """An xhttp_prom counter's value (0 if never moved), e.g. counter("kemi_calls_total", "contact", "none", "none")."""
+        return self.metrics.get((name, labels), 0)
 
     def log_text(self, level: str | None = None) -> str:
         return "".join(text for lvl, text in self.logs if level in (None, lvl))
@@ -252,6 +263,11 @@ class FakeKSR:
             return simple[name]
         if m := _HDR_PV.match(name):
             return msg.header(m.group("name"))
+        if name == "$hu":
+            return msg.http_url or None
+        if m := _CFG_PV.match(name):
+            value = self.cfg_vars.get(m.group("var"))
+            return None if value is None else str(value)     # $sel gives the number as text
         if m := _SHT_PV.match(name):
             key = m.group("key")
             key = re.sub(r"\$\w+", lambda k: str(self._pv_value(k.group(0)) or ""), key)
@@ -475,3 +491,34 @@ class FakeKSR:
         value = int(self.htable.get((table, key)) or 0) - 1
         self.htable[(table, key)] = value
         return value
+
+    # --- model: xhttp and xhttp_prom (counters; /metrics as xhttp_prom renders it) ----------
+
+    def _counter_inc(self, name, number, *labels):
+        if number < 0:
+            return -1                                 # xhttp_prom refuses negative increments
+        key = (name, labels)
+        self.metrics[key] = self.metrics.get(key, 0) + number
+        return 1
+
+    def _m_xhttp_prom__counter_inc_l0(self, name, n): return self._counter_inc(name, n)
+    def _m_xhttp_prom__counter_inc_l1(self, name, n, a): return self._counter_inc(name, n, a)
+    def _m_xhttp_prom__counter_inc_l2(self, name, n, a, b): return self._counter_inc(name, n, a, b)
+    def _m_xhttp_prom__counter_inc_l3(self, name, n, a, b, c): return self._counter_inc(name, n, a, b, c)
+
+    def _m_xhttp_prom__check_uri(self):
+        return 1 if self.message.http_url.split("?", 1)[0] == "/metrics" else -1
+
+    def _m_xhttp_prom__dispatch(self):
+        """The counters in xhttp_prom's text format (label names l0, l1, ... : the fake does not
+        know the declarations)."""
+        lines = []
+        for (name, labels), value in sorted(self.metrics.items()):
+            text = ", ".join(f'l{i}="{v}"' for i, v in enumerate(labels))
+            lines.append(f"kamailio_{name}{{{text}}} {value} 0" if labels else f"kamailio_{name} {value} 0")
+        self.http_replies.append((200, "OK", "text/plain; version=0.0.4", "\n".join(lines) + "\n"))
+        return 1
+
+    def _m_xhttp__xhttp_reply(self, code, reason, ctype, body):
+        self.http_replies.append((code, reason, ctype, body))
+        return 1

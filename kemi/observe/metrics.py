@@ -1,0 +1,109 @@
+"""The package's Prometheus counters: declared once here, rendered into kamailio-settings.cfg.
+
+Each Counter becomes one `modparam("xhttp_prom", "prom_counter", "name=...; label=...;")`
+line (render.py, METRICS_DECLARATIONS) and is incremented by kemi/routing/observe.py with
+KSR.xhttp_prom.counter_inc_lN(name, 1, label values...). xhttp_prom puts its prefix
+(`kamailio_`) in front of every name on /metrics.
+
+Label values are the constants below (or side and gateway names from the settings and the
+dispatcher list): never a value a SIP client chooses, so no request can create new series.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from kemi.media.flags import ANSWER, DELETE, OFFER
+
+PROM_PREFIX = "kamailio_"            # xhttp_prom's default xhttp_prom_beginning
+METRICS_SOCKET_NAME = "metrics"      # the listen socket's name=: the only one serving /metrics
+METRICS_PATH = "/metrics"
+
+
+class Counter(NamedTuple):
+    name: str
+    labels: tuple[str, ...]
+    help: str
+
+    @property
+    def declaration(self) -> str:
+        """The prom_counter modparam value."""
+        label = f" label={':'.join(self.labels)};" if self.labels else ""
+        return f"name={self.name};{label}"
+
+
+# --- label values ---------------------------------------------------------------------
+
+# kemi_registrations_total{result}
+REG_OK = "ok"                        # save() stored the contacts
+REG_AUTH_FAILED = "auth_failed"      # wrong password or unknown user
+REG_REFUSED = "refused"              # 403: credentials of somebody else, or a foreign domain
+REG_ERROR = "error"                  # save() failed (bad Contact/Expires, DB error)
+REG_RESULTS = (REG_OK, REG_AUTH_FAILED, REG_REFUSED, REG_ERROR)
+
+# kemi_calls_total{decision, ingress, egress}: initial INVITEs
+CALL_CONTACT = "contact"             # relayed to the callee's registered contact(s)
+CALL_NOT_FOUND = "not_found"         # 404: no such user
+CALL_UNAVAILABLE = "unavailable"     # 480: a subscriber who is not registered
+CALL_GATEWAY = "gateway"             # SBC: sent to a gateway set
+CALL_NO_GATEWAY = "no_gateway"       # SBC: 503, no active gateway in the set
+CALL_FOREIGN_DOMAIN = "foreign_domain"   # an authenticated user's call to another domain
+CALL_AUTH_FAILED = "auth_failed"     # wrong password or unknown user (challenged again)
+CALL_REJECTED = "rejected"           # 403 / 405 / 484 / an unroutable user (answered here)
+CALL_ERROR = "error"                 # 500: the location lookup failed
+SIDE_NONE = "none"                   # ingress/egress without the SBC, or not left at all
+
+# kemi_replies_503_total{reason}
+UNAVAILABLE_NO_GATEWAY = "no_gateway"         # no active gateway in the set at the start
+UNAVAILABLE_GATEWAYS_FAILED = "gateways_failed"   # every gateway tried failed (failover)
+UNAVAILABLE_RTPENGINE = "rtpengine"           # rtpengine did not answer the offer
+
+# kemi_rtpengine_errors_total{operation, error}
+RTP_OFFER, RTP_ANSWER, RTP_DELETE = OFFER, ANSWER, DELETE     # the rtpengine operations' names
+RTP_NO_ANSWER = "no_answer"          # no rtpengine answered (503)
+RTP_REFUSED = "refused"              # rtpengine refused the SDP (488)
+RTP_FAILED = "failed"                # answer / late offer / delete failed (logged, call goes on)
+
+# kemi_bans_total{reason} and kemi_dropped_requests_total{reason}
+BAN_FLOOD = "flood"
+BAN_SCANNER = "scanner"
+BAN_PASSWORD_GUESSING = "password_guessing"
+DROP_BANNED = "banned"               # from a banned source (no log line: one per packet)
+DROP_FLOOD = "flood"
+DROP_SCANNER = "scanner"
+DROP_METRICS_SOCKET = "metrics_socket"   # SIP sent to the HTTP metrics socket
+
+# --- the counters -----------------------------------------------------------------------
+
+REGISTRATIONS = Counter("kemi_registrations_total", ("result",),
+                        "REGISTER requests by result (challenges without credentials not counted)")
+CALLS = Counter("kemi_calls_total", ("decision", "ingress", "egress"),
+                "initial INVITEs by routing decision and SBC side (none: no SBC / answered here)")
+GATEWAY_ATTEMPTS = Counter("kemi_gateway_attempts_total", ("gateway",),
+                           "INVITEs sent to each gateway (first try and failovers)")
+GATEWAY_FAILOVERS = Counter("kemi_gateway_failovers_total", ("gateway",),
+                            "gateways given up (408/5xx/no answer) and marked inactive")
+REPLIES_503 = Counter("kemi_replies_503_total", ("reason",), "503 replies sent by the routing")
+RTPENGINE_ERRORS = Counter("kemi_rtpengine_errors_total", ("operation", "error"),
+                           "rtpengine commands that failed")
+BANS = Counter("kemi_bans_total", ("reason",), "source addresses banned")
+DROPPED = Counter("kemi_dropped_requests_total", ("reason",), "requests dropped without a reply")
+
+COUNTERS = (REGISTRATIONS, CALLS, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS, REPLIES_503,
+            RTPENGINE_ERRORS, BANS, DROPPED)
+
+# series created at 0 when Kamailio starts, so rate() and alerts see them before the first event
+INITIAL_SERIES = (
+    *((REGISTRATIONS, (r,)) for r in REG_RESULTS),
+    *((REPLIES_503, (r,)) for r in (UNAVAILABLE_NO_GATEWAY, UNAVAILABLE_GATEWAYS_FAILED,
+                                     UNAVAILABLE_RTPENGINE)),
+    *((RTPENGINE_ERRORS, pair) for pair in ((RTP_OFFER, RTP_NO_ANSWER), (RTP_OFFER, RTP_REFUSED),
+                                            (RTP_OFFER, RTP_FAILED), (RTP_ANSWER, RTP_FAILED),
+                                            (RTP_DELETE, RTP_FAILED))),
+    *((BANS, (r,)) for r in (BAN_FLOOD, BAN_SCANNER, BAN_PASSWORD_GUESSING)),
+    *((DROPPED, (r,)) for r in (DROP_BANNED, DROP_FLOOD, DROP_SCANNER, DROP_METRICS_SOCKET)),
+)
+
+
+def full_name(counter: Counter) -> str:
+    """The name Prometheus sees."""
+    return PROM_PREFIX + counter.name
