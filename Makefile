@@ -4,13 +4,15 @@
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
+# make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
+#             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
 SETTINGS ?=
 FUZZ_COUNT ?= 10000
 
-.PHONY: run install test unit e2e check install-test install-bench fuzz bench
+.PHONY: run install test unit e2e check install-test install-bench fuzz bench sipp
 
 run: install
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -46,3 +48,16 @@ check: install
 	$(PY) -m kemi.settings check $(CHECK_SETTINGS)
 	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
 	cp kamailio.cfg kamailio-common.cfg run/ && cd run && kamailio -c -f kamailio.cfg
+
+# the SIPp kit (python3 -m kemi.kit): one scenario against TARGET, a short result, exit 1 on failure
+SCENARIO ?= options
+TARGET ?= 127.0.0.1:5060
+RATE ?= 5
+COUNT ?=
+USERS ?=
+DOMAIN ?=
+KIT_ARGS ?=
+
+sipp:
+	$(PY) -m kemi.kit $(SCENARIO) --target $(TARGET) --rate $(RATE) $(if $(COUNT),--count $(COUNT)) \
+		$(if $(USERS),--users $(USERS)) $(if $(DOMAIN),--domain $(DOMAIN)) $(KIT_ARGS)
