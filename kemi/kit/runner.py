@@ -97,7 +97,7 @@ def parse_users(text: str) -> list[User]:
             raise KitError(f"user {item!r} has no password: write USER:PASSWORD, e.g. 2001:123456")
         users.append(User(name, password))
     if not users:
-        raise KitError("no users: write --users 2001:123456,2002:123456")
+        raise KitError("no users: write --users USER:PASSWORD,USER:PASSWORD, e.g. 2001:123456,2002:123456")
     return users
 
 
