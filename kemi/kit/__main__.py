@@ -30,6 +30,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="the registering/calling SIPp's port (default: a free one)")
     p.add_argument("--callee-port", type=int, default=0, help="call: the callee SIPp's port (default: a free one)")
     p.add_argument("--hold-ms", type=int, default=100, help="call: how long each call stays up (default 100)")
+    p.add_argument("--number", default="",
+                   help="call: dial this number instead of the callee user (e.g. one your routing refuses)")
+    p.add_argument("--expect", type=int, default=200,
+                   help="the final answer that counts as success (default 200; e.g. 403 for a blocked number)")
     p.add_argument("--recv-timeout", type=float, default=5,
                    help="seconds to wait for each expected answer before the call counts as failed (default 5)")
     p.add_argument("--timeout", type=float, default=0,
@@ -45,10 +49,12 @@ def options_from(args: argparse.Namespace) -> Options:
     count = args.count if args.count is not None else (len(users) if args.scenario == "register" else 1)
     if count < 1 or args.rate <= 0:
         raise KitError("--count and --rate must be positive")
+    if not 200 <= args.expect <= 699:
+        raise KitError("--expect is a final SIP answer: 200 to 699")
     local_ip = args.local_ip or default_local_ip(target)
     return Options(args.scenario, target, args.domain or parse_target(args.target).host, users, count, args.rate,
                    local_ip, args.port or free_port(local_ip), args.callee_port or free_port(local_ip),
-                   hold_ms=args.hold_ms, recv_timeout=args.recv_timeout, timeout=args.timeout,
+                   hold_ms=args.hold_ms, number=args.number, expect=args.expect, recv_timeout=args.recv_timeout, timeout=args.timeout,
                    probe=not args.no_probe, workdir=args.keep)
 
 

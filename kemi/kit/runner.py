@@ -55,6 +55,8 @@ class Options:
     port: int                  # the caller's / registering phone's SIPp port
     callee_port: int           # call: where the callee's SIPp takes the calls
     hold_ms: int = 100
+    number: str = ""           # call: the number dialled (default: the callee user)
+    expect: int = 200          # the final answer that counts as success
     recv_timeout: float = 5
     timeout: float = 0         # 0: derived from count and rate
     probe: bool = True
@@ -131,17 +133,22 @@ def resolve(target: Target) -> Target:
 
 
 def outcome(what: str, expected: int, finals: list[str], success: list[str], label: str,
-            rtts_ms: list[float], sipp_failed: int | None = None) -> Result:
-    """Count successes (`success`: one entry per operation that completed) against `expected`.
+            rtts_ms: list[float], sipp_failed: int | None = None, expect: int = 200) -> Result:
+    """Count successes against `expected` operations.
 
-    `finals` are the final answers the scenario logged; operations that logged none timed out
-    or got a message the scenario does not expect.
+    `finals` are the final answers the scenario logged (operations that logged none timed out
+    or got a message the scenario does not expect). With `expect` 200, `success` has one entry
+    per operation that completed (a call: its BYE answered); else an operation succeeded when
+    its final answer was `expect` (e.g. 403 for a number the routing must refuse).
     """
+    wanted = str(expect)
+    if expect != 200:
+        success = [code for code in finals if code == wanted]
     ok = min(len(success), expected)
-    failures = Counter(f"answered {code}" for code in finals if code != "200")
-    answered_ok = sum(1 for code in finals if code == "200")
-    if answered_ok > ok:
-        failures["answered 200 but did not complete (BYE)"] += answered_ok - ok
+    failures = Counter(f"answered {code}" for code in finals if code != wanted)
+    answered = sum(1 for code in finals if code == wanted)
+    if answered > ok:
+        failures["answered 200 but did not complete (BYE)"] += answered - ok
     silent = expected - ok - sum(failures.values())
     if silent > 0:
         failures["no final answer (timeout or unexpected message)"] += silent
@@ -217,7 +224,8 @@ def run_register(opts: Options, workdir: Path) -> Result:
                   keys={"contact_port": opts.port, "expires": REGISTER_EXPIRES}).run()
     finals = out.values("final")
     return outcome("registrations", opts.count, finals, [c for c in finals if c == "200"],
-                   "REGISTER to final answer, challenge included", out.rtts_ms, out.sipp_count("FailedCall"))
+                   "REGISTER to final answer, challenge included", out.rtts_ms, out.sipp_count("FailedCall"),
+                   opts.expect)
 
 
 def run_call(opts: Options, workdir: Path) -> Result:
@@ -234,7 +242,7 @@ def run_call(opts: Options, workdir: Path) -> Result:
             return Result("calls", opts.count, 0, Counter({
                 f"the callee {callee.name} could not register ({answer}): check its password and "
                 f"--domain": opts.count}))
-        rows = [auth_row(u.name, u.password, opts.domain, callee.name) for u in callers]
+        rows = [auth_row(u.name, u.password, opts.domain, opts.number or callee.name) for u in callers]
         out = _client(opts, workdir, "call.xml", rows, opts.count, opts.port,
                       sets={"hold_ms": opts.hold_ms}).run()
         # the callee logs each BYE it answered; wait for those the caller saw answered
@@ -247,7 +255,8 @@ def run_call(opts: Options, workdir: Path) -> Result:
         # best effort: leave no contact pointing at a SIPp that is gone
         _register_callee(opts, workdir, callee, 0)
     return outcome("calls", opts.count, out.values("final"), out.values("bye"),
-                   "INVITE with credentials to 200 OK", out.rtts_ms, out.sipp_count("FailedCall"))
+                   "INVITE with credentials to its final answer",
+                   out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
 
 
 def run_options(opts: Options, workdir: Path) -> Result:
@@ -255,7 +264,7 @@ def run_options(opts: Options, workdir: Path) -> Result:
     out = _client(opts, workdir, "options.xml", [f"{user.name};{opts.domain}"], opts.count, opts.port).run()
     finals = out.values("final")
     return outcome("pings", opts.count, finals, [c for c in finals if c == "200"],
-                   "OPTIONS to its answer", out.rtts_ms, out.sipp_count("FailedCall"))
+                   "OPTIONS to its answer", out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
 
 
 def _register_callee(opts: Options, workdir: Path, callee: User, expires: int) -> SippOutput:

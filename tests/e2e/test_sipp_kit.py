@@ -127,3 +127,33 @@ def test_make_sipp_fails_when_the_kit_fails(db, proxy):
                            f"KIT_ARGS=--local-ip 127.0.0.1 --port {free_port()}"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "answered 401" in done.stdout, done.stdout + done.stderr
+
+
+EXAMPLE_ROUTER = {"python": {"router": "my_routing:MyRouter", "path": [str(PROJECT_ROOT / "tests" / "example")]}}
+
+
+def test_the_readme_example_routing_refuses_the_blocked_number_in_kamailio(db, kamailio_factory):
+    """The README's edit (tests/example/my_routing.py) loaded by Kamailio, checked with the kit."""
+    db.add_subscriber("6371")
+    db.add_subscriber("6372")
+    proxy = kamailio_factory(EXAMPLE_ROUTER)
+    users = ["--users", "6371:123456,6372:123456", "--count", "2", "--rate", "4"]
+    blocked = kit("call", *local(proxy, "--callee-port", str(free_port()), *users,
+                                 "--number", "9001234", "--expect", "403"))
+    assert blocked.returncode == 0, blocked.stdout + blocked.stderr
+    assert "calls: 2 ok, 0 failed (of 2)" in blocked.stdout
+    # without --expect the same run fails, and says why
+    refused = kit("call", *local(proxy, "--callee-port", str(free_port()), *users, "--number", "9001234"))
+    assert refused.returncode == 1 and "2 x answered 403" in refused.stdout, refused.stdout
+    # the edit leaves other calls alone
+    normal = kit("call", *local(proxy, "--callee-port", str(free_port()), *users))
+    assert normal.returncode == 0 and "calls: 2 ok, 0 failed (of 2)" in normal.stdout, normal.stdout
+
+
+def test_the_stock_routing_does_not_answer_the_blocked_number_with_403(db, proxy):
+    """Control: the 403 above comes from the edit (the stock routing: 404, not a subscriber)."""
+    db.add_subscriber("6381")
+    db.add_subscriber("6382")
+    done = kit("call", *local(proxy, "--callee-port", str(free_port()), "--users", "6381:123456,6382:123456",
+                              "--number", "9001234", "--expect", "403"))
+    assert done.returncode == 1 and "1 x answered 404" in done.stdout, done.stdout
