@@ -206,6 +206,18 @@ def reachable(target: Target) -> bool:
     return any(sip_options_ok(target.host, target.port, PROBE_TIMEOUT) for _ in range(PROBE_TRIES))
 
 
+def sipp_trouble(name: str, out: SippOutput) -> list[str]:
+    """A line when SIPp itself failed (could not bind, bad scenario, killed), with its last words.
+
+    Exit 0 (all ok) and 1 (some calls failed) are the normal ones; the counts say the rest.
+    """
+    if out.rc in (0, 1) and not out.killed:
+        return []
+    last = out.errors[-1] if out.errors else ""
+    how = "was killed after its timeout" if out.killed else f"exited with status {out.rc}"
+    return [f"{name} SIPp {how}" + (f": {last[-300:]}" if last else "")]
+
+
 def run(opts: Options) -> Result:
     if opts.probe and not reachable(opts.target):
         return Result(_WHAT[opts.scenario], opts.count, 0,
@@ -223,9 +235,11 @@ def run_register(opts: Options, workdir: Path) -> Result:
     out = _client(opts, workdir, "register.xml", rows, opts.count, opts.port,
                   keys={"contact_port": opts.port, "expires": REGISTER_EXPIRES}).run()
     finals = out.values("final")
-    return outcome("registrations", opts.count, finals, [c for c in finals if c == "200"],
-                   "REGISTER to final answer, challenge included", out.rtts_ms, out.sipp_count("FailedCall"),
-                   opts.expect)
+    result = outcome("registrations", opts.count, finals, [c for c in finals if c == "200"],
+                     "REGISTER to final answer, challenge included", out.rtts_ms, out.sipp_count("FailedCall"),
+                     opts.expect)
+    result.notes += sipp_trouble("the registering", out)
+    return result
 
 
 def run_call(opts: Options, workdir: Path) -> Result:
@@ -250,21 +264,28 @@ def run_call(opts: Options, workdir: Path) -> Result:
         while (uas.proc.poll() is None and uas.logged("bye") < len(out.values("bye"))
                and time.monotonic() < deadline):
             time.sleep(0.1)
+        callee_out = uas.wait(timeout=0) if uas.proc.poll() is not None else None
     finally:
         uas.stop()
         # best effort: leave no contact pointing at a SIPp that is gone
         _register_callee(opts, workdir, callee, 0)
-    return outcome("calls", opts.count, out.values("final"), out.values("bye"),
-                   "INVITE with credentials to its final answer",
-                   out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
+    result = outcome("calls", opts.count, out.values("final"), out.values("bye"),
+                     "INVITE with credentials to its final answer",
+                     out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
+    result.notes += sipp_trouble("the calling", out)
+    if callee_out is not None and callee_out.rc not in (0, 1):   # it exited early: it never took calls
+        result.notes += sipp_trouble("the callee", callee_out)
+    return result
 
 
 def run_options(opts: Options, workdir: Path) -> Result:
     user = opts.users[0] if opts.users else User("kit", "")
     out = _client(opts, workdir, "options.xml", [f"{user.name};{opts.domain}"], opts.count, opts.port).run()
     finals = out.values("final")
-    return outcome("pings", opts.count, finals, [c for c in finals if c == "200"],
-                   "OPTIONS to its answer", out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
+    result = outcome("pings", opts.count, finals, [c for c in finals if c == "200"],
+                     "OPTIONS to its answer", out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
+    result.notes += sipp_trouble("the pinging", out)
+    return result
 
 
 def _register_callee(opts: Options, workdir: Path, callee: User, expires: int) -> SippOutput:

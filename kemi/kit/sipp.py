@@ -12,6 +12,8 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SIPP = "sipp"
 # the scenarios log "name=value call-id=..." lines (final=200, bye=200)
 LOG_LINE_RE = re.compile(r"^(\w+)=(\S+)(?: call-id=(\S+))?")
+# "2026-11-22<TAB>15:45:36.149886<TAB>1795362336.149886: " before each -trace_err line
+ERROR_STAMP_RE = re.compile(r"^\S+\s+\S+\s+[\d.]+:\s*")
 # SIPp's clock step (default 10 ms): response times are whole ticks of it
 TIMER_RESOLUTION_MS = 1
 # seconds after its own -timeout before a SIPp that has not exited is killed
@@ -31,6 +33,7 @@ class SippOutput:
     stats: dict                   # the last row of -trace_stat (SIPp's own counters), {} if none
     stdout: str
     killed: bool = False
+    errors: list[str] = field(default_factory=list)    # -trace_err lines, timestamps removed
 
     def values(self, key: str) -> list[str]:
         """Every value the scenario logged as key=value, in order."""
@@ -103,8 +106,10 @@ class Sipp:
             self.proc.kill()
             rc, killed = self.proc.wait(), True
         self._out.close()
+        errors = [ERROR_STAMP_RE.sub("", line) for line in _read(self.workdir / f"{self.tag}.err").splitlines()
+                  if line.strip() and not line.startswith("The following events")]
         return SippOutput(rc, _read(self.workdir / f"{self.tag}.log").splitlines(), self._rtts(),
-                          self._stats(), _read(self.workdir / f"{self.tag}.out"), killed)
+                          self._stats(), _read(self.workdir / f"{self.tag}.out"), killed, errors)
 
     def logged(self, key: str) -> int:
         """How many key=value lines the running scenario has logged so far."""

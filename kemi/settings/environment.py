@@ -63,10 +63,13 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> list[EnvO
     Sorted by variable name, so the result does not depend on the environment's order.
     """
     environ = os.environ if environ is None else environ
-    out = []
+    out, seen = [], {}
     for variable in sorted(v for v in environ if v.upper().startswith(ENV_PREFIX)):
         path = tuple(part.lower() for part in variable[len(ENV_PREFIX):].split(ENV_SEPARATOR))
         _check_path(variable, path)
+        if path in seen:         # names are case-insensitive: which one would win is a guess
+            _fail(variable, path, f"is also set by ${seen[path]}", "set each key once")
+        seen[path] = variable
         out.append(EnvOverride(variable, path, parse_env_value(environ[variable]), environ[variable]))
     return out
 

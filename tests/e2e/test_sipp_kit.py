@@ -157,3 +157,15 @@ def test_the_stock_routing_does_not_answer_the_blocked_number_with_403(db, proxy
     done = kit("call", *local(proxy, "--callee-port", str(free_port()), "--users", "6381:123456,6382:123456",
                               "--number", "9001234", "--expect", "403"))
     assert done.returncode == 1 and "1 x answered 404" in done.stdout, done.stdout
+
+
+def test_a_sipp_that_cannot_start_is_reported_with_its_reason(proxy):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        port = free_port()
+        taken.bind(("127.0.0.1", port))
+        done = kit("options", "--target", proxy.target, "--local-ip", "127.0.0.1", "--port", str(port))
+    assert done.returncode == 1
+    assert "the pinging SIPp exited with status" in done.stdout and "Address already in use" in done.stdout, \
+        done.stdout

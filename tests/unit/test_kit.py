@@ -95,3 +95,23 @@ def test_the_kit_ships_its_scenarios():
     for p in SCENARIOS.glob("*.xml"):
         if p.name != "callee.xml":
             assert 'start_rtd="1"' in p.read_text() and 'rtd="1"' in p.read_text(), p.name
+
+
+def test_sipp_trouble_is_reported_only_when_sipp_itself_failed():
+    from kemi.kit.runner import sipp_trouble
+    from kemi.kit.sipp import SippOutput
+
+    normal = SippOutput(1, [], [], {}, "", errors=["Aborting call on unexpected message"])
+    assert sipp_trouble("the calling", normal) == []
+    broken = SippOutput(254, [], [], {}, "", errors=["Unable to bind main socket, errno = 98 (Address already in use)"])
+    assert sipp_trouble("the calling", broken) == [
+        "the calling SIPp exited with status 254: Unable to bind main socket, errno = 98 (Address already in use)"]
+    killed = SippOutput(-9, [], [], {}, "", killed=True)
+    assert sipp_trouble("the callee", killed) == ["the callee SIPp was killed after its timeout"]
+
+
+def test_sipp_error_lines_lose_their_timestamps():
+    from kemi.kit.sipp import ERROR_STAMP_RE
+
+    line = "2026-11-22\t15:45:36.149886\t1795362336.149886: Unable to bind main socket"
+    assert ERROR_STAMP_RE.sub("", line) == "Unable to bind main socket"

@@ -168,3 +168,10 @@ def test_digest_depends_on_names_and_values():
 def test_overrides_are_sorted_by_name():
     env = {"KEMI__SIP__LISTEN": '["udp:127.0.0.1:5060"]', "KEMI__SIP__DOMAIN": "x", "PATH": "/bin"}
     assert [o.variable for o in environment_overrides(env)] == ["KEMI__SIP__DOMAIN", "KEMI__SIP__LISTEN"]
+
+
+def test_one_key_set_twice_is_an_error(site, monkeypatch):
+    monkeypatch.setenv("KEMI__SIP__DOMAIN", "a.example.com")
+    monkeypatch.setenv("kemi__sip__domain", "b.example.com")
+    with pytest.raises(SettingsError, match=r"is also set by \$KEMI__SIP__DOMAIN"):
+        load_settings(site)
