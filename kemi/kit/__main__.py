@@ -61,7 +61,7 @@ def options_from(args: argparse.Namespace) -> Options:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if shutil.which(SIPP) is None:
-        print("kemi kit: sipp is not installed: apt-get install sip-tester (or make install)", file=sys.stderr)
+        print("kemi kit: sipp is not installed: apt-get install sip-tester", file=sys.stderr)
         return EXIT_USAGE
     try:
         opts = options_from(args)

@@ -98,7 +98,14 @@ def environment_digest(environment: tuple[tuple[str, str], ...]) -> str:
 
 
 def blame_environment(exc: SettingsError, overrides: list[EnvOverride]) -> SettingsError:
-    """`exc` saying which KEMI__ variables set the key it is about (unchanged when none did)."""
+    """`exc` saying which KEMI__ variables set the key it is about (unchanged when none did).
+
+    An error listing several problems (`problems`, one SettingsError each) is rebuilt with each
+    problem blamed on its own variables.
+    """
+    problems = getattr(exc, "problems", (exc,))
+    if len(problems) > 1:
+        return type(exc)([blame_environment(p, overrides) for p in problems])
     culprits = [ov.variable for ov in overrides if _related(exc.key, ov.key)]
     if not culprits:
         return exc
@@ -114,6 +121,7 @@ class EnvSettingsError(SettingsError):
         ValueError.__init__(self, text)
         self.key = exc.key
         self.variables = variables
+        self.problems = (self,)
 
 
 def _related(error_key: str, override_key: str) -> bool:

@@ -175,3 +175,26 @@ def test_one_key_set_twice_is_an_error(site, monkeypatch):
     monkeypatch.setenv("kemi__sip__domain", "b.example.com")
     with pytest.raises(SettingsError, match=r"is also set by \$KEMI__SIP__DOMAIN"):
         load_settings(site)
+
+
+class _Problems(SettingsError):
+    """Like an error listing several problems (a SettingsError per problem in `problems`)."""
+
+    def __init__(self, problems):
+        ValueError.__init__(self, "\n".join(str(p) for p in problems))
+        self.key, self.problems = problems[0].key, tuple(problems)
+
+
+def test_each_of_several_problems_names_its_own_variable():
+    from kemi.settings import blame_environment
+
+    overrides = environment_overrides({"KEMI__SIP__CHILDREN": "100", "KEMI__SIP__DOMAIN": "x"})
+    several = _Problems([SettingsError("sip.children", "100 is out of range", "use 1 to 64", "f.toml"),
+                         SettingsError("registrar.max_contacts", "-1 is out of range", "use 0 to 1000", "f.toml")])
+    blamed = blame_environment(several, overrides)
+    assert isinstance(blamed, _Problems) and [p.key for p in blamed.problems] == ["sip.children",
+                                                                                  "registrar.max_contacts"]
+    assert "(from $KEMI__SIP__CHILDREN)" in str(blamed.problems[0])
+    assert "$KEMI__" not in str(blamed.problems[1])
+    single = blame_environment(several.problems[0], overrides)
+    assert single.problems == (single,)          # what `kemi check` prints, one line per problem
