@@ -8,6 +8,8 @@
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
+# make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
+#             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
@@ -21,7 +23,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench
+.PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench sipp
 
 run: deps
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -65,3 +67,16 @@ check: deps
 	$(PY) -m kemi.settings check $(CHECK_SETTINGS)
 	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
 	cp kamailio.cfg kamailio-common.cfg run/ && cd run && kamailio -c -f kamailio.cfg
+
+# the SIPp kit (python3 -m kemi.kit): one scenario against TARGET, a short result, exit 1 on failure
+SCENARIO ?= options
+TARGET ?= 127.0.0.1:5060
+RATE ?= 5
+COUNT ?=
+USERS ?=
+DOMAIN ?=
+KIT_ARGS ?=
+
+sipp:
+	$(PY) -m kemi.kit $(SCENARIO) --target $(TARGET) --rate $(RATE) $(if $(COUNT),--count $(COUNT)) \
+		$(if $(USERS),--users $(USERS)) $(if $(DOMAIN),--domain $(DOMAIN)) $(KIT_ARGS)

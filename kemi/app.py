@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from kemi.settings import Settings, SettingsError, load_settings
+from kemi.settings import RENDERED_CFG_NAME, Settings, SettingsError, environment_digest, load_settings
 from kemi.store.dids import DidMap
 from kemi.store.mysql import Database
 from kemi.store.subscribers import SubscriberDirectory
@@ -55,4 +55,19 @@ def warn_disabled_callbacks(ksr, cls) -> list[str]:
 
 
 def create_router_from_file(ksr, settings_file: str):
-    return create_router(ksr, load_settings(settings_file))
+    settings = load_settings(settings_file)
+    check_rendered_environment(settings, ksr.kx.get_def("KEMI_ENVIRONMENT"))
+    return create_router(ksr, settings)
+
+
+def check_rendered_environment(settings: Settings, rendered: str | None) -> None:
+    """kamailio-settings.cfg was rendered with the KEMI__ variables this process sees, or we stop:
+    otherwise kamailio.cfg and the Python routing would run with different settings."""
+    if rendered is None:          # a cfg rendered before the define existed
+        return
+    here = environment_digest(settings.environment)
+    if rendered.strip('"') != here:
+        names = ", ".join(v for v, _ in settings.environment) or "none"
+        raise SettingsError("(environment)", f"Kamailio's KEMI__ variables ({names}) are not those "
+                            f"{RENDERED_CFG_NAME} was rendered with",
+                            "render it again in the environment Kamailio runs in (make run does both)")

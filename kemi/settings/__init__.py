@@ -11,11 +11,13 @@ was found and what is accepted, and Kamailio refuses to start.
 
     schema.py    the dataclasses (one per TOML table) and shared constants
     validate.py  load_settings / parse_settings: TOML -> dataclasses, every value checked
+    environment.py  KEMI__SECTION__KEY variables applied over the file (before validation)
     render.py    render_kamailio_defines / write_kamailio_defines: the cfg fragment
 
     python3 -m kemi.settings check  [FILE]   validate, print the effective settings
     python3 -m kemi.settings render [FILE] [OUTDIR]  write OUTDIR/kamailio-settings.cfg
 """
+from kemi.settings.environment import *  # noqa: F401,F403
 from kemi.settings.render import *    # noqa: F401,F403  (the package's public names)
 from kemi.settings.schema import *    # noqa: F401,F403
 from kemi.settings.validate import *  # noqa: F401,F403

@@ -18,6 +18,8 @@ def main(argv: list[str]) -> int:
         return 1
     if argv[0] == "check":
         print(f"# {settings.source}: valid")
+        if settings.environment:
+            print(f"# overridden by: {', '.join(variable for variable, _ in settings.environment)}")
         print("\n".join(describe(settings)))
     else:
         out = write_kamailio_defines(settings, argv[2] if len(argv) > 2 else PROJECT_ROOT)

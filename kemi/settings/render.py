@@ -7,8 +7,9 @@ import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, PROJECT_ROOT, RENDERED_CFG_NAME,
+from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, META_FIELDS, PROJECT_ROOT, RENDERED_CFG_NAME,
     Settings, TM_FR_TIMER_DEFAULT)
+from kemi.settings.environment import environment_digest
 from kemi.settings.validate import (gateway_socket_name)
 from kemi.observe.metrics import COUNTERS, METRICS_SOCKET_NAME
 
@@ -26,7 +27,10 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
     lines = [
         f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
         "# Do not edit: change the settings file and render again (make run does).",
+        f"# Environment overrides: {', '.join(v for v, _ in s.environment) or 'none'}",
         f'#!define KEMI_SETTINGS "{s.source}"',
+        # the Python side refuses to start when its KEMI__ variables differ from these
+        f'#!define KEMI_ENVIRONMENT "{environment_digest(s.environment)}"',
         f'#!define KEMI_ROOT "{PROJECT_ROOT}"',
         f'#!define KEMI_ENTRY "{entry}"',
         f'#!define DBURL "{s.database.url}"',
@@ -196,7 +200,7 @@ def describe(obj, prefix: str = "") -> list[str]:
     out = []
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if f.name == "source":
+        if f.name in META_FIELDS:
             continue
         if is_dataclass(value) and not isinstance(value, Listen):
             out += describe(value, f"{prefix}{f.name}.")

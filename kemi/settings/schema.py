@@ -13,6 +13,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "settings.toml"
 SETTINGS_ENV = "KEMI_SETTINGS"
 RENDERED_CFG_NAME = "kamailio-settings.cfg"
+# Settings fields that are not TOML tables: where the values came from
+META_FIELDS = ("source", "environment")
 
 LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -384,6 +386,8 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = ""
+    # the KEMI__ environment variables applied over the file: (variable, value as written)
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def listens(self) -> tuple[tuple[Listen, str], ...]:

@@ -12,12 +12,13 @@ import os
 import re
 import tomllib
 from contextvars import ContextVar
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
 from kemi.settings.schema import (DEFAULT_MEDIA_PROFILE, DEFAULT_SETTINGS_FILE, DS_ALGORITHMS,
-    GATEWAY_SOURCES, GATEWAY_URI_RE, HOSTNAME_RE, LISTEN_RE, LOG_LEVELS, Listen, MediaInterface,
+    GATEWAY_SOURCES, GATEWAY_URI_RE, HOSTNAME_RE, LISTEN_RE, LOG_LEVELS, META_FIELDS, Listen, MediaInterface,
     MediaProfile, MediaSettings, RtpengineDaemon, RtpengineInstance, SETTINGS_ENV, SOCKET_NAME_RE,
     SbcSide, SecuritySettings, Settings, SettingsError, SettingsProblems, USRLOC_DB_MODES)
 
@@ -44,7 +45,13 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError("(file)", f"{file} is not valid TOML ({exc})",
                             "fix the syntax (see settings.toml in the project)") from None
-    return parse_settings(raw, source=str(file))
+    # KEMI__SECTION__KEY variables win over the file (docker); errors name the variable
+    overrides = environment_overrides()
+    try:
+        settings = parse_settings(apply_overrides(raw, overrides, str(file)), source=str(file))
+    except SettingsError as exc:
+        raise blame_environment(exc, overrides) from None
+    return replace(settings, environment=tuple((ov.variable, ov.text) for ov in overrides))
 
 
 def parse_settings(raw: dict, source: str = "") -> Settings:
@@ -55,7 +62,7 @@ def parse_settings(raw: dict, source: str = "") -> Settings:
         _reject_unknown(raw, Settings, "", source)
         tables = {}
         for f in fields(Settings):
-            if f.name == "source":
+            if f.name in META_FIELDS:
                 continue
             build = _TABLE_PARSERS.get(f.name, _build_table)
             tables[f.name] = _checked(build, f.name, raw.get(f.name, {}), f.default_factory, source,
@@ -97,7 +104,7 @@ def _checked(step, *args, fallback=None):
 
 
 def _reject_unknown(raw: dict, cls, prefix: str, source: str) -> None:
-    known = {f.name for f in fields(cls) if f.name != "source"}
+    known = {f.name for f in fields(cls) if f.name not in META_FIELDS}
     for key in raw:
         if key not in known:
             _report(SettingsError(prefix + key, "unknown key",

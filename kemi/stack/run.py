@@ -29,6 +29,9 @@ def main(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"kemi: {exc}", file=sys.stderr)
         return 1
+    if settings.environment:
+        print(f"kemi: {settings.source} with environment overrides: "
+              f"{', '.join(variable for variable, _ in settings.environment)}", flush=True)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     started = []
