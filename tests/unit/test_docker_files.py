@@ -7,7 +7,6 @@ checker is also run on a broken copy, so a misspelling cannot pass unnoticed.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import fnmatch
 import importlib.util
 import os
@@ -22,7 +21,8 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="python3-yaml (scripts/install.sh --test installs it)")
 
-from kemi.settings import PROJECT_ROOT, Settings, SettingsError, parse_settings  # noqa: E402
+from kemi.settings import PROJECT_ROOT, SettingsError, parse_settings  # noqa: E402
+from kemi.settings.environment import apply_overrides, environment_overrides, parse_env_value  # noqa: E402
 
 DOCKER = PROJECT_ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -78,44 +78,19 @@ def makefile() -> tuple[set[str], set[str]]:
 # --- the checks (each returns its problems; [] = fine) -----------------------------------
 
 
-def settings_key(path: list[str]) -> bool:
-    """True when path (e.g. ["media", "rtpengine", "port_min"]) names a settings key."""
-    node = Settings()
-    for name in path:
-        if not dataclasses.is_dataclass(node) or name not in {f.name for f in dataclasses.fields(node)} \
-                or name == "source":
-            return False
-        node = getattr(node, name)
-    return not dataclasses.is_dataclass(node)
-
-
-def env_value(text: str):
-    """The convention's value reading: a TOML value when it parses, else the string itself."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def env_problems(env: dict[str, str], base: Path = PROJECT_ROOT / "settings.toml") -> list[str]:
-    """KEMI__SECTION__KEY variables: real keys, and the installed settings with them validate."""
-    problems, raw = [], tomllib.loads(base.read_text())
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
-        if not settings_key(path):
-            problems.append(f"{name}: no settings key {'.'.join(path)}")
-            continue
-        table = raw
-        for part in path[:-1]:
-            table = table.setdefault(part, {})
-        table[path[-1]] = env_value(interpolate(str(value)))
+    """KEMI__SECTION__KEY variables: real keys, and the installed settings with them validate.
+
+    The same code the settings loader runs (kemi/settings/environment.py), on the compose values.
+    """
+    kemi_vars = {name: interpolate(str(value)) for name, value in env.items() if name.startswith(ENV_PREFIX)}
     try:
+        overrides = environment_overrides(kemi_vars)
+        raw = apply_overrides(tomllib.loads(base.read_text()), overrides, base.name)
         parse_settings(raw, source=f"{base.name} + environment")
     except SettingsError as exc:
-        problems += [str(p) for p in exc.problems]
-    return problems
+        return [str(p) for p in getattr(exc, "problems", [exc])]
+    return []
 
 
 def dockerfile_problems(text: str, ignore: list[str]) -> list[str]:
@@ -254,7 +229,7 @@ def test_both_kemi_services_read_the_same_settings():
 def test_the_kamailio_healthcheck_probes_what_the_settings_listen_on():
     # entrypoint.py health-kamailio sends OPTIONS to sip.listen[0]; with the compose values it
     # must be a UDP socket (OPTIONS over UDP)
-    listen = env_value(interpolate(compose()["services"]["kamailio"]["environment"]["KEMI__SIP__LISTEN"]))
+    listen = parse_env_value(interpolate(compose()["services"]["kamailio"]["environment"]["KEMI__SIP__LISTEN"]))
     assert listen[0].startswith("udp:")
 
 
@@ -267,9 +242,9 @@ def test_the_mariadb_tool_exists_in_debian_too():
 
 
 @pytest.mark.parametrize("name, value, words", [
-    ("KEMI__SIP__DOMIAN", "pbx.example.com", "no settings key sip.domian"),
-    ("KEMI__SIPP__DOMAIN", "pbx.example.com", "no settings key sipp.domain"),
-    ("KEMI__MEDIA__RTPENGINE", "1", "no settings key media.rtpengine"),        # a table, not a key
+    ("KEMI__SIP__DOMIAN", "pbx.example.com", "'domian' is not a key of sip"),
+    ("KEMI__SIPP__DOMAIN", "pbx.example.com", "'sipp' is not a key of the settings"),
+    ("KEMI__MEDIA__RTPENGINE", "1", "media.rtpengine is a table"),        # a table, not a key
     ("KEMI__SIP__LISTEN", '["udp:1.2.3"]', "setting 'sip.listen'"),
     ("KEMI__DATABASE__USRLOC_DB_MODE", "7", "setting 'database.usrloc_db_mode'"),
 ])
