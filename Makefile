@@ -4,13 +4,14 @@
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
+# make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
 SETTINGS ?=
 FUZZ_COUNT ?= 10000
 
-.PHONY: run install test unit e2e check install-test install-bench fuzz bench
+.PHONY: run install test unit e2e check install-test install-bench fuzz bench reload
 
 run: install
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -46,3 +47,8 @@ check: install
 	$(PY) -m kemi.settings check $(CHECK_SETTINGS)
 	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
 	cp kamailio.cfg kamailio-common.cfg run/ && cd run && kamailio -c -f kamailio.cfg
+
+# make reload  check the edited Python code, then have the running Kamailio load it
+# (kamcmd app_python.reload on the control socket of SETTINGS; see docs/reload.md)
+reload:
+	$(PY) -m kemi.reload $(CHECK_SETTINGS)
