@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import rawsip, stack
+from harness.sipclient import SipClient, status
 from harness.sipp import Sipp, auth_row
 from harness.stack import free_port
 
@@ -192,3 +194,51 @@ def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, 
     assert proxy.alive()
     # the repository's own file was never edited
     assert "No Such Dialog" not in stack.project_file("kemi", "routing", "request.py").read_text()
+
+
+def python_db_connections(db) -> int:
+    """Connections to this slot's database as the routing's DB user (C modules' included)."""
+    rows = db.query(f"SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                    f"WHERE DB = '{stack.TEST_DB}' AND USER = 'kemi_test';")
+    return int(rows[0][0])
+
+
+def unknown_user_invites(proxy, caller: str, count: int) -> list[int]:
+    """Authenticated INVITEs to a user nobody has, at once: each worker asks MySQL (404)."""
+    results: list[int] = []
+
+    def one():
+        with SipClient(proxy.address) as client:
+            reply = client.request("INVITE", f"sip:6190@{stack.DOMAIN}", from_uri=f"sip:{caller}@{stack.DOMAIN}",
+                                   user=caller, password=stack.PASSWORD)
+            results.append(status(reply) if reply else 0)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_reloads_do_not_leak_db_connections(db, proxy, project):
+    caller = "6110"
+    db.add_subscriber(caller)
+    workers = udp_workers(proxy)
+    before_python = python_db_connections(db)          # C modules only: Python connects lazily
+    assert set(unknown_user_invites(proxy, caller, PROBES)) == {404}
+    opened = python_db_connections(db) - before_python
+    print(f"C modules: {before_python} connections, Python after the first requests: +{opened}")
+    assert 1 <= opened <= WORKERS                        # the control: Python did connect
+
+    for round_ in range(4):
+        mark = len(proxy.log())
+        done = make_reload(project, proxy)
+        assert done.returncode == 0, done.stdout + done.stderr
+        burst_until_logged(proxy, mark, "kemi: reloaded", workers)
+        # the new routers' caches are empty: every answer below is a fresh MySQL query
+        assert set(unknown_user_invites(proxy, caller, PROBES)) == {404}
+    print(f"after 4 reloads: +{python_db_connections(db) - before_python}")
+    # at most one connection per worker: each reload closed the old router's connection
+    assert python_db_connections(db) - before_python <= WORKERS, db.query(
+        "SELECT ID, USER, DB, COMMAND, TIME FROM information_schema.PROCESSLIST;")
