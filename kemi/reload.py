@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +64,14 @@ def load(ksr, settings_file: str, previous: Loaded | None = None) -> Loaded:
         if changed:
             raise RestartNeeded(f"the settings change kamailio-settings.cfg ({', '.join(changed)}): "
                                 "restart Kamailio to apply them")
-    except Exception as exc:
+    except BaseException as exc:    # nothing may reach app_python3 (docs/reload.md, Limits)
         _take_modules(_roots(previous.router))        # the half-imported new code goes
         sys.modules.update(saved)
         ksr.err(f"kemi: reload failed, still running the previous code: {describe_failure(exc)}\n")
         return previous
     # the Record-Route secret of this Kamailio run: calls signed before the reload must pass
     router.run_secret = previous.router.run_secret
-    ksr.info(f"kemi: reloaded {type(router).__module__}.{type(router).__name__} from {settings_file}\n")
+    ksr.notice(f"kemi: reloaded {type(router).__module__}.{type(router).__name__} from {settings_file}\n")
     gc.collect()    # the old router's DB connection closes now, not whenever a cycle is found
     return Loaded(router, previous.kamailio_defines, reloader)
 
@@ -118,17 +119,16 @@ def _take_modules(roots: list[str]) -> dict:
     return taken
 
 
-class _from_sources:
+@contextmanager
+def _from_sources():
     """Within: imports compile from source and write no .pyc (see NO_PYCACHE)."""
-
-    def __enter__(self):
-        self._saved = sys.pycache_prefix, sys.dont_write_bytecode
-        sys.pycache_prefix, sys.dont_write_bytecode = NO_PYCACHE, True
-        importlib.invalidate_caches()            # new files since the last import are seen
-
-    def __exit__(self, *exc):
-        sys.pycache_prefix, sys.dont_write_bytecode = self._saved
-        return False
+    saved = sys.pycache_prefix, sys.dont_write_bytecode
+    sys.pycache_prefix, sys.dont_write_bytecode = NO_PYCACHE, True
+    importlib.invalidate_caches()                # files added since the last import are seen
+    try:
+        yield
+    finally:
+        sys.pycache_prefix, sys.dont_write_bytecode = saved
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -237,7 +237,8 @@ def test_reloads_do_not_leak_db_connections(db, proxy, project):
         assert done.returncode == 0, done.stdout + done.stderr
         burst_until_logged(proxy, mark, "kemi: reloaded", workers)
         # the new routers' caches are empty: every answer below is a fresh MySQL query
-        assert set(unknown_user_invites(proxy, caller, PROBES)) == {404}
+        answers = unknown_user_invites(proxy, caller, PROBES)
+        assert set(answers) == {404}, (round_, answers, proxy.log()[mark:][-3000:])
     print(f"after 4 reloads: +{python_db_connections(db) - before_python}")
     # at most one connection per worker: each reload closed the old router's connection
     assert python_db_connections(db) - before_python <= WORKERS, db.query(
