@@ -30,6 +30,7 @@ HOLD_MS = 20_000                     # the held call: its BYE comes after every 
 HOLD_ARGS = ["-recv_timeout", f"{HOLD_MS // 1000 + 30}s"]
 PROBES = 12                          # requests per burst, sent at once so several workers answer
 MAX_BURSTS = 25                      # bounded: until every worker logged the reload
+BURST_WAIT = 5.0                     # seconds for a whole burst's replies (a loaded machine)
 ORIGINAL = "self.reply(sip.NOT_FOUND)\n        return DONE\n\n    # route[DLGURI]"
 LOG_LINE = re.compile(r"^\s*\d+\((\d+)\) \w+: .*?(kemi: .*)$", re.M)
 
@@ -80,8 +81,9 @@ def probe_burst(proxy) -> list[str]:
             s.sendto(rawsip.build("INFO", f"sip:{NOBODY}@{proxy.target}", "127.0.0.1", s.getsockname()[1],
                                   headers={"To": f"<sip:{NOBODY}@{stack.DOMAIN}>;tag={uuid.uuid4().hex[:8]}"}),
                      proxy.address)
+        deadline = time.monotonic() + BURST_WAIT
         for s in socks:
-            s.settimeout(5)
+            s.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 lines.append(s.recv(65535).decode(errors="replace").split("\r\n", 1)[0])
             except socket.timeout:
@@ -243,3 +245,33 @@ def test_reloads_do_not_leak_db_connections(db, proxy, project):
     # at most one connection per worker: each reload closed the old router's connection
     assert python_db_connections(db) - before_python <= WORKERS, db.query(
         "SELECT ID, USER, DB, COMMAND, TIME FROM information_schema.PROCESSLIST;")
+
+
+def test_a_broken_entry_script_is_logged_once_and_never_stops_a_worker(proxy, project):
+    """kamailio_entry.py is the one file app_python3 itself runs again; unguarded, an error
+    there made 5.6.3 retry on every message and stop routing after the third."""
+    entry = project / "kemi" / "kamailio_entry.py"
+    good = entry.read_text()
+    workers = udp_workers(proxy)
+    entry.write_text(good.replace("def mod_init():", "def mod_init(:", 1))
+    bad_line = good[:good.index("def mod_init():")].count("\n") + 1
+    edit(project / "kemi" / "routing" / "request.py", ORIGINAL, reply_line("Entry Broken, Package Reloaded"))
+
+    done = make_reload(project, proxy)
+    assert done.returncode != 0 and f"kamailio_entry.py:{bad_line}" in done.stderr, done.stdout + done.stderr
+    mark = len(proxy.log())
+    assert "new" in proxy.kamcmd("app_python.reload")
+    burst_until_logged(proxy, mark, f"kamailio_entry.py not reloaded, the running one stays: {entry}:{bad_line}",
+                       workers)
+    for _ in range(4):       # well past the third message per worker: every request answered
+        assert set(probe_burst(proxy)) == {"SIP/2.0 404 Entry Broken, Package Reloaded"}
+    broken = [pid for pid, text in kemi_lines(proxy, mark) if "not reloaded" in text]
+    assert sorted(broken) == sorted(workers), proxy.log()[mark:][-3000:]
+
+    entry.write_text(good)
+    mark = len(proxy.log())
+    done = make_reload(project, proxy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    burst_until_logged(proxy, mark, "kemi: reloaded", workers)
+    assert not [text for _pid, text in kemi_lines(proxy, mark) if "not reloaded" in text or "failed" in text]
+    assert proxy.alive()
