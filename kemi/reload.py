@@ -5,7 +5,8 @@ Python call after the RPC bumped a shared counter): importlib.reload() of kamail
 then mod_init() again; the object mod_init returns replaces the handler, then its
 child_init(rank) runs. Any exception there is logged by the C side, the old handler stays,
 and the same reload is tried again on EVERY following message of that worker (a full
-re-import per message, an error line per message).
+re-import and a traceback per message; on 5.6.3, after the third failure the worker stopped
+answering at all, docs/reload.md).
 
 So mod_init never fails on a reload. load() imports the new code in isolation: every module
 of the kemi package (and of settings python.path) leaves sys.modules, is imported fresh from
