@@ -10,6 +10,7 @@
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
+# make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
@@ -23,7 +24,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench sipp
+.PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench sipp reload
 
 run: deps
 	$(PY) -m kemi.stack $(SETTINGS)
@@ -80,3 +81,8 @@ KIT_ARGS ?=
 sipp:
 	$(PY) -m kemi.kit $(SCENARIO) --target $(TARGET) --rate $(RATE) $(if $(COUNT),--count $(COUNT)) \
 		$(if $(USERS),--users $(USERS)) $(if $(DOMAIN),--domain $(DOMAIN)) $(KIT_ARGS)
+
+# make reload  check the edited Python code, then have the running Kamailio load it
+# (kamcmd app_python.reload on the control socket of SETTINGS; see docs/reload.md)
+reload:
+	$(PY) -m kemi.reload $(CHECK_SETTINGS)

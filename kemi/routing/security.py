@@ -37,9 +37,13 @@ class SecurityRoutes:
         """Every address Kamailio listens on (sip.listen and, on the SBC, each side's sockets)."""
         return ban.own_addresses(listen.host for listen, _name in self.settings.listens)
 
+    # a live reload imports this module again (a new RUN_SECRET): kemi/reload.py hands the
+    # running secret to the new router, so calls set up before the reload keep passing
+    run_secret: str = RUN_SECRET
+
     @property
     def route_secret(self) -> str:
-        return self.settings.security.route_secret or RUN_SECRET
+        return self.settings.security.route_secret or self.run_secret
 
     @cached_property
     def scanner_filter(self) -> ScannerFilter:

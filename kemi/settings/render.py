@@ -17,12 +17,14 @@ from kemi.observe.metrics import COUNTERS, METRICS_SOCKET_NAME
 # --- rendering for kamailio.cfg ------------------------------------------------------
 
 
-def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None) -> str:
+def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None,
+                            kemi_root: Path = PROJECT_ROOT) -> str:
     """The cfg fragment kamailio.cfg includes: every site value it needs, from `s`.
 
-    `outdir` is where write_kamailio_defines() puts it (and the rendered dispatcher list).
+    `outdir` is where write_kamailio_defines() puts it (and the rendered dispatcher list);
+    `kemi_root` the folder holding the kemi package Kamailio loads (tests run a copy).
     """
-    entry = PROJECT_ROOT / "kemi" / "kamailio_entry.py"
+    entry = Path(kemi_root) / "kemi" / "kamailio_entry.py"
     sbc = s.sbc
     lines = [
         f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
@@ -31,7 +33,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define KEMI_SETTINGS "{s.source}"',
         # the Python side refuses to start when its KEMI__ variables differ from these
         f'#!define KEMI_ENVIRONMENT "{environment_digest(s.environment)}"',
-        f'#!define KEMI_ROOT "{PROJECT_ROOT}"',
+        f'#!define KEMI_ROOT "{kemi_root}"',
         f'#!define KEMI_ENTRY "{entry}"',
         f'#!define DBURL "{s.database.url}"',
         f'#!define SIP_DOMAIN "{s.sip.domain}"',
@@ -183,9 +185,9 @@ def flag_defines() -> dict[str, int]:
     return {name: getattr(flags, name) for name in flags.__all__}
 
 
-def write_kamailio_defines(s: Settings, outdir: str | os.PathLike) -> Path:
+def write_kamailio_defines(s: Settings, outdir: str | os.PathLike, kemi_root: Path = PROJECT_ROOT) -> Path:
     out = Path(outdir) / RENDERED_CFG_NAME
-    out.write_text(render_kamailio_defines(s, outdir), encoding="utf-8")
+    out.write_text(render_kamailio_defines(s, outdir, kemi_root), encoding="utf-8")
     if s.sbc.enabled and s.sbc.gateways_from == "settings":
         # written next to it, then replaced atomically: a dispatcher.reload never reads half
         target = dispatcher_list_path(s, outdir)

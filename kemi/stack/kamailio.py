@@ -19,12 +19,13 @@ COMMON_CFG = PROJECT_ROOT / "kamailio-common.cfg"
 MEMORY_MANAGER = "tlsf"
 
 
-def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG) -> Path:
+def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, kemi_root: Path = PROJECT_ROOT) -> Path:
     """Render the settings beside a copy of kamailio.cfg in `workdir`; returns the cfg path.
 
     kamailio.cfg includes "kamailio-settings.cfg" and "kamailio-common.cfg" relative to
     itself, so each instance (make run, every test) gets its own set and several can run
-    side by side. `cfg` may be another top file including the same two (bench/native.cfg).
+    side by side. `cfg` may be another top file including the same two (bench/native.cfg);
+    `kemi_root` holds the kemi package Kamailio loads (a test's copy, which it may edit).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     target = workdir / "kamailio.cfg"
@@ -32,7 +33,7 @@ def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG) -> Path
         shutil.copyfile(cfg, target)
     if COMMON_CFG.resolve() != (workdir / COMMON_CFG.name).resolve():
         shutil.copyfile(COMMON_CFG, workdir / COMMON_CFG.name)
-    write_kamailio_defines(settings, workdir)
+    write_kamailio_defines(settings, workdir, kemi_root)
     Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
     return target
 
@@ -43,10 +44,10 @@ def check_config(cfg: Path) -> subprocess.CompletedProcess:
 
 
 def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: float = 30,
-          log: Path | None | str = "default") -> Daemon:
+          log: Path | None | str = "default", kemi_root: Path = PROJECT_ROOT) -> Daemon:
     """Start Kamailio on `cfg` rendered for `settings` in `workdir`; output to workdir/kamailio.log
     (or to our stdout with log=None)."""
-    cfg_path = prepare(settings, workdir, cfg)
+    cfg_path = prepare(settings, workdir, cfg, kemi_root)
     checked = check_config(cfg_path)
     if checked.returncode != 0:
         raise StartError(f"kamailio -c rejected {cfg_path}:\n{checked.stdout}{checked.stderr}")

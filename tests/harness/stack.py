@@ -161,8 +161,9 @@ class KamailioInstance:
     """
 
     def __init__(self, workdir: Path, port: int, overrides: dict | None = None, host: str = "127.0.0.1",
-                 cfg: Path = kamailio.KAMAILIO_CFG):
+                 cfg: Path = kamailio.KAMAILIO_CFG, kemi_root: Path = PROJECT_ROOT):
         self.workdir, self.port, self.host, self.cfg = workdir, port, host, cfg
+        self.kemi_root = kemi_root          # where the kemi package Kamailio loads lives
         self.address = (host, port)
         self.daemon: Daemon | None = None
         base = {
@@ -183,7 +184,7 @@ class KamailioInstance:
         return f"{self.host}:{self.port}"
 
     def start(self) -> "KamailioInstance":
-        self.daemon = kamailio.start(self.settings, self.workdir, self.cfg)
+        self.daemon = kamailio.start(self.settings, self.workdir, self.cfg, kemi_root=self.kemi_root)
         return self
 
     def stop(self) -> None:
@@ -212,7 +213,7 @@ class KamailioInstance:
         return done.stdout + done.stderr
 
     def check_config(self) -> subprocess.CompletedProcess:
-        return kamailio.check_config(kamailio.prepare(self.settings, self.workdir, self.cfg))
+        return kamailio.check_config(kamailio.prepare(self.settings, self.workdir, self.cfg, self.kemi_root))
 
 
 def project_file(*parts: str) -> Path:

@@ -1,0 +1,208 @@
+"""Live reload: `kamcmd app_python.reload` (`make reload`) makes every worker run edited code.
+
+How app_python3 5.6 reloads (apy_exec -> apy_reload_script, in each process on its next
+Python call after the RPC bumped a shared counter): importlib.reload() of kamailio_entry,
+then mod_init() again; the object mod_init returns replaces the handler, then its
+child_init(rank) runs. Any exception there is logged by the C side, the old handler stays,
+and the same reload is tried again on EVERY following message of that worker (a full
+re-import and a traceback per message; on 5.6.3, after the third failure the worker stopped
+answering at all, docs/reload.md).
+
+So mod_init never fails on a reload. load() imports the new code in isolation: every module
+of the kemi package (and of settings python.path) leaves sys.modules, is imported fresh from
+its source and a new Router is built (settings read and validated again). On any error the
+new modules are thrown away, the old ones put back, ONE line says file:line and why, and the
+previous router is returned: the worker keeps serving with the code that worked.
+
+The copy of this module loaded with the running code performs the swap (kamailio_entry keeps
+it); the edited copy, once it loaded without error, does the next one.
+
+    python3 -m kemi.reload [SETTINGS]   check the edited code, then send app_python.reload
+"""
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import subprocess
+import sys
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "kemi"
+# a pycache folder that never exists: during a reload every module is compiled from its
+# source, since a .pyc is trusted when the source's size and mtime (whole seconds) match,
+# and an edit of the same length within that second would otherwise load the old code
+NO_PYCACHE = "/nonexistent/kemi-reload-reads-sources"
+
+
+@dataclass
+class Loaded:
+    """What one process runs: its router, and what restarting would have to change."""
+    router: object
+    kamailio_defines: str       # kamailio-settings.cfg as rendered from the settings at start
+    reloader: object            # the kemi.reload module loaded with this code: does the next swap
+
+
+class RestartNeeded(Exception):
+    """The edited settings change kamailio-settings.cfg: only a restart applies them."""
+
+
+def load(ksr, settings_file: str, previous: Loaded | None = None) -> Loaded:
+    """mod_init's work: the first load raises on any error (Kamailio must not start broken);
+    a reload (previous given) never raises: on error it logs one line and keeps `previous`."""
+    if previous is None:
+        router = _build(ksr, settings_file)
+        return Loaded(router, _defines(router.settings), sys.modules[__name__])
+    saved = _take_modules(_roots(previous.router))
+    try:
+        with _from_sources():
+            router = _build(ksr, settings_file)
+            changed = changed_defines(previous.kamailio_defines, _defines(router.settings))
+            reloader = importlib.import_module(__name__)    # the edited kemi/reload.py
+        if changed:
+            raise RestartNeeded(f"the settings change kamailio-settings.cfg ({', '.join(changed)}): "
+                                "restart Kamailio to apply them")
+    except BaseException as exc:    # nothing may reach app_python3 (docs/reload.md, Limits)
+        _take_modules(_roots(previous.router))        # the half-imported new code goes
+        sys.modules.update(saved)
+        ksr.err(f"kemi: reload failed, still running the previous code: {describe_failure(exc)}\n")
+        return previous
+    # the Record-Route secret of this Kamailio run: calls signed before the reload must pass
+    router.run_secret = previous.router.run_secret
+    ksr.notice(f"kemi: reloaded {type(router).__module__}.{type(router).__name__} from {settings_file}\n")
+    gc.collect()    # the old router's DB connection closes now, not whenever a cycle is found
+    return Loaded(router, previous.kamailio_defines, reloader)
+
+
+def _build(ksr, settings_file: str):
+    from kemi.app import create_router_from_file
+    return create_router_from_file(ksr, settings_file)
+
+
+def _defines(settings) -> str:
+    from kemi.settings import render_kamailio_defines
+    return render_kamailio_defines(settings)
+
+
+def changed_defines(before: str, after: str) -> list[str]:
+    """Names of the kamailio-settings.cfg lines that differ (never values: DBURL has a password)."""
+    def named(text):
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("#!define "):
+                name = line.split()[1]
+            elif line.startswith("#"):
+                continue                         # the header comment
+            else:
+                name = line.split("=", 1)[0]     # listen=, alias=: several lines share a name
+            out.setdefault(name, []).append(line)
+        return out
+
+    old, new = named(before), named(after)
+    return sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+
+
+def _roots(router) -> list[str]:
+    """Folders whose modules a reload re-imports: settings python.path (a site's own router)."""
+    return [os.path.abspath(p) + os.sep for p in router.settings.python.path]
+
+
+def _take_modules(roots: list[str]) -> dict:
+    """Remove the kemi package and modules from `roots` from sys.modules; returns them."""
+    taken = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if name == PACKAGE or name.startswith(PACKAGE + ".") or any(file.startswith(r) for r in roots):
+            taken[name] = sys.modules.pop(name)
+    return taken
+
+
+@contextmanager
+def _from_sources():
+    """Within: imports compile from source and write no .pyc (see NO_PYCACHE)."""
+    saved = sys.pycache_prefix, sys.dont_write_bytecode
+    sys.pycache_prefix, sys.dont_write_bytecode = NO_PYCACHE, True
+    importlib.invalidate_caches()                # files added since the last import are seen
+    try:
+        yield
+    finally:
+        sys.pycache_prefix, sys.dont_write_bytecode = saved
+
+
+def describe_failure(exc: BaseException) -> str:
+    """'file:line: Type: message' of where the new code broke (the innermost frame that is
+    not this module's), or the settings error, which names its key and the fix."""
+    from_settings = type(exc).__name__ == "SettingsError"
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: {type(exc).__name__}: {exc.msg}"
+    if isinstance(exc, RestartNeeded) or from_settings:
+        return f"{type(exc).__name__}: {exc}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return f"{where}{type(exc).__name__}: {exc}"
+
+
+# --- python3 -m kemi.reload: check, then signal -------------------------------------------
+
+
+def check(settings_file: str | None) -> str | None:
+    """What would make the workers refuse the new code (None: nothing found), checked in this
+    fresh process: every file of the package compiles, the settings load, the router imports."""
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        try:
+            compile(path.read_bytes(), str(path), "exec")
+        except SyntaxError as exc:
+            return describe_failure(exc)
+    try:
+        from kemi.app import load_router_class
+        from kemi.settings import load_settings
+        settings = load_settings(settings_file)
+        for extra in settings.python.path:
+            sys.path.insert(0, extra)
+        load_router_class(settings.python.router)
+    except Exception as exc:
+        return describe_failure(exc)
+    return None
+
+
+def signal_reload(ctl_socket: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["kamcmd", "-s", f"unix:{ctl_socket}", "app_python.reload"],
+                          capture_output=True, text=True, timeout=15)
+
+
+def main(argv: list[str]) -> int:
+    force = "--force" in argv
+    args = [a for a in argv if a != "--force"]
+    settings_file = args[0] if args else None
+    problem = check(settings_file)
+    if problem:
+        print(f"kemi: the edited code would not load: {problem}", file=sys.stderr)
+        if not force:
+            print("kemi: reload NOT sent; fix it and run again (--force sends it anyway: the "
+                  "workers then log the error and keep the previous code)", file=sys.stderr)
+            return 1
+    from kemi.settings import SettingsError, load_settings
+    try:
+        ctl = load_settings(settings_file).ctl_socket
+    except SettingsError as exc:
+        print(f"kemi: {exc}", file=sys.stderr)
+        return 1
+    if not os.path.exists(ctl):
+        print(f"kemi: no control socket at {ctl}: is Kamailio running with these settings? "
+              "(make reload SETTINGS=... names the file make run used)", file=sys.stderr)
+        return 1
+    done = signal_reload(ctl)
+    if done.returncode != 0:
+        print(f"kemi: kamcmd app_python.reload failed: {done.stdout}{done.stderr}", file=sys.stderr)
+        return 1
+    print(f"kemi: reload sent to the Kamailio at {ctl}; each worker loads the new code before "
+          "its next message (errors: Kamailio's log, 'kemi: reload failed')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

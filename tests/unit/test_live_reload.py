@@ -1,0 +1,195 @@
+"""kemi/reload.py with the fake KSR: a copy of the package is loaded, edited and reloaded
+in this process, as app_python.reload does in each Kamailio worker.
+
+The fixture puts the test process's own kemi modules back afterwards (other tests compare
+classes by identity).
+"""
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kemi.settings import PROJECT_ROOT, toml_dump
+from kemi.testing import FakeKSR, SipMessage
+
+IN_DIALOG_404 = 'self.reply(sip.NOT_FOUND)\n        return DONE\n\n    # route[DLGURI]'
+
+
+def _kemi_modules() -> list[str]:
+    return [n for n in sys.modules if n == "kemi" or n.startswith("kemi.")]
+
+
+@dataclass
+class Copy:
+    root: Path
+    settings: Path
+    reload: object            # the copy's kemi.reload
+
+    def file(self, *parts: str) -> Path:
+        return self.root.joinpath("kemi", *parts)
+
+    def edit(self, parts: tuple[str, ...], old: str, new: str) -> None:
+        path = self.file(*parts)
+        text = path.read_text()
+        assert text.count(old) == 1
+        path.write_text(text.replace(old, new))
+
+    def write_settings(self, tables: dict) -> None:
+        self.settings.write_text(toml_dump(tables))
+
+
+@pytest.fixture
+def copy(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "kemi", root / "kemi", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = tmp_path / "settings.toml"
+    settings.write_text(toml_dump({"sip": {"domain": "127.0.0.1"}}))
+    saved_modules, saved_path = dict(sys.modules), list(sys.path)
+    for name in _kemi_modules():
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        module = importlib.import_module("kemi.reload")
+        assert module.__file__.startswith(str(root))
+        yield Copy(root, settings, module)
+    finally:
+        for name in _kemi_modules():
+            del sys.modules[name]
+        sys.modules.update(saved_modules)
+        sys.path[:] = saved_path
+        importlib.invalidate_caches()
+
+
+def in_dialog_reply(ksr: FakeKSR, router) -> tuple[int, str]:
+    """What the router answers an in-dialog request nobody knows (route_withindlg's 404)."""
+    ksr.message = SipMessage(method="INFO", ruri="sip:6150@127.0.0.1", to_tag="t-1")
+    ksr.replies.clear()
+    router.ksr_request_route(None)
+    return ksr.replies[-1]
+
+
+def errors(ksr: FakeKSR) -> list[str]:
+    return [text for level, text in ksr.logs if level in ("err", "crit")]
+
+
+def test_reload_runs_the_edited_submodule_and_keeps_the_route_secret(copy):
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    assert in_dialog_reply(ksr, first.router) == (404, "Not Found")
+    old_module = sys.modules["kemi.routing.request"]
+
+    copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+        "sip.NOT_FOUND", 'sip.Reply(404, "Edited")'))
+    second = first.reloader.load(ksr, str(copy.settings), first)
+
+    assert second.router is not first.router and errors(ksr) == []
+    assert sys.modules["kemi.routing.request"] is not old_module       # imported again
+    assert in_dialog_reply(ksr, second.router) == (404, "Edited")
+    assert in_dialog_reply(ksr, first.router) == (404, "Not Found")     # the old code is untouched
+    # security.py ran again and made a new per-run secret; the router kept the running one
+    assert sys.modules["kemi.routing.security"].RUN_SECRET != first.router.run_secret
+    assert second.router.route_secret == first.router.route_secret
+    # the next swap is done by the kemi.reload imported with the new code
+    assert second.reloader is sys.modules["kemi.reload"] and second.reloader is not copy.reload
+
+
+def test_a_syntax_error_is_logged_once_with_file_and_line_and_the_old_code_stays(copy):
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    before = {name: sys.modules[name] for name in _kemi_modules()}
+    registrar = copy.file("routing", "registrar.py")
+    good = registrar.read_text()
+    registrar.write_text(good + "\ndef broken(:\n")
+    bad_line = good.count("\n") + 2
+
+    kept = first.reloader.load(ksr, str(copy.settings), first)
+
+    assert kept is first
+    assert len(errors(ksr)) == 1
+    assert f"{registrar}:{bad_line}: SyntaxError" in errors(ksr)[0]
+    assert {name: sys.modules[name] for name in _kemi_modules()} == before   # old modules back
+    assert in_dialog_reply(ksr, kept.router) == (404, "Not Found")
+
+    # fixed, and edited: the next reload loads it
+    registrar.write_text(good)
+    copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+        "sip.NOT_FOUND", 'sip.Reply(404, "Fixed")'))
+    fixed = kept.reloader.load(ksr, str(copy.settings), kept)
+    assert fixed is not first and len(errors(ksr)) == 1
+    assert in_dialog_reply(ksr, fixed.router) == (404, "Fixed")
+
+
+def test_an_error_at_import_names_the_file_and_line_where_it_happened(copy):
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    ban = copy.file("security", "ban.py")
+    ban.write_text(ban.read_text() + "\nundefined_name + 1\n")
+    line = ban.read_text().count("\n")
+
+    assert first.reloader.load(ksr, str(copy.settings), first) is first
+    assert f"{ban}:{line}: NameError" in errors(ksr)[0]
+
+
+def test_an_invalid_setting_keeps_the_previous_router(copy):
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    copy.write_settings({"sip": {"domain": "127.0.0.1"}, "security": {"route_secret": "short"}})
+
+    assert first.reloader.load(ksr, str(copy.settings), first) is first
+    assert "security.route_secret" in errors(ksr)[0]
+
+
+def test_a_setting_kamailio_cfg_uses_needs_a_restart_a_python_one_does_not(copy):
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    copy.write_settings({"sip": {"domain": "127.0.0.1", "children": 7}})
+
+    assert first.reloader.load(ksr, str(copy.settings), first) is first
+    assert "SIP_CHILDREN" in errors(ksr)[0] and "restart Kamailio" in errors(ksr)[0]
+
+    copy.write_settings({"sip": {"domain": "127.0.0.1"},
+                         "security": {"scanner_user_agents": ["evil-scanner"]}})
+    second = first.reloader.load(ksr, str(copy.settings), first)
+    assert second is not first and len(errors(ksr)) == 1
+    assert list(second.router.settings.security.scanner_user_agents) == ["evil-scanner"]
+
+
+def test_the_first_load_raises(copy):
+    copy.write_settings({"security": {"route_secret": "short"}})
+    with pytest.raises(Exception) as err:
+        copy.reload.load(FakeKSR(), str(copy.settings))
+    assert type(err.value).__name__ == "SettingsError"
+
+
+def test_changed_defines_names_lines_never_values(copy):
+    before = '#!define DBURL "mysql://u:secret1@h/db"\n#!define SIP_CHILDREN 8\nlisten=udp:127.0.0.1:5060\n'
+    after = '#!define DBURL "mysql://u:secret2@h/db"\n#!define SIP_CHILDREN 8\nlisten=udp:127.0.0.1:5070\n'
+    assert copy.reload.changed_defines(before, after) == ["DBURL", "listen"]
+    assert copy.reload.changed_defines(before, before) == []
+
+
+def run_cli(copy, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kemi.reload", str(copy.settings), *args],
+                          cwd=copy.root, capture_output=True, text=True, timeout=60)
+
+
+def test_make_reload_refuses_code_that_would_not_load_and_says_where(copy):
+    copy.write_settings({"sip": {"domain": "127.0.0.1"}, "runtime": {"dir": str(copy.root / "run")}})
+    registrar = copy.file("routing", "registrar.py")
+    registrar.write_text(registrar.read_text() + "\ndef broken(:\n")
+    line = registrar.read_text().count("\n")
+
+    done = run_cli(copy)
+    assert done.returncode == 1
+    assert f"{registrar}:{line}: SyntaxError" in done.stderr and "NOT sent" in done.stderr
+
+    # --force sends it anyway: here there is no Kamailio to send it to, and it says so
+    done = run_cli(copy, "--force")
+    assert done.returncode == 1 and f"no control socket at {copy.root / 'run'}" in done.stderr
