@@ -188,13 +188,8 @@ class KamailioInstance:
         return self
 
     def stop(self) -> None:
-        # Several test sessions (worktrees, slots) share one MariaDB: whoever started it, the
-        # last session to leave stops it, so no session loses its database mid-run.
-        if _mariadb_users.leave_last():
-            if self.daemon:
-                self.daemon.stop()
-            else:
-                _mariadb_users.stop_started()
+        if self.daemon:
+            self.daemon.stop()
             self.daemon = None
 
     def restart(self) -> None:
