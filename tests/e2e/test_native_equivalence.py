@@ -96,6 +96,9 @@ def observe(db, phones, proxy, base: int) -> dict[str, list]:
             headers={**in_dialog, "Route": f"<sip:{proxy.target};lr;kd=0123456789abcdef0123>"}),
         "scanner User-Agent (dropped)": dict(method="OPTIONS", ruri=f"sip:{proxy.target}",
                                              headers={"User-Agent": SCANNER_UA}, wait=1.0),
+        # Python matches case-insensitively: so must native cfg's =~
+        "scanner User-Agent, other case (dropped)": dict(
+            method="OPTIONS", ruri=f"sip:{proxy.target}", headers={"User-Agent": "X SIPVicious/0.3"}, wait=1.0),
     }
     for name, request in raw.items():
         got = rawsip.exchange(proxy.address, **request)
@@ -135,7 +138,7 @@ EXPECTED_FINAL = {
     "RFC 4475 bext01.dat": "SIP/2.0 420 Bad Extension",
 }
 # no answer at all (silent drops)
-EXPECTED_SILENT = ("scanner User-Agent (dropped)", "RFC 4475 unreason.dat", "RFC 4475 bcast.dat")
+EXPECTED_SILENT = ("scanner User-Agent (dropped)", "scanner User-Agent, other case (dropped)", "RFC 4475 unreason.dat", "RFC 4475 bcast.dat")
 
 
 def start_native(workdir: Path, overrides: dict):
