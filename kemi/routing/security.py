@@ -8,7 +8,8 @@ sign_record_route / route_signed   the Record-Route of a dialog we accepted carr
                   of its Call-ID; a loose-routed in-dialog request without it is refused
                   (kemi/security/dialog.py: otherwise To-tag + Route makes an open relay)
 note_failed_auth  from route_auth when auth_check fails: counts guesses, bans at the limit
-reply_screen      ksr_reply_route: a reply that matches no transaction of ours is dropped,
+reply_screen      ksr_on_sl_reply (tm's on_sl_reply, kamailio.cfg): a reply that matches no
+                  transaction of ours is dropped,
                   never forwarded statelessly to whatever its second Via names
 Drops are silent (no SIP answer: an attacker learns nothing); each ban logs one line.
 """
@@ -118,7 +119,7 @@ class SecurityRoutes:
         ksr.htable.sht_seti(BAN_TABLE, msg.source_ip, 1)
         ksr.notice(ban.ban_log_line(msg.source_ip, reason, ban_time, msg.describe()))
 
-    # reply_route
+    # tm on_sl_reply (or the core reply_route, if a site turns that callback on)
     def reply_screen(self, msg: Message) -> None:
         if self.ksr.tm.t_check_trans() < 0:
             self.ksr.set_drop()

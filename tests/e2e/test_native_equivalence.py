@@ -15,6 +15,7 @@ either with the same replies, the same headers and rtpengine's private address i
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 from bench import native_settings
@@ -24,6 +25,7 @@ from harness.stack import free_port
 from kemi.security import dialog
 from kemi.settings import MediaInterface, RtpengineDaemon
 from kemi.stack import rtpengine as rtpengine_stack
+from kemi.stack.process import sip_options_ok
 
 NATIVE_CFG = stack.project_file("bench", "native.cfg")
 # one Record-Route secret for both, so each side's ;kd= token can be checked against dialog.py
@@ -103,10 +105,30 @@ def observe(db, phones, proxy, base: int) -> dict[str, list]:
     for name, request in raw.items():
         got = rawsip.exchange(proxy.address, **request)
         seen[name] = [shape(m) for m in got]
+    seen["stray reply (dropped, not forwarded)"] = stray_reply_forwarded(proxy)
     for name in TORTURE:
         got = rawsip.exchange(proxy.address, raw=(TORTURE_DIR / name).read_bytes(), wait=1.0)
         seen[f"RFC 4475 {name}"] = [shape(m) for m in got]
     return seen
+
+
+def stray_reply_forwarded(proxy) -> list[str]:
+    """A 200 matching no transaction, its second Via naming a socket of ours: what reaches it.
+
+    Kamailio would forward it there statelessly; the reply screen must drop it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as victim:
+        victim.bind(("127.0.0.1", free_port()))
+        victim.settimeout(1.0)
+        reply = (f"SIP/2.0 200 OK\r\n"
+                 f"Via: SIP/2.0/UDP {proxy.target};branch=z9hG4bKnotours1\r\n"
+                 f"Via: SIP/2.0/UDP 127.0.0.1:{victim.getsockname()[1]};branch=z9hG4bKnotours2\r\n"
+                 f"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\n"
+                 f"Call-ID: stray-{free_port()}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        rawsip.exchange(proxy.address, raw=reply.encode(), wait=0.2)
+        try:
+            return [victim.recv(65535).decode(errors="replace").split("\r\n", 1)[0]]
+        except socket.timeout:
+            return []
 
 
 def sdp_address(message: str) -> str:
@@ -138,7 +160,7 @@ EXPECTED_FINAL = {
     "RFC 4475 bext01.dat": "SIP/2.0 420 Bad Extension",
 }
 # no answer at all (silent drops)
-EXPECTED_SILENT = ("scanner User-Agent (dropped)", "scanner User-Agent, other case (dropped)", "RFC 4475 unreason.dat", "RFC 4475 bcast.dat")
+EXPECTED_SILENT = ("stray reply (dropped, not forwarded)", "scanner User-Agent (dropped)", "scanner User-Agent, other case (dropped)", "RFC 4475 unreason.dat", "RFC 4475 bcast.dat")
 
 
 def start_native(workdir: Path, overrides: dict):
@@ -237,6 +259,8 @@ def sbc_call(instance, tables: dict, workdir: Path) -> dict[str, list]:
     gateway = Sipp("gw_answer.xml", workdir, local_ip=PRIVATE_GATEWAY, local_port=gateway_port,
                    calls=None, timeout=30).start()
     try:
+        # the gateway answers OPTIONS once it listens: only then may the call come
+        media.wait_until(lambda: sip_options_ok(PRIVATE_GATEWAY, gateway_port), 10)
         call = Sipp("trunk_call.xml", workdir, target=f"{SBC_PUBLIC}:{port}",
                     rows=[f"15559990001;{UNMAPPED_DID};{SBC_PUBLIC}"], local_ip=PUBLIC_GATEWAY,
                     local_port=free_port(), sets={"hold_ms": 100},
