@@ -559,4 +559,5 @@ def main(argv: list[str]) -> int:
     log("\n" + report.text_table(doc))
     log(f"\nbench: {info['elapsed_s']}s; wrote {args.out / 'bench.json'}, {args.out / 'bench.md'}"
         + (f", {plotted}" if plotted else " (no PNG: python3-matplotlib missing, scripts/install.sh --bench)"))
+    log("bench: to put this table into README.md and docs/benchmark.md: python3 -m bench.report --publish")
     return 0

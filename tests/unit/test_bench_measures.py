@@ -84,3 +84,24 @@ def test_native_settings_sbc_sides_most_specific_network_first():
     order = [line.split('"')[3] for line in text.splitlines() if "is_in_subnet" in line]
     assert order == ["198.51.100.0/24", "10.0.0.0/8", "0.0.0.0/0"]
     assert '#!define SBC_PRIVATE_SOCKETS_RE "^(private)$"' in text
+
+
+def test_report_publishes_between_markers_only():
+    from bench.report import MARK_END, MARK_START, replace_between_markers
+    text = f"before\n{MARK_START}\nold table\n{MARK_END}\nafter\n"
+    out = replace_between_markers(text, f"{MARK_START}\nnew\n{MARK_END}")
+    assert out == f"before\n{MARK_START}\nnew\n{MARK_END}\nafter\n"
+    import pytest
+    with pytest.raises(ValueError):
+        replace_between_markers("no markers here", "x")
+
+
+def test_targets_summary_counts_and_names_misses():
+    from bench.report import targets_summary
+    s = {"name": "call", "ratios": {"max_rate": 1.0, "cpu_per_1000": 1.3, "p99_ms": 1.0},
+         "route_time_extra_us": 20.0,
+         "targets_met": {"max_rate": True, "cpu_per_1000": False, "p99_ms": True, "route_time_extra_us": False}}
+    text = targets_summary({"scenarios": [s]})
+    assert "| CPU per call ≤ 1.15 | 0 of 1 | call 1.30 |" in text
+    assert "| route time ≤ +15 µs per request | 0 of 1 | call +20 |" in text
+    assert "| highest clean rate ≥ 0.95 | 1 of 1 | - |" in text
