@@ -61,8 +61,10 @@ class StubKSR(StubModule):
         return module
 
 
+# from 127.0.0.3 like make bench's callers: not the server's own address, so the security
+# screen (ban lookup, pike) runs as for any phone
 REQUEST = {"$ru": "sip:200001@127.0.0.1", "$rU": "200001", "$rd": "127.0.0.1", "$fU": "200002",
-           "$si": "127.0.0.1", "$sp": 5060, "$ci": "1-2@127.0.0.1", "$tt": ""}
+           "$si": "127.0.0.3", "$sp": 5060, "$ci": "1-2@127.0.0.1", "$tt": ""}
 
 # path name -> (entry point, PVs, KSR answers)
 PATHS = {

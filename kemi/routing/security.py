@@ -37,6 +37,18 @@ class SecurityRoutes:
         """Every address Kamailio listens on (sip.listen and, on the SBC, each side's sockets)."""
         return ban.own_addresses(listen.host for listen, _name in self.settings.listens)
 
+    @cached_property
+    def own_ipv4_text(self) -> frozenset:
+        """The IPv4 own addresses as text: Kamailio prints an IPv4 $si canonically (dotted quad,
+        no leading zeros), so a string lookup answers without parsing per request."""
+        return frozenset(str(a) for a in self.own_addresses if a.version == 4)
+
+    def from_own_address(self, msg: Message) -> bool:
+        ip = msg.source_ip
+        if ":" not in ip:
+            return ip in self.own_ipv4_text
+        return ban.is_own_address(ip, self.own_addresses)
+
     @property
     def route_secret(self) -> str:
         return self.settings.security.route_secret or RUN_SECRET
@@ -52,7 +64,7 @@ class SecurityRoutes:
         ksr.force_rport()
         if not sec.enabled:
             return NEXT
-        from_us = ban.is_own_address(msg.source_ip, self.own_addresses)
+        from_us = self.from_own_address(msg)
         if not from_us:
             if ban.is_banned(ksr.htable.sht_get(BAN_TABLE, msg.source_ip)):
                 return DONE                          # silently, and without a log line per packet
@@ -105,7 +117,7 @@ class SecurityRoutes:
         ksr, sec = self.ksr, self.settings.security
         if not (sec.enabled and sec.auth_failure_limit and ban.is_failed_guess(auth_result)):
             return False
-        if ban.is_own_address(msg.source_ip, self.own_addresses):
+        if self.from_own_address(msg):
             return False
         failures = ksr.htable.sht_inc(AUTH_FAILURE_TABLE, msg.source_ip)
         if not ban.should_ban_after_failures(failures, sec.auth_failure_limit):
