@@ -147,8 +147,8 @@ class Sipp:
 
 def client_argv(target: str, scenario: Path, csv_file: Path, local_port: int, calls: int, rate: float,
                 keys: dict | None = None, sets: dict | None = None, limit: int | None = None,
-                measure: bool = True) -> list[str]:
-    argv = ["sipp", target, "-sf", str(scenario), "-inf", str(csv_file), "-i", "127.0.0.1",
+                measure: bool = True, local_ip: str = "127.0.0.1") -> list[str]:
+    argv = ["sipp", target, "-sf", str(scenario), "-inf", str(csv_file), "-i", local_ip,
             "-p", str(local_port), "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-nostdin",
             "-max_retrans", str(MAX_RETRANS), "-recv_timeout", str(RECV_TIMEOUT_MS),
             "-timeout", f"{int(calls / rate + DRAIN_TIMEOUT_S)}s"]
@@ -165,9 +165,9 @@ def client_argv(target: str, scenario: Path, csv_file: Path, local_port: int, ca
     return argv
 
 
-def server_argv(scenario: Path, local_port: int) -> list[str]:
+def server_argv(scenario: Path, local_port: int, local_ip: str = "127.0.0.1") -> list[str]:
     """A callee SIPp taking any number of calls until it is stopped."""
-    return ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(local_port), "-nostdin"]
+    return ["sipp", "-sf", str(scenario), "-i", local_ip, "-p", str(local_port), "-nostdin"]
 
 
 def read_stats(workdir: Path) -> dict | None:

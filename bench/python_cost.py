@@ -45,11 +45,17 @@ class StubKSR(StubModule):
     def __init__(self, pvs: dict, answers: dict):
         self.answers, self.calls, self.pvs = answers, Counter(), pvs
         super().__init__(self, "")
-        self.pv = SimpleNamespace(gete=self._gete, get=self._gete)
+        self.pv = SimpleNamespace(gete=self._gete, get=self._gete, sets=self._set("sets"),
+                                  seti=self._set("seti"))
 
     def _gete(self, spec):
         self.calls["pv.gete"] += 1
         return self.pvs.get(spec, "")
+
+    def _set(self, name):
+        def set_pv(spec, value):
+            self.calls[f"pv.{name}"] += 1
+        return set_pv
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
@@ -61,8 +67,13 @@ class StubKSR(StubModule):
         return module
 
 
+# from 127.0.0.3 like make bench's callers: not the server's own address, so the security
+# screen (ban lookup, pike) runs as for any phone
 REQUEST = {"$ru": "sip:200001@127.0.0.1", "$rU": "200001", "$rd": "127.0.0.1", "$fU": "200002",
-           "$si": "127.0.0.1", "$sp": 5060, "$ci": "1-2@127.0.0.1", "$tt": ""}
+           "$si": "127.0.0.3", "$sp": 5060, "$ci": "1-2@127.0.0.1", "$tt": ""}
+
+# the source is neither banned (no htable entry) nor flooding (pike: 1)
+NOT_BANNED = {"htable.sht_get": None, "pike.pike_check_req": 1}
 
 # path name -> (entry point, PVs, KSR answers)
 PATHS = {
@@ -87,12 +98,45 @@ PATHS = {
                                  {"isflagset": False, "isbflagset": False}),
 }
 
+# the SBC as make bench runs it (loopback sides): a public trunk's INVITE to the private
+# gateway set, and the gateway's 200 with the SDP answer
+SBC_TABLES = {
+    "sip": {"listen": ["udp:127.0.0.1:5060"]},
+    "media": {"rtpengine": {"interfaces": [{"name": "public", "address": "127.0.1.1"},
+                                           {"name": "private", "address": "127.0.2.1"}]}},
+    "sbc": {"enabled": True,
+            "public": {"listen": ["udp:127.0.1.1:5060"], "networks": ["127.0.1.0/24"],
+                       "gateways": ["sip:127.0.1.10:5070"]},
+            "private": {"listen": ["udp:127.0.2.1:5060"], "networks": ["127.0.2.0/24"],
+                        "gateways": ["sip:127.0.2.10:5070"]}},
+}
+SBC_INVITE = {**REQUEST, "$rm": "INVITE", "$si": "127.0.1.10", "$Rn": "public", "$rU": "15550100",
+              "$ru": "sip:15550100@127.0.1.1", "$avp(sbc_ingress)": "public", "$avp(sbc_gwset)": 2}
+SBC_PATHS = {
+    "SBC: INVITE public trunk -> gateways": (
+        "ksr_request_route", SBC_INVITE,
+        {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1, "nathelper.nat_uac_test": -1,
+         "tm.t_is_set": -1, "kx.get_send_sock_name": "private", "htable.sht_get": None}),
+    "SBC: 200 from a gateway (answer)": (
+        "ksr_onreply_manage", {**SBC_INVITE, "$rs": 200, "$Rn": "private", "$si": "127.0.2.10"},
+        {"isflagset": True, "isbflagset": False}),
+}
+
+
+class _NoDids:
+    def extension(self, did):
+        return None
+
 
 def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
+    from kemi.settings.validate import parse_settings
+
     out = []
-    for name, (entry, pvs, answers) in PATHS.items():
-        ksr = StubKSR(pvs, answers)
-        router = Router(ksr, Settings(), subscribers=None)
+    sbc_settings = parse_settings(SBC_TABLES, source="bench.python_cost")
+    paths = [(p, Settings()) for p in PATHS.items()] + [(p, sbc_settings) for p in SBC_PATHS.items()]
+    for (name, (entry, pvs, answers)), settings in paths:
+        ksr = StubKSR(pvs, {**NOT_BANNED, **answers})
+        router = Router(ksr, settings, subscribers=None, dids=_NoDids())
         handler = getattr(router, entry)
         handler(None)                           # warm up; count one message's KSR calls
         per_message = dict(ksr.calls)

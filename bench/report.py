@@ -157,3 +157,69 @@ def plot(doc: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+# --- publishing: the table into the README and docs/benchmark.md, between markers ------------
+
+MARK_START = "<!-- bench-table:start (written by `python3 -m bench.report --publish`) -->"
+MARK_END = "<!-- bench-table:end -->"
+TARGET_NAMES = {"max_rate": "highest clean rate ≥ 0.95", "cpu_per_1000": "CPU per call ≤ 1.15",
+                "p99_ms": "p99 response time ≤ 1.2", "route_time_extra_us": "route time ≤ +15 µs per request"}
+
+
+def targets_summary(doc: dict) -> str:
+    """Markdown table: each target, in how many scenarios it is met, where it is missed."""
+    out = ["| target (Python/native) | met | missed in |", "|---|---|---|"]
+    for key, name in TARGET_NAMES.items():
+        met, missed = 0, []
+        for s in doc["scenarios"]:
+            ok = s["targets_met"].get(key)
+            value = s["route_time_extra_us"] if key == "route_time_extra_us" else s["ratios"].get(key)
+            if ok:
+                met += 1
+            else:
+                missed.append(f"{s['name']} {_f(value, '{:+.0f}' if key == 'route_time_extra_us' else '{:.2f}')}")
+        out.append(f"| {name} | {met} of {len(doc['scenarios'])} | {', '.join(missed) or '-'} |")
+    return "\n".join(out)
+
+
+def published_block(doc: dict) -> str:
+    return "\n".join([MARK_START, "", markdown(doc), targets_summary(doc), "", MARK_END])
+
+
+def replace_between_markers(text: str, block: str) -> str:
+    start, end = text.find(MARK_START), text.find(MARK_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {MARK_START!r} ... {MARK_END!r} markers")
+    return text[:start] + block + text[end + len(MARK_END):]
+
+
+def publish(doc: dict, files: list[Path]) -> list[Path]:
+    block = published_block(doc)
+    for f in files:
+        f.write_text(replace_between_markers(f.read_text(encoding="utf-8"), block), encoding="utf-8")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(prog="python3 -m bench.report",
+                                 description="Print (or publish) the table of a make bench run.")
+    ap.add_argument("--json", type=Path, default=root / "bench" / "results" / "bench.json")
+    ap.add_argument("--publish", action="store_true",
+                    help="write it into README.md and docs/benchmark.md between the bench-table markers")
+    args = ap.parse_args(argv)
+    doc = json.loads(args.json.read_text())
+    if args.publish:
+        for f in publish(doc, [root / "README.md", root / "docs" / "benchmark.md"]):
+            print(f"bench: table written into {f}")
+    else:
+        print(published_block(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

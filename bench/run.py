@@ -36,14 +36,19 @@ from bench import report
 from bench.load import (FIXTURES_DIR, SCENARIO_DIR, RunResult, Sipp, client_argv, mean, percentile,
                         read_rtt, read_stats, server_argv)
 from bench.scenarios import SUBSCRIBERS, Scenario, select
-from bench.stack import (DOMAIN, NATIVE_CFG, PASSWORD, PYTHON_CFG, BenchDatabase, BenchKamailio,
-                         extension)
+from bench.stack import (CALLER_IP, DOMAIN, NATIVE_CFG, PASSWORD, PRIVATE_GATEWAYS, PUBLIC_GATEWAY,
+                         PYTHON_CFG, SBC_PUBLIC, BenchDatabase, BenchKamailio, extension, media_table,
+                         rtpengine_daemon, start_rtpengine)
 
 CONFIGS = ("native", "python")
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 PORT_BASE = 10000 + 1000 * SLOT + 500     # clear of the tests' ports in the same slot
-DEFAULT_BUDGET_S = 14 * 60                 # `make bench` must end within 15 minutes
+# rtpengine's relay ports: the slot's media range, as the media tests use it (tests/harness/media.py)
+MEDIA_PORT_MIN = 20000 + 2000 * SLOT
+MEDIA_PORT_MAX = MEDIA_PORT_MIN + 1999
+DEFAULT_BUDGET_S = 13 * 60                 # `make bench` must end within 15 minutes: each scenario
+                                           # may overrun its share by one comparison (<= 60 s)
 RUN_SECONDS = 3.0                          # offered load per run
 REPEATS = 3                                # runs per reported point (median)
 # rates offered, as multiples of the native capacity estimated from the probe's CPU per call
@@ -96,8 +101,8 @@ class RegisterLoad(Load):
             for i in range(users)))
 
     def argv(self, kam, rate, calls, port):
-        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate,
-                           keys={"contact_port": self.env.callee_port})
+        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate, local_ip=CALLER_IP,
+                           keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN})
 
 
 class CallLoad(Load):
@@ -120,7 +125,7 @@ class CallLoad(Load):
         count = self.scenario.held_calls
         workdir = self.env.workdir / "held" / f"{self.scenario.name}-{kam.label}-{time.monotonic_ns()}"
         argv = client_argv(kam.target, self.scenario_file, self.csv, port, count, min(200, count),
-                           sets={"hold_ms": HOLD_FOREVER_MS}, limit=count, measure=False)
+                           sets={"hold_ms": HOLD_FOREVER_MS}, limit=count, measure=False, local_ip=CALLER_IP)
         argv[argv.index("-timeout") + 1] = f"{HOLD_FOREVER_MS // 1000}s"
         sipp = Sipp(argv + ["-trace_stat", "-fd", "1"], workdir, self.env.load_cpus).start()
         self.env.own(sipp)
@@ -135,7 +140,7 @@ class CallLoad(Load):
         # the proxy's workers may relay the callee's 180 after its 200 (they run in parallel);
         # a phone ignores such a late 180, and so does SIPp here instead of failing the call.
         # A wrong answer still fails it: the expected message then never comes (recv timeout).
-        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate,
+        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate, local_ip=CALLER_IP,
                            sets={"hold_ms": CALL_HOLD_MS}) + ["-default_behaviors", "all,-abortunexp"]
 
     def teardown(self) -> None:
@@ -144,7 +149,37 @@ class CallLoad(Load):
         self.env.stop_callee()
 
 
-LOADS = {"register": RegisterLoad, "call": CallLoad}
+class SbcLoad(Load):
+    """SBC calls: a trunk on the public side (SIPp from the public gateway's address, trusted by
+    IP, no digest auth) calls unmapped DIDs; the SBC sends each through the dispatcher
+    (round-robin) to one of two private gateways (SIPps), with rtpengine between the sides."""
+    scenario_file = SCENARIO_DIR / "trunk.xml"
+
+    def setup(self) -> None:
+        self.csv = self.env.write_csv("trunk.csv", (
+            f"1555999{i:04d};1555010{i:04d};{SBC_PUBLIC}" for i in range(SUBSCRIBERS)))
+        self.gateways = []
+        for address in PRIVATE_GATEWAYS:
+            sipp = Sipp(server_argv(FIXTURES_DIR / "gw_answer.xml", self.env.gateway_port, local_ip=address),
+                        self.env.workdir / f"gateway-{address}", self.env.load_cpus).start()
+            self.env.own(sipp)
+            self.gateways.append(sipp)
+        time.sleep(0.3)
+        for sipp in self.gateways:
+            if sipp.exited():
+                raise StartError(f"gateway SIPp exited: {sipp.output()[-500:]}")
+
+    def argv(self, kam, rate, calls, port):
+        return client_argv(kam.sbc_target, self.scenario_file, self.csv, port, calls, rate,
+                           local_ip=PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}) + [
+            "-default_behaviors", "all,-abortunexp"]
+
+    def teardown(self) -> None:
+        for sipp in self.gateways:
+            sipp.stop()
+
+
+LOADS = {"register": RegisterLoad, "call": CallLoad, "sbc": SbcLoad}
 
 
 # --- the environment: databases, Kamailios, the callee SIPp --------------------------------
@@ -158,6 +193,7 @@ class Env:
     children: int
     memory_manager: str
     mariadb_daemon: Daemon | None = None
+    rtpengine: Daemon | None = None
     kamailios: dict[str, BenchKamailio] = field(default_factory=dict)
     state: tuple | None = None
     callee: Sipp | None = None
@@ -167,6 +203,11 @@ class Env:
     @property
     def callee_port(self) -> int:
         return PORT_BASE + 10
+
+    @property
+    def gateway_port(self) -> int:
+        """Every SBC gateway SIPp listens here, each on its own address."""
+        return PORT_BASE + 11
 
     def port(self, what: str, n: int = 0) -> int:
         if what == "held":
@@ -204,13 +245,24 @@ class Env:
             return
         for kam in self.kamailios.values():
             kam.stop()
+        media = None
+        if scenario.media:
+            engine = rtpengine_daemon(PORT_BASE + 70, MEDIA_PORT_MIN, MEDIA_PORT_MAX)
+            if self.rtpengine is None:
+                self.rtpengine = start_rtpengine(engine, self.workdir, self.load_cpus)
+                log(f"bench: rtpengine up (pid {self.rtpengine.pid}, ng {engine.listen_ng}, "
+                    f"ports {engine.port_min}-{engine.port_max}, CPU {self.load_cpus})")
+            media = media_table(engine)
         for kam in self.kamailios.values():
             started = time.monotonic()
             kam.db.load_contacts(scenario.contacts, SUBSCRIBERS, self.callee_port, kam.socket)
             kam.usrloc_db_mode = scenario.usrloc_db_mode
+            kam.media = media
+            kam.sbc_gateway_port = self.gateway_port if scenario.sbc else 0
             kam.start()
             log(f"bench: {kam.label} Kamailio up (pid {kam.daemon.pid}, db_mode {scenario.usrloc_db_mode}, "
-                f"{scenario.contacts} contacts preloaded, {time.monotonic() - started:.1f}s)")
+                f"{scenario.contacts} contacts preloaded, media {'on' if media else 'off'}, "
+                f"sbc {'on' if scenario.sbc else 'off'}, {time.monotonic() - started:.1f}s)")
         self.state = scenario.state
 
     def start_callee(self) -> None:
@@ -232,6 +284,8 @@ class Env:
         steps = [thing.stop for thing in reversed(self.owned)]
         steps += [kam.stop for kam in self.kamailios.values()]
         steps += [kam.db.drop for kam in self.kamailios.values()]
+        if self.rtpengine:
+            steps.append(self.rtpengine.stop)
         if self.mariadb_daemon:
             steps.append(self.mariadb_daemon.stop)
         for step in steps:
@@ -506,4 +560,5 @@ def main(argv: list[str]) -> int:
     log("\n" + report.text_table(doc))
     log(f"\nbench: {info['elapsed_s']}s; wrote {args.out / 'bench.json'}, {args.out / 'bench.md'}"
         + (f", {plotted}" if plotted else " (no PNG: python3-matplotlib missing, scripts/install.sh --bench)"))
+    log("bench: to put this table into README.md and docs/benchmark.md: python3 -m bench.report --publish")
     return 0

@@ -4,9 +4,11 @@ A scenario names the SIPp load (`kind`) and the state Kamailio runs with (usrloc
 how many contacts are registered, how many calls are held open around the measured ones).
 Scenarios with the same state share one start of both Kamailios.
 
-Adding a scenario is adding an entry here; a new kind of load (rtpengine media, the SBC's
-dispatcher path to SIPp gateways) adds a `Load` class in bench/run.py that prepares what the
-load needs (rtpengine, gateway SIPps) and builds the SIPp command line, and names it here.
+Adding a scenario is adding an entry here; a new kind of load adds a `Load` class in
+bench/run.py that prepares what the load needs (gateway SIPps, ...) and builds the SIPp
+command line, and names it here. `media` and `sbc` are part of the Kamailio state: the bench
+starts rtpengine (on the slot's ports) for media scenarios and both Kamailios as SBCs on
+loopback sides (bench/stack.py) for sbc ones.
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ class Scenario:
     contacts: int = SUBSCRIBERS   # registered contacts (preloaded by usrloc)
     held_calls: int = 0       # calls held open through the proxy while measuring
     probe_rate: int = 200     # calls/s of the first, calibrating run
+    media: bool = False       # rtpengine anchoring on (media.enabled; bench starts rtpengine)
+    sbc: bool = False         # the SBC path (sbc.enabled, loopback sides, gateway SIPps)
 
     @property
     def state(self) -> tuple:
         """Scenarios with equal state run on the same Kamailio start."""
-        return (self.usrloc_db_mode, self.contacts)
+        return (self.usrloc_db_mode, self.contacts, self.media, self.sbc)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -41,6 +45,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("call-1k", "call, 1,000 contacts registered", "call", contacts=1_000, probe_rate=100),
     Scenario("register-100k", "REGISTER, 100,000 contacts registered", "register", contacts=100_000),
     Scenario("call-100k", "call, 100,000 contacts registered", "call", contacts=100_000, probe_rate=100),
+    Scenario("call-media", "call with rtpengine anchoring (offer/answer/delete)", "call", media=True,
+             probe_rate=100),
+    Scenario("sbc", "SBC call, public gateway -> dispatcher -> 2 private gateways, rtpengine", "sbc",
+             media=True, sbc=True, probe_rate=100),
 )
 
 

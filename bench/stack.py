@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kemi.settings import PROJECT_ROOT, Settings, load_settings, toml_dump
+from kemi.settings import MediaInterface, PROJECT_ROOT, RtpengineDaemon, Settings, load_settings, toml_dump
 from kemi.stack import kamailio, mariadb
+from kemi.stack import rtpengine as rtpengine_stack
 from kemi.stack.process import Daemon, sip_options_ok, wait_for, StartError
+
+from bench import native_settings
 
 NATIVE_CFG = PROJECT_ROOT / "bench" / "native.cfg"
 PYTHON_CFG = kamailio.KAMAILIO_CFG
@@ -33,6 +36,17 @@ SHM_MB = 512           # 100,000 contacts need more than Kamailio's default 64 M
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LATENCY_LINE = re.compile(r"\{(\d) (\d+) (\S+) [^}]*\}.*(request|reply)-route executed in: (\d+) usec")
 LATENCY_LOG_ON, LATENCY_LOG_OFF = 2, 3   # info (printed at debug=2) / debug (not printed)
+# The load comes from an address that is not the server's own: the security screen (ban
+# lookup, pike) runs for it as for any phone. All of it comes from this one address, so the
+# flood threshold is raised to the most the settings allow (pike still counts every request).
+CALLER_IP = "127.0.0.3"
+FLOOD_REQUESTS = 100_000
+# media: rtpengine relays on its own loopback address (plain calls) or on the SBC's sides
+RTPENGINE_ADDRESS = "127.0.0.4"
+# the SBC on loopback: a public and a private side, a trunk gateway on each, two on the private
+SBC_PUBLIC, SBC_PRIVATE = "127.0.1.1", "127.0.2.1"
+PUBLIC_GATEWAY = "127.0.1.10"
+PRIVATE_GATEWAYS = ("127.0.2.10", "127.0.2.11")
 
 
 def extension(i: int) -> str:
@@ -101,6 +115,8 @@ class BenchKamailio:
     children: int
     usrloc_db_mode: int = 1
     memory_manager: str = ""    # kamailio -x: qm (Kamailio's default), fm or tlsf
+    media: dict | None = None   # the [media] table (rtpengine) when anchoring is on, else off
+    sbc_gateway_port: int = 0   # SBC on (loopback sides, gateways on this port) when not 0
     daemon: Daemon | None = None
     settings: Settings | None = field(default=None, repr=False)
     log_offset: int = 0
@@ -113,25 +129,42 @@ class BenchKamailio:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def sbc_target(self) -> str:
+        """The SBC's public-side socket (the trunk gateways' calls come in there)."""
+        return f"{SBC_PUBLIC}:{self.port}"
+
     def write_settings(self) -> Settings:
+        """Production defaults (security on; media on when the scenario has rtpengine), the
+        bench's ports and database; the same for both configs."""
         file = self.workdir / "settings.toml"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        file.write_text(toml_dump({
+        tables = {
             "sip": {"domain": DOMAIN, "listen": [self.socket], "children": self.children},
             "database": {"url": self.db.url, "ro_url": self.db.ro_url, "usrloc_db_mode": self.usrloc_db_mode},
             "runtime": {"dir": str(self.workdir / "run"), "log_level": 2},
-            # bench/native.cfg has the registrar routing only (no rtpengine, no SBC, no bans):
-            # the Python side runs with the same features off. It still signs Record-Routes
-            # and validates URIs (kemi/routing/security.py), which native.cfg does not.
-            "media": {"enabled": False},
-            "security": {"enabled": False},
-        }))
+            "media": self.media or {"enabled": False},
+            "security": {"flood_requests": FLOOD_REQUESTS},
+        }
+        if self.sbc_gateway_port:
+            gw = self.sbc_gateway_port
+            tables.update({
+                # no OPTIONS probing: every gateway stays active, the load is the calls alone
+                "sbc": {"enabled": True, "probing_interval": 0},
+                "sbc.public": {"listen": [f"udp:{SBC_PUBLIC}:{self.port}"], "networks": ["127.0.1.0/24"],
+                               "gateways": [f"sip:{PUBLIC_GATEWAY}:{gw}"]},
+                "sbc.private": {"listen": [f"udp:{SBC_PRIVATE}:{self.port}"], "networks": ["127.0.2.0/24"],
+                                "gateways": [f"sip:{a}:{gw}" for a in PRIVATE_GATEWAYS]},
+            })
+        file.write_text(toml_dump(tables))
         self.settings = load_settings(file)
         return self.settings
 
     def start(self, timeout: float = 90) -> None:
         settings = self.write_settings()
         cfg = kamailio.prepare(settings, self.workdir, self.cfg)
+        if self.label == "native":
+            native_settings.write(settings, cfg.parent)
         checked = kamailio.check_config(cfg)
         if checked.returncode != 0:
             raise StartError(f"kamailio -c rejected {cfg}:\n{checked.stdout}{checked.stderr}")
@@ -206,6 +239,29 @@ class BenchKamailio:
             f.seek(self.log_offset)
             text = f.read().decode(errors="replace")
         return [l for l in text.splitlines() if " ERROR: " in l or " CRITICAL: " in l]
+
+
+def rtpengine_daemon(ng_port: int, port_min: int, port_max: int) -> RtpengineDaemon:
+    """One rtpengine for every media scenario: a "default" interface for plain calls and one
+    per SBC side. Deleted sessions go at once (delete_delay 0): ports are reused at load."""
+    return RtpengineDaemon(listen_ng=f"127.0.0.1:{ng_port}", port_min=port_min, port_max=port_max,
+                           interfaces=(MediaInterface("default", RTPENGINE_ADDRESS),
+                                       MediaInterface("public", SBC_PUBLIC),
+                                       MediaInterface("private", SBC_PRIVATE)),
+                           delete_delay=0, log_level=5)
+
+
+def media_table(d: RtpengineDaemon) -> dict:
+    """The [media] settings that point Kamailio at rtpengine `d` (the bench starts it)."""
+    return {"enabled": True, "rtpengine": {
+        "start": False, "listen_ng": d.listen_ng, "port_min": d.port_min, "port_max": d.port_max,
+        "interfaces": [{"name": i.name, "address": i.address} for i in d.interfaces]}}
+
+
+def start_rtpengine(d: RtpengineDaemon, workdir: Path, cpus: str) -> Daemon:
+    daemon = rtpengine_stack.start(d, workdir)
+    os.sched_setaffinity(daemon.pid, {int(c) for c in cpus.split(",")})
+    return daemon
 
 
 def _all_stats():

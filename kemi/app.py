@@ -26,8 +26,8 @@ def load_router_class(spec: str):
 
 
 # Core callbacks kamailio.cfg turns off (kemi.*_route_callback="none"): never called.
-# (reply_route stays on: security.py drops stray replies there)
-DISABLED_CALLBACKS = ("ksr_onsend_route",)
+# (stray replies are dropped by tm's on_sl_reply -> Router.ksr_on_sl_reply instead)
+DISABLED_CALLBACKS = ("ksr_onsend_route", "ksr_reply_route")
 
 
 def create_router(ksr, settings: Settings):

@@ -11,6 +11,8 @@ media_behind_nat().
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 from kemi import sip
 from kemi.flags import FLB_NATB, FLT_NATS, FLT_SDP_OFFER
 from kemi.media import RTPENGINE_INSTANCE_PV
@@ -146,8 +148,20 @@ class MediaRoutes:
                                 **self.media_directions(msg, is_reply))
 
     def media_flags(self, msg: Message, op: str, nat: bool = False, **directions) -> str:
-        profile = self.settings.media.get_profile(self.media_profile_name(msg))
-        return build_flags(op, profile, nat=nat, **directions)
+        # few distinct answers (operations x profiles x NAT x interface pairs): built once each
+        name = self.media_profile_name(msg)
+        if directions.keys() - {"ingress", "egress"}:          # a subclass's extra flags: as asked
+            return build_flags(op, self.settings.media.get_profile(name), nat=nat, **directions)
+        key = (op, name, nat, directions.get("ingress"), directions.get("egress"))
+        flags = self._media_flags_built.get(key)
+        if flags is None:
+            profile = self.settings.media.get_profile(name)
+            flags = self._media_flags_built[key] = build_flags(op, profile, nat=nat, **directions)
+        return flags
+
+    @cached_property
+    def _media_flags_built(self) -> dict:
+        return {}
 
     def has_sdp(self, msg: Message) -> bool:
         cached = msg.cache.get(_HAS_SDP)

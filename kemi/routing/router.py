@@ -56,6 +56,11 @@ class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRou
     def ksr_reply_route(self, _msg) -> int:
         return self._guarded("reply_route", self.reply_screen)
 
+    def ksr_on_sl_reply(self, _msg, _event=None) -> int:
+        """tm's on_sl_reply: only replies that match no transaction (kamailio.cfg), so the
+        stray-reply drop costs no entry into Python for every other reply."""
+        return self._guarded("on_sl_reply", self.reply_screen)
+
     def ksr_onsend_route(self, _msg) -> int:
         return ROUTE_OK
 

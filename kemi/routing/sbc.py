@@ -33,6 +33,8 @@ DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"
 DS_MATCH_IP_ONLY = 1 | 2
 # ds_mark_dst state: inactive, and probed with OPTIONS until it answers again
 DS_INACTIVE_PROBING = "ip"
+# sources whose side is remembered per process (detect_side)
+SIDE_CACHE_SIZE = 4096
 
 
 class SbcRoutes:
@@ -44,13 +46,14 @@ class SbcRoutes:
         sbc = self.settings.sbc
         self.sides = sides_from_settings(sbc) if sbc.enabled else None
         self.dids = dids
+        self.side_cache: dict = {}      # (socket name, source) -> Detection, see detect_side
 
     # route[SBC_INGRESS]
     def route_sbc_ingress(self, msg: Message) -> bool:
         """Which side the request comes from; a source on neither side is refused (403)."""
         if self.sides is None:
             return NEXT
-        detection = self.sides.detect(msg.received_socket_name, msg.source_ip)
+        detection = self.detect_side(msg)
         if detection.side is None:
             self.ksr.notice(f"kemi: sbc: refused, {detection.reason}: {msg.describe()}\n")
             if msg.method != "ACK":            # an ACK is never answered
@@ -60,6 +63,18 @@ class SbcRoutes:
         msg.ingress = detection.side
         self.ksr.pv.sets(AVP_INGRESS, detection.side.name)
         return NEXT
+
+    def detect_side(self, msg: Message):
+        """Sides.detect, remembered per (socket, source): parsing the address and matching the
+        networks on every request cost the most of the SBC's Python (bench.python_cost). A
+        trunk's few addresses repeat; a scan of many cannot grow it past SIDE_CACHE_SIZE."""
+        key = (msg.received_socket_name, msg.source_ip)
+        found = self.side_cache.get(key)
+        if found is None:
+            if len(self.side_cache) >= SIDE_CACHE_SIZE:
+                self.side_cache.clear()
+            found = self.side_cache[key] = self.sides.detect(*key)
+        return found
 
     # route[AUTH] hook: which sources need no digest auth
     def is_trusted_source(self, msg: Message) -> bool:

@@ -8,7 +8,8 @@ sign_record_route / route_signed   the Record-Route of a dialog we accepted carr
                   of its Call-ID; a loose-routed in-dialog request without it is refused
                   (kemi/security/dialog.py: otherwise To-tag + Route makes an open relay)
 note_failed_auth  from route_auth when auth_check fails: counts guesses, bans at the limit
-reply_screen      ksr_reply_route: a reply that matches no transaction of ours is dropped,
+reply_screen      ksr_on_sl_reply (tm's on_sl_reply, kamailio.cfg): a reply that matches no
+                  transaction of ours is dropped,
                   never forwarded statelessly to whatever its second Via names
 Drops are silent (no SIP answer: an attacker learns nothing); each ban logs one line.
 """
@@ -41,6 +42,18 @@ class SecurityRoutes:
     # running secret to the new router, so calls set up before the reload keep passing
     run_secret: str = RUN_SECRET
 
+    @cached_property
+    def own_ipv4_text(self) -> frozenset:
+        """The IPv4 own addresses as text: Kamailio prints an IPv4 $si canonically (dotted quad,
+        no leading zeros), so a string lookup answers without parsing per request."""
+        return frozenset(str(a) for a in self.own_addresses if a.version == 4)
+
+    def from_own_address(self, msg: Message) -> bool:
+        ip = msg.source_ip
+        if ":" not in ip:
+            return ip in self.own_ipv4_text
+        return ban.is_own_address(ip, self.own_addresses)
+
     @property
     def route_secret(self) -> str:
         return self.settings.security.route_secret or self.run_secret
@@ -56,7 +69,7 @@ class SecurityRoutes:
         ksr.force_rport()
         if not sec.enabled:
             return NEXT
-        from_us = ban.is_own_address(msg.source_ip, self.own_addresses)
+        from_us = self.from_own_address(msg)
         if not from_us:
             if ban.is_banned(ksr.htable.sht_get(BAN_TABLE, msg.source_ip)):
                 self.note_drop(DROP_BANNED)
@@ -112,7 +125,7 @@ class SecurityRoutes:
         ksr, sec = self.ksr, self.settings.security
         if not (sec.enabled and sec.auth_failure_limit and ban.is_failed_guess(auth_result)):
             return False
-        if ban.is_own_address(msg.source_ip, self.own_addresses):
+        if self.from_own_address(msg):
             return False
         failures = ksr.htable.sht_inc(AUTH_FAILURE_TABLE, msg.source_ip)
         if not ban.should_ban_after_failures(failures, sec.auth_failure_limit):
@@ -127,7 +140,7 @@ class SecurityRoutes:
         ksr.notice(ban.ban_log_line(msg.source_ip, reason, ban_time, msg.describe()))
         self.note_ban(reason)
 
-    # reply_route
+    # tm on_sl_reply (or the core reply_route, if a site turns that callback on)
     def reply_screen(self, msg: Message) -> None:
         if self.ksr.tm.t_check_trans() < 0:
             self.ksr.set_drop()

@@ -34,3 +34,74 @@ def test_ratios_and_targets():
     assert meets("cpu_per_1000", 1.15) and not meets("cpu_per_1000", 1.16)
     assert meets("max_rate", 0.95) and not meets("max_rate", 0.94)
     assert meets("route_time_extra_us", None) is None
+
+
+# --- bench/native_settings.py: what native.cfg gets from the settings ------------------------
+
+def _settings(tables: dict):
+    from kemi.settings.validate import parse_settings
+    return parse_settings(tables, source="test")
+
+
+def test_native_settings_render_the_python_sides_values():
+    import re
+    from bench.native_settings import render
+    from kemi.security.scanner import ScannerFilter
+
+    s = _settings({"sip": {"listen": ["udp:127.0.0.1:5060", "udp:192.0.2.1:5060"]},
+                   "security": {"route_secret": "s3cret-s3cret-s3cret", "scanner_user_agents": ["sip.vicious", "pplsip"]}})
+    text = render(s)
+    defines = dict(re.findall(r'^#!define (\S+) ?(.*)$', text, re.M))
+    assert defines["ROUTE_SECRET"] == "\"s3cret-s3cret-s3cret\""
+    assert "WITH_SECURITY" in defines and "WITH_SCANNER_UA" in defines
+    # the regex (as Kamailio reads the string) matches what ScannerFilter matches, no more
+    scanner_re = re.compile(defines["SCANNER_UA_RE"].strip('"').replace("\\\\", "\\"), re.I)
+    own_re = re.compile(defines["OWN_ADDRESS_RE"].strip('"').replace("\\\\", "\\"))
+    f = ScannerFilter(["sip.vicious", "pplsip"])
+    for ua in ("sip.vicious 1.0", "SIP.VICIOUS", "sipXvicious", "PPLSIP", "Linphone"):
+        assert bool(scanner_re.search(ua)) == f.matches(ua), ua
+    assert own_re.search("192.0.2.1") and own_re.search("127.0.0.1")
+    assert not own_re.search("127.0.0.10") and not own_re.search("192.0.2.11")
+
+
+def test_native_settings_random_secret_per_render_when_none_is_set():
+    from bench.native_settings import render
+    s = _settings({})
+    assert render(s) != render(s)          # a new ROUTE_SECRET each start, like RUN_SECRET
+
+
+def test_native_settings_sbc_sides_most_specific_network_first():
+    from bench.native_settings import render
+    s = _settings({
+        "sbc": {"enabled": True,
+                "public": {"listen": ["udp:203.0.113.1:5060"], "networks": ["0.0.0.0/0"],
+                           "gateways": ["sip:203.0.113.10:5060"]},
+                "private": {"listen": ["udp:198.51.100.1:5060"], "networks": ["198.51.100.0/24", "10.0.0.0/8"],
+                            "gateways": ["sip:198.51.100.10:5060"]}},
+        "media": {"enabled": False},
+    })
+    text = render(s)
+    order = [line.split('"')[3] for line in text.splitlines() if "is_in_subnet" in line]
+    assert order == ["198.51.100.0/24", "10.0.0.0/8", "0.0.0.0/0"]
+    assert '#!define SBC_PRIVATE_SOCKETS_RE "^(private)$"' in text
+
+
+def test_report_publishes_between_markers_only():
+    from bench.report import MARK_END, MARK_START, replace_between_markers
+    text = f"before\n{MARK_START}\nold table\n{MARK_END}\nafter\n"
+    out = replace_between_markers(text, f"{MARK_START}\nnew\n{MARK_END}")
+    assert out == f"before\n{MARK_START}\nnew\n{MARK_END}\nafter\n"
+    import pytest
+    with pytest.raises(ValueError):
+        replace_between_markers("no markers here", "x")
+
+
+def test_targets_summary_counts_and_names_misses():
+    from bench.report import targets_summary
+    s = {"name": "call", "ratios": {"max_rate": 1.0, "cpu_per_1000": 1.3, "p99_ms": 1.0},
+         "route_time_extra_us": 20.0,
+         "targets_met": {"max_rate": True, "cpu_per_1000": False, "p99_ms": True, "route_time_extra_us": False}}
+    text = targets_summary({"scenarios": [s]})
+    assert "| CPU per call ≤ 1.15 | 0 of 1 | call 1.30 |" in text
+    assert "| route time ≤ +15 µs per request | 0 of 1 | call +20 |" in text
+    assert "| highest clean rate ≥ 0.95 | 1 of 1 | - |" in text
