@@ -54,18 +54,75 @@ _root = _define("KEMI_ROOT")
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") not in (_root, os.path.join(_root, "kemi"))]
 sys.path.insert(0, _root)
 
+# The cfg variable `make reload` bumps (rendered into kamailio-settings.cfg, starts at 0).
+# Written here, not imported: this file must work while the package does not import.
+GENERATION_PV = "$sel(cfg_get.kemi_reload.generation)"
+
+
+class _Handler:
+    """The object app_python3 calls (mod_init's result, the same one for the whole run): it
+    forwards every route to the running router, after checking the reload generation.
+
+    app_python3 5.6 looks for its own reload (kamcmd app_python.reload) only when no other
+    process is inside Python at that instant (lock_try in apy_exec), so under traffic a worker
+    can serve several more messages with the old code. `make reload` bumps the cfg variable
+    kemi_reload.generation instead: each worker compares it on every call (one KSR call) and
+    loads the new code before the message in hand.
+    """
+
+    def __init__(self):
+        self.generation = 0              # the rendered start value: the code loaded at start
+
+    def _router(self):
+        generation = KSR.pv.get(GENERATION_PV)
+        if generation != self.generation and generation is not None:
+            self.generation = generation      # first: a failing load is tried, and logged, once
+            _reload()
+        return _loaded.router
+
+    def child_init(self, rank):
+        return _loaded.router.child_init(rank)      # no message yet: nothing to compare
+
+    # the hot callbacks, spelled out (no __getattr__ on the per-message path)
+    def ksr_request_route(self, msg):
+        return self._router().ksr_request_route(msg)
+
+    def ksr_on_sl_reply(self, msg, *event):
+        return self._router().ksr_on_sl_reply(msg, *event)
+
+    def ksr_branch_manage(self, msg):
+        return self._router().ksr_branch_manage(msg)
+
+    def ksr_onreply_manage(self, msg):
+        return self._router().ksr_onreply_manage(msg)
+
+    def ksr_failure_manage(self, msg):
+        return self._router().ksr_failure_manage(msg)
+
+    def __getattr__(self, name):
+        # the other callbacks, route names a Router subclass adds
+        return getattr(self._router(), name)
+
+
+def _reload() -> None:
+    """Swap in the edited code; on any error keep the running one (kemi/reload.py logs why)."""
+    global _loaded
+    try:        # the kemi.reload that loaded the running code swaps in the edited one
+        _loaded = _loaded.reloader.load(KSR, _define("KEMI_SETTINGS"), _loaded)
+    except BaseException as exc:   # load() catches everything itself; this is the last net
+        KSR.err(f"kemi: reload failed, still running the previous code: {exc!r}\n")
+
+
 # survives a reload: re-running this file keeps the module's globals
 _loaded = globals().get("_loaded")
+_handler = globals().get("_handler") or _Handler()
 
 
 def mod_init():
     global _loaded
-    if _loaded is not None:
-        try:        # the kemi.reload that loaded the running code swaps in the edited one
-            _loaded = _loaded.reloader.load(KSR, _define("KEMI_SETTINGS"), _loaded)
-        except BaseException as exc:   # load() catches everything itself; this is the last net
-            KSR.err(f"kemi: reload failed, still running the previous code: {exc!r}\n")
-        return _loaded.router
+    if _loaded is not None:         # kamcmd app_python.reload: this file ran again
+        _reload()
+        return _handler
     from kemi import reload
     from kemi.settings import SettingsError
 
@@ -74,4 +131,4 @@ def mod_init():
     except SettingsError as exc:
         KSR.crit(f"kemi: cannot start: {exc}\n")
         raise
-    return _loaded.router
+    return _handler

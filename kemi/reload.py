@@ -32,6 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = "kemi"
+# the cfg variable (kamailio-settings.cfg, starts at 0) `make reload` increments; every worker
+# compares it on each call (kemi/kamailio_entry.py spells the same select out: it must run
+# even when this package does not import)
+RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR = "kemi_reload", "generation"
+RELOAD_GENERATION_PV = f"$sel(cfg_get.{RELOAD_GENERATION_GROUP}.{RELOAD_GENERATION_VAR})"
 # a pycache folder that never exists: during a reload every module is compiled from its
 # source, since a .pyc is trusted when the source's size and mtime (whole seconds) match,
 # and an edit of the same length within that second would otherwise load the old code
@@ -170,8 +175,20 @@ def check(settings_file: str | None) -> str | None:
 
 
 def signal_reload(ctl_socket: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["kamcmd", "-s", f"unix:{ctl_socket}", "app_python.reload"],
-                          capture_output=True, text=True, timeout=15)
+    """Increment kemi_reload.generation: each worker sees it on its next message and reloads.
+
+    (Not app_python.reload: app_python3 5.6 checks for that only when no other process is in
+    Python at that instant, so a busy worker may answer several more messages with old code.)
+    """
+    def kamcmd(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kamcmd", "-s", f"unix:{ctl_socket}", *args],
+                              capture_output=True, text=True, timeout=15)
+
+    current = kamcmd("cfg.get", RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR)
+    if current.returncode != 0 or not current.stdout.strip().lstrip("-").isdigit():
+        return subprocess.CompletedProcess(current.args, current.returncode or 1, current.stdout, current.stderr)
+    return kamcmd("cfg.seti", RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
+                  str(int(current.stdout.strip()) + 1))
 
 
 def main(argv: list[str]) -> int:
@@ -197,7 +214,9 @@ def main(argv: list[str]) -> int:
         return 1
     done = signal_reload(ctl)
     if done.returncode != 0:
-        print(f"kemi: kamcmd app_python.reload failed: {done.stdout}{done.stderr}", file=sys.stderr)
+        print(f"kemi: kamcmd cfg.seti {RELOAD_GENERATION_GROUP} {RELOAD_GENERATION_VAR} failed: "
+              f"{done.stdout}{done.stderr} (a kamailio-settings.cfg rendered before live reload existed? "
+              "restart Kamailio once)", file=sys.stderr)
         return 1
     print(f"kemi: reload sent to the Kamailio at {ctl}; each worker loads the new code before "
           "its next message (errors: Kamailio's log, 'kemi: reload failed')")

@@ -99,14 +99,19 @@ def media_defines(s: Settings) -> list[str]:
         f'#!define RTPENGINE_INSTANCE_PV "{RTPENGINE_INSTANCE_PV}"',
     ]
 def observe_lines(s: Settings) -> list[str]:
-    """The decision log's cfg variable and, with metrics on, the xhttp_prom defines.
+    """The cfg variables (reload generation, decision log) and, with metrics on, the xhttp_prom defines.
 
     Written before any listen= line: Kamailio would read a line following a listen= as
     one more listen address.
     """
     from kemi.observe.decisions import DECISION_LOG_GROUP, DECISION_LOG_VAR
+    from kemi.reload import RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR
 
     lines = [
+        # make reload bumps it: each worker loads the edited code before its next message
+        # (kemi/kamailio_entry.py, docs/reload.md)
+        f"{RELOAD_GENERATION_GROUP}.{RELOAD_GENERATION_VAR} = 0 "
+        f'desc "kemi live reload: make reload increments it"',
         # runtime switch: kamcmd cfg.seti kemi_log decisions 1|0 (docs/observability.md)
         f"{DECISION_LOG_GROUP}.{DECISION_LOG_VAR} = {int(s.logging.decisions)} "
         f'desc "kemi decision log: 1 on, 0 off"',

@@ -150,7 +150,9 @@ class FakeKSR:
         self.send_socket = ""                         # forced send socket's name ("" = none)
         self.t_reply_code = 0                         # $T_reply_code in a failure route
         # cfg-group variables ($sel(cfg_get.GROUP.VAR); kamcmd cfg.seti in real life)
-        self.cfg_vars: dict[str, int] = {"kemi_log.decisions": 0}
+        self.cfg_vars: dict[str, int] = {"kemi_log.decisions": 0, "kemi_reload.generation": 0}
+        # #!define NAME VALUE of the cfg (KSR.kx.get_def), e.g. KEMI_ROOT, KEMI_SETTINGS
+        self.defines: dict[str, str] = {}
         # xhttp_prom: (counter name, label values) -> value; xhttp replies sent
         self.metrics: dict[tuple[str, tuple[str, ...]], int] = {}
         self.http_replies: list[tuple[int, str, str, str]] = []
@@ -390,7 +392,7 @@ class FakeKSR:
     def _m_tm__t_relay(self): return self._relay()
     def _m_tm__t_relay_to_proxy(self, proxy): return self._relay()
 
-    def _m_kx__get_def(self, name): return None
+    def _m_kx__get_def(self, name): return self.defines.get(name)
 
     def _m_tm__t_is_canceled(self): return 1 if self.canceled else -1
 

@@ -7,6 +7,7 @@ classes by identity).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -193,3 +194,45 @@ def test_make_reload_refuses_code_that_would_not_load_and_says_where(copy):
     # --force sends it anyway: here there is no Kamailio to send it to, and it says so
     done = run_cli(copy, "--force")
     assert done.returncode == 1 and f"no control socket at {copy.root / 'run'}" in done.stderr
+
+
+def load_entry(copy: Copy, ksr: FakeKSR):
+    """The copy's kamailio_entry.py as app_python3 loads it, with `ksr` as the KSR module."""
+    ksr.defines.update(KEMI_ROOT=f'"{copy.root}"', KEMI_SETTINGS=f'"{copy.settings}"')
+    saved = sys.modules.get("KSR")
+    sys.modules["KSR"] = ksr
+    try:
+        spec = importlib.util.spec_from_file_location("kamailio_entry", copy.file("kamailio_entry.py"))
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        return entry
+    finally:
+        if saved is None:
+            del sys.modules["KSR"]
+        else:
+            sys.modules["KSR"] = saved
+
+
+def test_make_reload_generation_swaps_the_code_before_the_next_message(copy):
+    """make reload increments kemi_reload.generation; the handler app_python3 calls loads the
+    edited code before the very next message (not when app_python3's try-lock allows)."""
+    ksr = FakeKSR()
+    entry = load_entry(copy, ksr)
+    handler = entry.mod_init()
+    assert in_dialog_reply(ksr, handler) == (404, "Not Found")
+
+    copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+        "sip.NOT_FOUND", 'sip.Reply(404, "Edited")'))
+    assert in_dialog_reply(ksr, handler) == (404, "Not Found")      # control: no reload asked yet
+    ksr.cfg_vars["kemi_reload.generation"] = 1                        # make reload
+    assert in_dialog_reply(ksr, handler) == (404, "Edited")
+    assert errors(ksr) == []
+
+    # code that does not load: logged once, the previous code keeps answering
+    copy.edit(("routing", "registrar.py"), "def route_registrar(", "def route_registrar((")
+    ksr.cfg_vars["kemi_reload.generation"] = 2
+    for _ in range(3):
+        assert in_dialog_reply(ksr, handler) == (404, "Edited")
+    assert len([e for e in errors(ksr) if "reload failed" in e and "registrar.py" in e]) == 1
+    # the same object serves throughout: app_python3 keeps calling what mod_init returned
+    assert entry.mod_init() is handler
