@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = "kemi"
+KAMAILIO_PYTHON = "/usr/bin/python3"    # the interpreter app_python3 embeds (Debian's)
 # the cfg variable (kamailio-settings.cfg, starts at 0) `make reload` increments; every worker
 # compares it on each call (kemi/kamailio_entry.py spells the same select out: it must run
 # even when this package does not import)
@@ -198,6 +199,9 @@ def main(argv: list[str]) -> int:
     problem = check(settings_file)
     if problem:
         print(f"kemi: the edited code would not load: {problem}", file=sys.stderr)
+        if "No module named" in problem and os.path.realpath(sys.executable) != os.path.realpath(KAMAILIO_PYTHON):
+            print(f"kemi: note: this check ran on {sys.executable}; Kamailio embeds {KAMAILIO_PYTHON}: "
+                  f"run {KAMAILIO_PYTHON} -m kemi.reload (make reload does)", file=sys.stderr)
         if not force:
             print("kemi: reload NOT sent; fix it and run again (--force sends it anyway: the "
                   "workers then log the error and keep the previous code)", file=sys.stderr)
