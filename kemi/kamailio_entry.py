@@ -71,7 +71,7 @@ class _Handler:
     """
 
     def __init__(self):
-        self.generation = 0              # the rendered start value: the code loaded at start
+        self.generation = "0"            # the rendered start value (a select gives it as text)
 
     def _router(self):
         generation = KSR.pv.get(GENERATION_PV)

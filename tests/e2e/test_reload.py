@@ -146,8 +146,9 @@ def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, 
     wait_for_file_text((phones.workdir, f"uas_callee-{callee_port}-*.msg"), "ACK sip:")
     call_up = time.monotonic()
 
-    # before: the stock reason (the control for every check below)
+    # before: the stock reason (the control for every check below), and no reload yet
     assert set(probe_burst(proxy)) == {"SIP/2.0 404 Not Found"}
+    assert not [t for _, t in kemi_lines(proxy, 0) if "reloaded" in t], "a reload before any make reload"
 
     # 1. a reason changed in a submodule (kemi/routing/request.py), make reload
     edit(request_py, ORIGINAL, reply_line("No Such Dialog (reloaded)"))

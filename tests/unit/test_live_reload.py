@@ -213,6 +213,10 @@ def load_entry(copy: Copy, ksr: FakeKSR):
             sys.modules["KSR"] = saved
 
 
+def reloads(ksr: FakeKSR) -> list[str]:
+    return [text for level, text in ksr.logs if "kemi: reloaded" in text]
+
+
 def test_make_reload_generation_swaps_the_code_before_the_next_message(copy):
     """make reload increments kemi_reload.generation; the handler app_python3 calls loads the
     edited code before the very next message (not when app_python3's try-lock allows)."""
@@ -220,13 +224,16 @@ def test_make_reload_generation_swaps_the_code_before_the_next_message(copy):
     entry = load_entry(copy, ksr)
     handler = entry.mod_init()
     assert in_dialog_reply(ksr, handler) == (404, "Not Found")
+    assert not reloads(ksr), "no make reload yet: the code loaded at start serves"
 
     copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
         "sip.NOT_FOUND", 'sip.Reply(404, "Edited")'))
     assert in_dialog_reply(ksr, handler) == (404, "Not Found")      # control: no reload asked yet
     ksr.cfg_vars["kemi_reload.generation"] = 1                        # make reload
     assert in_dialog_reply(ksr, handler) == (404, "Edited")
-    assert errors(ksr) == []
+    assert errors(ksr) == [] and len(reloads(ksr)) == 1
+    in_dialog_reply(ksr, handler)
+    assert len(reloads(ksr)) == 1, "one reload per generation, not per message"
 
     # code that does not load: logged once, the previous code keeps answering
     copy.edit(("routing", "registrar.py"), "def route_registrar(", "def route_registrar((")
