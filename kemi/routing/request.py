@@ -183,6 +183,5 @@ class RequestRoutes:
             return True
         if in_dialog:       # after loose_route(): the Route we put there ourselves
             return branch_route_needed(False, True, ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0, 0, False)
-        extra = ksr.pv.gete(BRANCH_COUNT_PV)
-        return branch_route_needed(False, False, False, extra if isinstance(extra, int) else 0,
-                                   bool(ksr.isbflagset(FLB_NATB)))
+        extra = int(ksr.pv.gete(BRANCH_COUNT_PV) or 0)      # an int; "" if Kamailio had none
+        return branch_route_needed(False, False, False, extra, bool(ksr.isbflagset(FLB_NATB)))
