@@ -48,6 +48,8 @@ def branch_route_needed(caller_nated: bool, in_dialog: bool, route_nat: bool,
 class RequestRoutes:
     """request_route{}: initial checks, in-dialog handling, then on to auth and registrar."""
 
+    own_branch_route = False        # Router.__init__: a subclass overrides the branch route
+
     def route_request(self, msg: Message) -> None:
         ksr = self.ksr
         if self.is_metrics_socket(msg):             # SIP on the HTTP metrics socket: never routed
@@ -179,7 +181,7 @@ class RequestRoutes:
     def branch_route_wanted(self, msg: Message) -> bool:
         """branch_route_needed() on this request's flags (route_natmanage's inputs)."""
         ksr, in_dialog = self.ksr, msg.in_dialog
-        if ksr.isflagset(FLT_NATS):
+        if self.own_branch_route or ksr.isflagset(FLT_NATS):
             return True
         if in_dialog:       # after loose_route(): the Route we put there ourselves
             return branch_route_needed(False, True, ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0, 0, False)

@@ -332,3 +332,13 @@ def test_in_dialog_bye_gets_the_branch_route_only_with_nat_yes(extra, armed):
 def test_branch_route_needed(nated, in_dialog, route_nat, extra, callee, expected):
     from kemi.routing.request import branch_route_needed
     assert branch_route_needed(nated, in_dialog, route_nat, extra, callee) is expected
+
+
+def test_a_subclass_with_its_own_branch_route_gets_it_on_every_call():
+    class OwnBranch(Router):
+        def branch_manage(self, msg):
+            super().branch_manage(msg)
+    ksr = run(SipMessage(headers=CREDS), one_contact, router_class=OwnBranch)
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
+    ksr = run(SipMessage(method="BYE", to_tag="t1", headers={"Route": signed_route()}), router_class=OwnBranch)
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
