@@ -13,6 +13,7 @@ import timeit
 from collections import Counter
 from types import SimpleNamespace
 
+from kemi.flags import FLT_NATS
 from kemi.routing import Router
 from kemi.settings import Settings
 
@@ -75,6 +76,11 @@ REQUEST = {"$ru": "sip:200001@127.0.0.1", "$rU": "200001", "$rd": "127.0.0.1", "
 # the source is neither banned (no htable entry) nor flooding (pike: 1)
 NOT_BANNED = {"htable.sht_get": None, "pike.pike_check_req": 1}
 
+# make bench's callers and callees are not NATed: no FLT_NATS, no FLB_NATB from the contact,
+# no nat=yes in the Route (so route_relay arms no branch route)
+NOT_NATED = {"isflagset": lambda flag: flag != FLT_NATS, "isbflagset": False,
+             "rr.check_route_param": lambda regex: -1 if regex == "nat=yes" else 1}
+
 # path name -> (entry point, PVs, KSR answers)
 PATHS = {
     "REGISTER, challenged (401)": ("ksr_request_route", {**REQUEST, "$rm": "REGISTER", "$rU": ""},
@@ -88,10 +94,10 @@ PATHS = {
                                   "auth_db.auth_check": -5, "nathelper.nat_uac_test": -1}),
     "INVITE, relayed to a contact": ("ksr_request_route", {**REQUEST, "$rm": "INVITE"},
                                      {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1,
-                                      "nathelper.nat_uac_test": -1, "tm.t_is_set": -1}),
+                                      "nathelper.nat_uac_test": -1, "tm.t_is_set": -1, **NOT_NATED}),
     "ACK / BYE in dialog (loose_route)": ("ksr_request_route", {**REQUEST, "$rm": "BYE", "$tt": "abc"},
                                           {"nathelper.nat_uac_test": -1, "isdsturiset": True,
-                                           "tm.t_is_set": -1}),
+                                           "tm.t_is_set": -1, **NOT_NATED}),
     "branch_route (INVITE, BYE)": ("ksr_branch_manage", {**REQUEST, "$rm": "INVITE"},
                                    {"rr.check_route_param": -1, "isflagset": False, "isbflagset": False}),
     "onreply_route (180, 200)": ("ksr_onreply_manage", {**REQUEST, "$rm": "INVITE", "$rs": 180},

@@ -27,6 +27,8 @@ from kemi.routing.request import DONE, NEXT
 SDP_CONTENT_TYPE = "application/sdp"
 SDP_METHODS = OFFER_METHODS | ANSWER_METHODS
 _HAS_SDP = "#has_sdp"            # Message.cache key
+# the keyword arguments media_directions() returns; any other one is a subclass's own flag
+DIRECTION_KEYS = frozenset({"ingress", "egress"})
 
 
 class MediaRoutes:
@@ -150,7 +152,7 @@ class MediaRoutes:
     def media_flags(self, msg: Message, op: str, nat: bool = False, **directions) -> str:
         # few distinct answers (operations x profiles x NAT x interface pairs): built once each
         name = self.media_profile_name(msg)
-        if directions.keys() - {"ingress", "egress"}:          # a subclass's extra flags: as asked
+        if directions and not directions.keys() <= DIRECTION_KEYS:   # a subclass's extra flags: as asked
             return build_flags(op, self.settings.media.get_profile(name), nat=nat, **directions)
         key = (op, name, nat, directions.get("ingress"), directions.get("egress"))
         flags = self._media_flags_built.get(key)

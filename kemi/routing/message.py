@@ -45,10 +45,14 @@ class _PV:
     def __get__(self, msg: "Message", owner=None):
         if msg is None:
             return self
-        cache = msg.cache
-        value = cache.get(self.spec)
-        if value is None:
-            value = cache[self.spec] = _read(msg.ksr, self.spec)
+        spec, cache = self.spec, msg.cache
+        value = cache.get(spec)
+        if value is None:          # _read() inlined: most fields are read once, so this runs often
+            try:
+                value = msg.ksr.pv.gete(spec)
+            except UnicodeDecodeError:
+                raise UndecodableValue(spec) from None
+            cache[spec] = value
         return value
 
 

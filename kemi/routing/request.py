@@ -7,7 +7,7 @@ route, or DONE when it has been answered, relayed or dropped.
 from __future__ import annotations
 
 from kemi import sip
-from kemi.flags import FLT_NATS
+from kemi.flags import FLB_NATB, FLT_NATS
 from kemi.observe.metrics import CALL_FOREIGN_DOMAIN, CALL_REJECTED, DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE
 from kemi.routing.message import Message
 
@@ -23,10 +23,32 @@ ONREPLY_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "UPDATE"})
 BRANCH_ROUTE = "ksr_branch_manage"
 ONREPLY_ROUTE = "ksr_onreply_manage"
 FAILURE_ROUTE = "ksr_failure_manage"
+# extra branches (forking) lookup() appended to the destination set; branch 0 is the R-URI
+BRANCH_COUNT_PV = "$branch(count)"
+ROUTE_NAT_PARAM = "nat=yes"
+
+
+def branch_route_needed(caller_nated: bool, in_dialog: bool, route_nat: bool,
+                        extra_branches: int, callee_nated: bool) -> bool:
+    """Whether route_natmanage has work in the branch route (each entry into Python costs
+    ~10 µs, so tm calls it only then).
+
+    It acts when the caller is NATed (FLT_NATS), or the branch is (FLB_NATB): for an
+    in-dialog request that flag comes from our Route's nat=yes, for an initial one from the
+    contact lookup() found. Other branches' flags are not visible here, so a forked request
+    always gets the branch route.
+    """
+    if caller_nated:
+        return True
+    if in_dialog:
+        return route_nat
+    return extra_branches > 0 or callee_nated
 
 
 class RequestRoutes:
     """request_route{}: initial checks, in-dialog handling, then on to auth and registrar."""
+
+    own_branch_route = False        # Router.__init__: a subclass overrides the branch route
 
     def route_request(self, msg: Message) -> None:
         ksr = self.ksr
@@ -145,7 +167,8 @@ class RequestRoutes:
         self.route_sbc_egress(msg)                  # SBC: the side it leaves through (media needs it)
         if not self.route_media(msg):       # rtpengine offer/answer/delete (routing/media.py)
             return
-        if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0:
+        if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0 \
+                and self.branch_route_wanted(msg):
             ksr.tm.t_on_branch(BRANCH_ROUTE)
         if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
             ksr.tm.t_on_reply(ONREPLY_ROUTE)
@@ -154,3 +177,13 @@ class RequestRoutes:
         if ksr.tm.t_relay() < 0:
             self.media_relay_failed(msg)
             ksr.sl.sl_reply_error()
+
+    def branch_route_wanted(self, msg: Message) -> bool:
+        """branch_route_needed() on this request's flags (route_natmanage's inputs)."""
+        ksr, in_dialog = self.ksr, msg.in_dialog
+        if self.own_branch_route or ksr.isflagset(FLT_NATS):
+            return True
+        if in_dialog:       # after loose_route(): the Route we put there ourselves
+            return branch_route_needed(False, True, ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0, 0, False)
+        extra = int(ksr.pv.gete(BRANCH_COUNT_PV) or 0)      # an int; "" if Kamailio had none
+        return branch_route_needed(False, False, False, extra, bool(ksr.isbflagset(FLB_NATB)))

@@ -40,6 +40,12 @@ class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRou
         self.subscribers = subscribers
         self.init_sbc(dids)
         self.init_observe()
+        # a subclass's own branch route runs on every branch, as it always did (route_relay
+        # otherwise arms it only when the NAT handling in it has work: branch_route_needed)
+        cls = type(self)
+        self.own_branch_route = (cls.ksr_branch_manage is not Router.ksr_branch_manage
+                                 or cls.branch_manage is not TransactionRoutes.branch_manage
+                                 or cls.route_natmanage is not TransactionRoutes.route_natmanage)
 
     def child_init(self, rank: int) -> int:
         try:

@@ -23,8 +23,24 @@ def new_secret() -> str:
     return secrets.token_hex(32)
 
 
+# the HMAC state after the key, per secret: copying it is cheaper than keying anew (~0.6 µs
+# of ~2 per token); a run has one or two secrets (a reload keeps the old one), tests a few
+_KEYED: dict[str, "hmac.HMAC"] = {}
+_KEYED_MAX = 16
+
+
+def _keyed(secret: str) -> "hmac.HMAC":
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) >= _KEYED_MAX:
+            _KEYED.clear()
+        keyed = _KEYED[secret] = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+    return keyed
+
+
 def route_token(secret: str, call_id: str) -> str:
-    digest = hmac.new(secret.encode(), call_id.encode("utf-8", "surrogateescape"), hashlib.sha256)
+    digest = _keyed(secret).copy()
+    digest.update(call_id.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:TOKEN_HEX_DIGITS]
 
 

@@ -260,6 +260,7 @@ class FakeKSR:
             "$rs": msg.status or None, "$rr": msg.reason or None, "$rb": msg.body or None,
             "$du": None, "$ds": None, "$T_reply_code": self.t_reply_code or msg.status or None,
             "$T_branch_idx": 0, "$xavp(_dsdst_=>uri)": self._ds_current,
+            "$branch(count)": len(self.branches),
         }
         if name in simple:
             return simple[name]

@@ -272,3 +272,73 @@ def test_a_registered_call_makes_no_subscriber_lookup():
     run(SipMessage(headers=CREDS), lambda k: k.locations.__setitem__("2001", ["sip:2001@192.0.2.20"]),
         subscribers=subs)
     assert subs.asked == []
+
+
+# --- route[RELAY]: the branch route only when route[NATMANAGE] has work there ----------------
+
+def one_contact(k):
+    k.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
+
+
+def test_plain_call_to_one_contact_gets_no_branch_route():
+    ksr = run(SipMessage(headers=CREDS), one_contact)
+    assert len(ksr.relayed) == 1
+    assert "branch_route" not in ksr.tm_routes
+    assert ksr.tm_routes == {"onreply_route": "ksr_onreply_manage", "failure_route": "ksr_failure_manage"}
+
+
+def test_call_from_a_nated_caller_gets_the_branch_route():
+    def setup(k):
+        one_contact(k)
+        k.results["nathelper.nat_uac_test"] = 1
+    ksr = run(SipMessage(headers=CREDS), setup)
+    assert flags.FLT_NATS in ksr.flags
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
+
+
+def test_call_to_a_nated_contact_gets_the_branch_route():
+    def setup(k):
+        one_contact(k)
+        k.bflags.add(flags.FLB_NATB)          # what lookup() restores from the contact
+    ksr = run(SipMessage(headers=CREDS), setup)
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
+
+
+def test_forked_call_gets_the_branch_route():
+    def setup(k):
+        k.locations["2001"] = ["sip:2001@192.0.2.20:5060", "sip:2001@192.0.2.21:5060"]
+    ksr = run(SipMessage(headers=CREDS), setup)
+    assert len(ksr.relayed[0]["branches"]) == 1
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
+
+
+@pytest.mark.parametrize("extra, armed", [(";nat=yes", True), ("", False)])
+def test_in_dialog_bye_gets_the_branch_route_only_with_nat_yes(extra, armed):
+    ksr = run(SipMessage(method="BYE", to_tag="t1", headers={"Route": signed_route(extra=extra)}))
+    assert len(ksr.relayed) == 1
+    assert ("branch_route" in ksr.tm_routes) is armed
+
+
+@pytest.mark.parametrize("nated, in_dialog, route_nat, extra, callee, expected", [
+    (False, False, False, 0, False, False),     # plain call: nothing to do in the branch
+    (True, False, False, 0, False, True),
+    (True, True, False, 0, False, True),
+    (False, True, True, 0, False, True),
+    (False, True, False, 3, True, False),       # in-dialog: only our Route's nat=yes counts
+    (False, False, False, 1, False, True),      # forked: other branches' flags unknown here
+    (False, False, False, 0, True, True),
+    (False, False, True, 0, False, False),      # nat=yes means nothing on an initial request
+])
+def test_branch_route_needed(nated, in_dialog, route_nat, extra, callee, expected):
+    from kemi.routing.request import branch_route_needed
+    assert branch_route_needed(nated, in_dialog, route_nat, extra, callee) is expected
+
+
+def test_a_subclass_with_its_own_branch_route_gets_it_on_every_call():
+    class OwnBranch(Router):
+        def branch_manage(self, msg):
+            super().branch_manage(msg)
+    ksr = run(SipMessage(headers=CREDS), one_contact, router_class=OwnBranch)
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
+    ksr = run(SipMessage(method="BYE", to_tag="t1", headers={"Route": signed_route()}), router_class=OwnBranch)
+    assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"

@@ -291,3 +291,19 @@ def test_short_route_secret_is_refused():
     with pytest.raises(SettingsError) as err:
         parse_settings({"security": {"route_secret": "short"}})
     assert err.value.key == "security.route_secret"
+
+
+def test_route_token_is_the_hmac_of_the_call_id_for_every_secret_also_after_the_key_cache_fills():
+    import hashlib
+    import hmac
+    from kemi.security import dialog
+
+    def reference(secret, call_id):
+        return hmac.new(secret.encode(), call_id.encode("utf-8", "surrogateescape"),
+                        hashlib.sha256).hexdigest()[:dialog.TOKEN_HEX_DIGITS]
+    secrets = [f"secret-{i}" for i in range(dialog._KEYED_MAX + 3)]
+    for _ in range(2):                        # the second round after the cache was cleared
+        for secret in secrets:
+            for call_id in ("c1", "1-2@127.0.0.1", "\udcffraw"):
+                assert dialog.route_token(secret, call_id) == reference(secret, call_id)
+    assert len(dialog._KEYED) <= dialog._KEYED_MAX
