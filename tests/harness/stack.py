@@ -115,6 +115,7 @@ class TestDatabase:
         if _mariadb_users.leave_last():
             if self.daemon:
                 self.daemon.stop()
+                _mariadb_users.STARTED.unlink(missing_ok=True)
             else:
                 _mariadb_users.stop_started()
 
