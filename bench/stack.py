@@ -165,16 +165,13 @@ class BenchKamailio:
         cfg = kamailio.prepare(settings, self.workdir, self.cfg)
         if self.label == "native":
             native_settings.write(settings, cfg.parent)
-        checked = kamailio.check_config(cfg)
-        if checked.returncode != 0:
-            raise StartError(f"kamailio -c rejected {cfg}:\n{checked.stdout}{checked.stderr}")
+        kamailio.require_valid_config(cfg)
         log = self.workdir / "kamailio.log"
         log.unlink(missing_ok=True)
         self.daemon = Daemon(f"kamailio-{self.label}",
-                             ["taskset", "-c", self.cpus, "kamailio", "-DD", "-E", "-m", str(SHM_MB),
-                              *(["-x", self.memory_manager] if self.memory_manager else []),
-                              "-f", str(cfg), "-P", settings.pid_file], log,
-                             cwd=cfg.parent)   # include_file looks in the working directory first
+                             ["taskset", "-c", self.cpus,
+                              *kamailio.command(cfg, settings.pid_file, self.memory_manager), "-m", str(SHM_MB)],
+                             log, cwd=cfg.parent)   # include_file looks in the working directory first
         wait_for(lambda: sip_options_ok("127.0.0.1", self.port), timeout,
                  f"Kamailio ({self.label}) to answer OPTIONS", self.daemon, interval=0.2)
         self.log_offset = 0

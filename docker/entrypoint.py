@@ -32,7 +32,7 @@ def load():
 def kamailio() -> int:
     from kemi.__main__ import check
     from kemi.settings import write_kamailio_defines
-    from kemi.stack.kamailio import MEMORY_MANAGER
+    from kemi.stack.kamailio import command
 
     file, problems = check(str(SETTINGS_FILE))
     if problems:
@@ -49,7 +49,7 @@ def kamailio() -> int:
     write_kamailio_defines(settings, KAMAILIO_DIR)
     Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
     os.chdir(KAMAILIO_DIR)                        # include_file looks in the working directory first
-    os.execvp("kamailio", ["kamailio", "-DD", "-E", "-x", MEMORY_MANAGER, "-f", "kamailio.cfg"])
+    os.execvp("kamailio", command(Path("kamailio.cfg")))
 
 
 def rtpengine() -> int:

@@ -43,14 +43,31 @@ def check_config(cfg: Path) -> subprocess.CompletedProcess:
                           cwd=cfg.parent)
 
 
+def require_valid_config(cfg: Path) -> None:
+    """StartError with Kamailio's own words when `kamailio -c` rejects `cfg`."""
+    checked = check_config(cfg)
+    if checked.returncode != 0:
+        raise StartError(f"kamailio -c rejected {cfg}:\n{checked.stdout}{checked.stderr}")
+
+
+def command(cfg: Path, pid_file: str | None = None, memory_manager: str = MEMORY_MANAGER) -> list[str]:
+    """Kamailio in the foreground, logging to stderr, with our memory manager (docs/benchmark.md).
+    Run it with cwd = the cfg's folder: include_file looks in the working directory first."""
+    argv = ["kamailio", "-DD", "-E"]
+    if memory_manager:
+        argv += ["-x", memory_manager]
+    argv += ["-f", str(cfg)]
+    if pid_file:
+        argv += ["-P", pid_file]
+    return argv
+
+
 def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: float = 30,
           log: Path | None | str = "default", kemi_root: Path = PROJECT_ROOT) -> Daemon:
     """Start Kamailio on `cfg` rendered for `settings` in `workdir`; output to workdir/kamailio.log
     (or to our stdout with log=None)."""
     cfg_path = prepare(settings, workdir, cfg, kemi_root)
-    checked = check_config(cfg_path)
-    if checked.returncode != 0:
-        raise StartError(f"kamailio -c rejected {cfg_path}:\n{checked.stdout}{checked.stderr}")
+    require_valid_config(cfg_path)
     first = settings.sip.listen[0]
     # Kamailio binds UDP with SO_REUSEADDR: a second instance on the same port starts fine
     # and silently shares the traffic. Refuse instead.
@@ -59,8 +76,7 @@ def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: 
     Path(settings.ctl_socket).unlink(missing_ok=True)
     # cwd = the cfg's folder: Kamailio resolves include_file "kamailio-settings.cfg" against
     # the working directory FIRST, so another folder's rendered file would win silently
-    daemon = Daemon("kamailio", ["kamailio", "-DD", "-E", "-x", MEMORY_MANAGER, "-f", str(cfg_path),
-                                 "-P", settings.pid_file],
+    daemon = Daemon("kamailio", command(cfg_path, settings.pid_file),
                     workdir / "kamailio.log" if log == "default" else log, cwd=cfg_path.parent)
     try:
         if first.proto == "udp":

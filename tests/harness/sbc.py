@@ -27,7 +27,7 @@ from harness.netns import Namespace, Topology
 from harness.sipp import Sipp
 from kemi.settings import load_settings
 from kemi.stack import kamailio
-from kemi.stack.process import Daemon, StartError, wait_for
+from kemi.stack.process import Daemon, wait_for
 
 SBC_PUBLIC = "203.0.113.1"
 SBC_PRIVATE = "198.51.100.1"
@@ -181,10 +181,8 @@ class SbcKamailio:
 
     def start(self) -> "SbcKamailio":
         cfg = kamailio.prepare(self.settings, self.workdir)
-        checked = kamailio.check_config(cfg)
-        if checked.returncode != 0:
-            raise StartError(f"kamailio -c rejected {cfg}:\n{checked.stdout}{checked.stderr}")
-        self.daemon = self.net.sbc_ns.spawn(["kamailio", "-DD", "-E", "-x", kamailio.MEMORY_MANAGER, "-f", str(cfg), "-P", self.settings.pid_file],
+        kamailio.require_valid_config(cfg)
+        self.daemon = self.net.sbc_ns.spawn(kamailio.command(cfg, self.settings.pid_file),
                                             self.workdir / "kamailio.log", name="kamailio",
                                             cwd=cfg.parent)   # include_file looks in cwd first
         wait_for(lambda: probe(self.net.public.ns, PUBLIC_GATEWAYS[0], SBC_PUBLIC, SBC_PORT), 30,
