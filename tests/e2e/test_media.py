@@ -13,8 +13,7 @@ import time
 import pytest
 
 from harness import media, stack
-from harness.media import (PHONE_ADDRESS, RTPENGINE_ADDRESS, RTPENGINE_PORT_MAX, RTPENGINE_PORT_MIN,
-                           sdp_body, sdps, sipp_messages, wait_until)
+from harness.media import PHONE_ADDRESS, RTPENGINE_ADDRESS, sdp_body, sdps, sipp_messages, wait_until
 from harness.sipp import Sipp, auth_row
 from harness.stack import free_port
 
@@ -99,12 +98,7 @@ def register_callee(db, phones, callee: str, caller: str) -> int:
 
 def assert_anchored(sdp: media.Sdp, who: str) -> None:
     """c=, o= and every m= of `sdp` are rtpengine's, none is a phone's."""
-    assert sdp.origin_address == RTPENGINE_ADDRESS, f"{who}: o= {sdp.origin_address}"
-    assert sdp.connection == RTPENGINE_ADDRESS, f"{who}: c= {sdp.connection}"
-    assert [kind for kind, _, _ in sdp.media] == ["audio", "video"], f"{who}: {sdp.media}"
-    for kind, port, address in sdp.media:
-        assert address == RTPENGINE_ADDRESS, f"{who}: {kind} address {address}"
-        assert RTPENGINE_PORT_MIN <= port <= RTPENGINE_PORT_MAX, f"{who}: {kind} port {port} is not rtpengine's"
+    media.assert_sdp_on_rtpengine(sdp, RTPENGINE_ADDRESS, who)
 
 
 def call_id_of(result) -> str:

@@ -81,14 +81,19 @@ def test_kamailio_listens_on_named_sockets(sbc):
     assert sockets == {"127.0.0.1": "-", SBC_PUBLIC: "public", SBC_PRIVATE: "private"}
 
 
+def stranger_invite(source: str, call_id: str, branch: str, tag: str) -> str:
+    """An INVITE from `source` to the SBC's public NIC (send_raw fills in LOCALPORT)."""
+    return (f"INVITE sip:15550100@{SBC_PUBLIC}:{SBC_PORT} SIP/2.0\n"
+            f"Via: SIP/2.0/UDP {source}:LOCALPORT;branch=z9hG4bK-{branch};rport\n"
+            f"Max-Forwards: 70\nFrom: <sip:mallory@{source}>;tag={tag}\n"
+            f"To: <sip:15550100@{SBC_PUBLIC}>\nCall-ID: {call_id}\nCSeq: 1 INVITE\n"
+            f"Contact: <sip:mallory@{source}:LOCALPORT>\nContent-Length: 0\n\n")
+
+
 def test_unknown_source_gets_403(sbc):
     k = sbc.start_kamailio()
     gws = [sbc.gateway(sbc.private, i) for i in range(2)]
-    invite = (f"INVITE sip:15550100@{SBC_PUBLIC}:{SBC_PORT} SIP/2.0\n"
-              f"Via: SIP/2.0/UDP {UNKNOWN_SOURCE}:LOCALPORT;branch=z9hG4bK-unknown1;rport\n"
-              f"Max-Forwards: 70\nFrom: <sip:mallory@{UNKNOWN_SOURCE}>;tag=u1\n"
-              f"To: <sip:15550100@{SBC_PUBLIC}>\nCall-ID: unknown-source-1\nCSeq: 1 INVITE\n"
-              f"Contact: <sip:mallory@{UNKNOWN_SOURCE}:LOCALPORT>\nContent-Length: 0\n\n")
+    invite = stranger_invite(UNKNOWN_SOURCE, "unknown-source-1", branch="unknown1", tag="u1")
     replies = send_raw(sbc.public.ns, UNKNOWN_SOURCE, SBC_PUBLIC, SBC_PORT, invite)
     assert replies and replies[-1].startswith("SIP/2.0 403 Forbidden"), replies
     assert not any(r.startswith("SIP/2.0 100") for r in replies)       # refused before tm
@@ -100,11 +105,7 @@ def test_private_address_arriving_on_the_public_nic_is_refused(sbc):
     """Detection by socket name first: a private-side source on the public NIC is spoofed."""
     k = sbc.start_kamailio()
     gws = [sbc.gateway(sbc.private, i) for i in range(2)]
-    invite = (f"INVITE sip:15550100@{SBC_PUBLIC}:{SBC_PORT} SIP/2.0\n"
-              f"Via: SIP/2.0/UDP {SPOOFED_SOURCE}:LOCALPORT;branch=z9hG4bK-spoof1;rport\n"
-              f"Max-Forwards: 70\nFrom: <sip:mallory@{SPOOFED_SOURCE}>;tag=s1\n"
-              f"To: <sip:15550100@{SBC_PUBLIC}>\nCall-ID: spoofed-source-1\nCSeq: 1 INVITE\n"
-              f"Contact: <sip:mallory@{SPOOFED_SOURCE}:LOCALPORT>\nContent-Length: 0\n\n")
+    invite = stranger_invite(SPOOFED_SOURCE, "spoofed-source-1", branch="spoof1", tag="s1")
     send_raw(sbc.public.ns, SPOOFED_SOURCE, SBC_PUBLIC, SBC_PORT, invite, wait=1)
     # the 403 goes to the real private side (its route), not back to the spoofer
     wait_until(lambda: f"source {SPOOFED_SOURCE} belongs to private (198.51.100.0/24) "

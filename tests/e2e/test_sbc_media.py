@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from harness import media, netns, stack
-from harness.media import RTPENGINE_PORT_MAX, RTPENGINE_PORT_MIN, sdps, sipp_messages, wait_until
+from harness.media import assert_sdp_on_rtpengine, sdps, sipp_messages, wait_until
 from harness.sbc import (GATEWAY_PORT, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, SBC_PRIVATE, SBC_PUBLIC,
                          TOLERATE_LATE_REPLIES, SbcNetwork)
 from harness.sbc_media import NetnsCapture, SbcRtpengine, forwarding_enabled, sbc_media_tables
@@ -103,16 +103,6 @@ def call_across(sbc, direction: str, ender: str, workdir, caller_attr="sendrecv"
     return caller, callee
 
 
-def assert_on_side(sdp: media.Sdp, address: str, who: str) -> None:
-    """o=, c= and both m= lines are rtpengine's on this side: its address, its ports."""
-    assert sdp.origin_address == address, f"{who}: o= {sdp.origin_address}"
-    assert sdp.connection == address, f"{who}: c= {sdp.connection}"
-    assert [kind for kind, _, _ in sdp.media] == ["audio", "video"], f"{who}: {sdp.media}"
-    for kind, port, addr in sdp.media:
-        assert addr == address, f"{who}: {kind} address {addr}"
-        assert RTPENGINE_PORT_MIN <= port <= RTPENGINE_PORT_MAX, f"{who}: {kind} port {port} is not rtpengine's"
-
-
 def assert_sees_only_its_side(party: Party, who: str) -> None:
     """No SDP this party received names the other side's network (addresses in SDP only)."""
     other = NETWORK_OF[SBC_PRIVATE if party.side.sbc_address == SBC_PUBLIC else SBC_PUBLIC]
@@ -170,7 +160,7 @@ def test_audio_video_rtp_rtcp_cross_the_sbc_through_rtpengine_on_each_sides_addr
     reanswer, = callee.received_sdps("SIP/2.0 200")        # the caller's answer to the re-INVITE
     for sdp, party, who in ((answer, caller, "200 the caller got"), (reoffer, caller, "re-INVITE the caller got"),
                             (offer, callee, "INVITE the callee got"), (reanswer, callee, "200 the callee got")):
-        assert_on_side(sdp, party.side.sbc_address, who)
+        assert_sdp_on_rtpengine(sdp, party.side.sbc_address, who)
     assert [p for _, p, _ in reoffer.media] == [p for _, p, _ in answer.media]
     assert [p for _, p, _ in reanswer.media] == [p for _, p, _ in offer.media]
     assert_sees_only_its_side(caller, "the caller")
@@ -207,8 +197,8 @@ def test_rtcp_mux_handling_follows_the_profile_of_the_side_the_sdp_goes_to(sbc, 
     reoffer, = caller.received_sdps("INVITE")
     offer, = callee.received_sdps("INVITE")
     reanswer, = callee.received_sdps("SIP/2.0 200")
-    assert_on_side(offer, SBC_PRIVATE, "INVITE the callee got")
-    assert_on_side(answer, SBC_PUBLIC, "200 the caller got")
+    assert_sdp_on_rtpengine(offer, SBC_PRIVATE, "INVITE the callee got")
+    assert_sdp_on_rtpengine(answer, SBC_PUBLIC, "200 the caller got")
     for kind in MEDIA_OFFSETS:
         assert not offer.has_attribute(kind, "rtcp-mux"), f"{kind}: rtcp-mux offered to the private side"
         assert answer.has_attribute(kind, "rtcp-mux"), f"{kind}: the caller's rtcp-mux was not accepted"

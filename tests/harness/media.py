@@ -383,3 +383,13 @@ def sdps(messages: list[str], start: str) -> list[Sdp]:
 
 def sdp_body(message: str) -> str:
     return message.replace("\r\n", "\n").partition("\n\n")[2].strip()
+
+
+def assert_sdp_on_rtpengine(sdp: Sdp, address: str, who: str) -> None:
+    """o=, c= and both m= lines (audio, video) are rtpengine's at `address`: its address, its ports."""
+    assert sdp.origin_address == address, f"{who}: o= {sdp.origin_address}"
+    assert sdp.connection == address, f"{who}: c= {sdp.connection}"
+    assert [kind for kind, _, _ in sdp.media] == ["audio", "video"], f"{who}: {sdp.media}"
+    for kind, port, addr in sdp.media:
+        assert addr == address, f"{who}: {kind} address {addr}"
+        assert RTPENGINE_PORT_MIN <= port <= RTPENGINE_PORT_MAX, f"{who}: {kind} port {port} is not rtpengine's"
