@@ -29,8 +29,9 @@ def check(path: str | None) -> tuple[str, list[str]]:
     except SettingsError as exc:
         return file, [str(exc)]
     except Exception as exc:            # the site's module itself fails to import
+        from kemi.reload import describe_failure      # file:line where it broke
         return file, [f"setting 'python.router': importing {settings.python.router!r} failed "
-                      f"({type(exc).__name__}: {exc}); fix that module"]
+                      f"({describe_failure(exc)}); fix that module"]
     return file, []
 
 

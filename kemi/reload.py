@@ -163,16 +163,9 @@ def check(settings_file: str | None) -> str | None:
             compile(path.read_bytes(), str(path), "exec")
         except SyntaxError as exc:
             return describe_failure(exc)
-    try:
-        from kemi.app import load_router_class
-        from kemi.settings import load_settings
-        settings = load_settings(settings_file)
-        for extra in settings.python.path:
-            sys.path.insert(0, extra)
-        load_router_class(settings.python.router)
-    except Exception as exc:
-        return describe_failure(exc)
-    return None
+    from kemi.__main__ import check as check_settings     # what `kemi check` checks: settings, router
+    _, problems = check_settings(settings_file)
+    return "; ".join(problems) or None
 
 
 def signal_reload(ctl_socket: str) -> subprocess.CompletedProcess:
