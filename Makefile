@@ -27,17 +27,17 @@ KAMAILIO_MODULES ?=
 .PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench sipp reload
 
 run: deps
-	$(PY) -m kemi.stack $(SETTINGS)
+	$(PY) -m kemi_tools.stack $(SETTINGS)
 
 deps:
 	scripts/install.sh
 
 install:
-	$(PY) -m kemi.stack.install install --dir "$(KAMAILIO_DIR)" --settings "$(SETTINGS)" \
+	$(PY) -m kemi_tools.stack.install install --dir "$(KAMAILIO_DIR)" --settings "$(SETTINGS)" \
 		--db-url "$(DB_URL)" --db-ro-url "$(DB_RO_URL)" --kamailio "$(KAMAILIO)" --modules "$(KAMAILIO_MODULES)"
 
 uninstall:
-	$(PY) -m kemi.stack.install uninstall --dir "$(KAMAILIO_DIR)"
+	$(PY) -m kemi_tools.stack.install uninstall --dir "$(KAMAILIO_DIR)"
 
 install-test:
 	scripts/install.sh --test
@@ -69,7 +69,7 @@ check: deps
 	mkdir -p run && $(PY) -m kemi.settings render $(CHECK_SETTINGS) run/
 	cp kamailio.cfg kamailio-common.cfg run/ && cd run && kamailio -c -f kamailio.cfg
 
-# the SIPp kit (python3 -m kemi.kit): one scenario against TARGET, a short result, exit 1 on failure
+# the SIPp kit (python3 -m kemi_tools.kit): one scenario against TARGET, a short result, exit 1 on failure
 SCENARIO ?= options
 TARGET ?= 127.0.0.1:5060
 RATE ?= 5
@@ -79,7 +79,7 @@ DOMAIN ?=
 KIT_ARGS ?=
 
 sipp:
-	$(PY) -m kemi.kit $(SCENARIO) --target $(TARGET) --rate $(RATE) $(if $(COUNT),--count $(COUNT)) \
+	$(PY) -m kemi_tools.kit $(SCENARIO) --target $(TARGET) --rate $(RATE) $(if $(COUNT),--count $(COUNT)) \
 		$(if $(USERS),--users $(USERS)) $(if $(DOMAIN),--domain $(DOMAIN)) $(KIT_ARGS)
 
 # make reload  check the edited Python code, then have the running Kamailio load it

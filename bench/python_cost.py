@@ -13,7 +13,7 @@ import timeit
 from collections import Counter
 from types import SimpleNamespace
 
-from kemi.flags import FLT_NATS
+from kemi.names import FLT_NATS
 from kemi.routing import Router
 from kemi.settings import Settings
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT
-from kemi.stack import mariadb
-from kemi.stack.process import Daemon, StartError, wait_for
+from kemi_tools.stack import mariadb
+from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 from bench import report
 from bench.load import (FIXTURES_DIR, SCENARIO_DIR, RunResult, Sipp, client_argv, mean, percentile,
@@ -520,7 +520,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--kamailio-cpus", default="1", help="taskset CPU list for both Kamailios")
     ap.add_argument("--sipp-cpus", default="0", help="taskset CPU list for SIPp")
     ap.add_argument("--children", type=int, default=4, help="SIP worker processes (sip.children)")
-    ap.add_argument("--memory-manager", default="", help="kamailio -x (default: what kemi.stack uses)")
+    ap.add_argument("--memory-manager", default="", help="kamailio -x (default: what kemi_tools.stack uses)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: run as root (it starts Kamailio, MariaDB and SIPp)", file=sys.stderr)
@@ -528,7 +528,7 @@ def main(argv: list[str]) -> int:
     scenarios = select(args.scenarios.split(",") if args.scenarios else None)
     started = time.monotonic()
     deadline_total = started + args.budget
-    from kemi.stack import kamailio as kemi_kamailio
+    from kemi_tools.stack import kamailio as kemi_kamailio
     mm = args.memory_manager or getattr(kemi_kamailio, "MEMORY_MANAGER", "")
     env = Env(Path(f"/tmp/kemi-bench{SLOT or ''}"), args.kamailio_cpus, args.sipp_cpus, args.children, mm)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kemi.settings import MediaInterface, PROJECT_ROOT, RtpengineDaemon, Settings, load_settings, toml_dump
-from kemi.stack import kamailio, mariadb
-from kemi.stack import rtpengine as rtpengine_stack
-from kemi.stack.process import Daemon, sip_options_ok, wait_for, StartError
+from kemi_tools.stack import kamailio, mariadb
+from kemi_tools.stack import rtpengine as rtpengine_stack
+from kemi_tools.stack.process import Daemon, sip_options_ok, wait_for, StartError
 
 from bench import native_settings
 

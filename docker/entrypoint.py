@@ -32,7 +32,7 @@ def load():
 def kamailio() -> int:
     from kemi.__main__ import check
     from kemi.settings import write_kamailio_defines
-    from kemi.stack.kamailio import command
+    from kemi_tools.stack.kamailio import command
 
     file, problems = check(str(SETTINGS_FILE))
     if problems:
@@ -43,7 +43,7 @@ def kamailio() -> int:
     settings = load()
     if os.environ.get("KEMI_PROVISION_DB") == "1":
         # MariaDB's socket is shared with this container (compose volume): root by unix_socket
-        from kemi.stack import mariadb
+        from kemi_tools.stack import mariadb
         created = mariadb.provision(settings)
         print(f"kemi: database ready ({'created ' + ', '.join(created) if created else 'all tables present'})")
     write_kamailio_defines(settings, KAMAILIO_DIR)
@@ -53,19 +53,19 @@ def kamailio() -> int:
 
 
 def rtpengine() -> int:
-    from kemi.stack.rtpengine import argv
+    from kemi_tools.stack.rtpengine import argv
     cmd = argv(load().media.rtpengine)
     os.execvp(cmd[0], cmd)
 
 
 def health_kamailio() -> int:
-    from kemi.stack.process import sip_options_ok
+    from kemi_tools.stack.process import sip_options_ok
     first = load().sip.listen[0]
     return 0 if sip_options_ok(first.host, first.port, timeout=HEALTH_TIMEOUT) else 1
 
 
 def health_rtpengine() -> int:
-    from kemi.stack.ng import NgClient
+    from kemi_tools.stack.ng import NgClient
     return 0 if NgClient(load().media.rtpengine.ng_address, timeout=HEALTH_TIMEOUT).ping() else 1
 
 

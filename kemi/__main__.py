@@ -8,31 +8,10 @@ from __future__ import annotations
 
 import sys
 
+from kemi.check import check
+
 USAGE = "usage: kemi check [SETTINGS_FILE]"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-
-
-def check(path: str | None) -> tuple[str, list[str]]:
-    """(the file checked, its problems as lines naming key and fix; [] = valid)."""
-    from kemi.app import load_router_class
-    from kemi.settings import SettingsError, load_settings, settings_path
-
-    file = str(settings_path(path))
-    try:
-        settings = load_settings(path)
-    except SettingsError as exc:
-        return file, [str(p) for p in exc.problems]
-    # the router class is imported only at Kamailio's start: a typo there would stop it too
-    sys.path[:0] = [p for p in settings.python.path if p not in sys.path]
-    try:
-        load_router_class(settings.python.router)
-    except SettingsError as exc:
-        return file, [str(exc)]
-    except Exception as exc:            # the site's module itself fails to import
-        from kemi.reload import describe_failure      # file:line where it broke
-        return file, [f"setting 'python.router': importing {settings.python.router!r} failed "
-                      f"({describe_failure(exc)}); fix that module"]
-    return file, []
 
 
 def main(argv: list[str] | None = None) -> int:

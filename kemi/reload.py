@@ -26,18 +26,18 @@ import importlib
 import os
 import subprocess
 import sys
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGE = "kemi"
-KAMAILIO_PYTHON = "/usr/bin/python3"    # the interpreter app_python3 embeds (Debian's)
 # the cfg variable (kamailio-settings.cfg, starts at 0) `make reload` increments; every worker
 # compares it on each call (kemi/kamailio_entry.py spells the same select out: it must run
 # even when this package does not import)
-RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR = "kemi_reload", "generation"
-RELOAD_GENERATION_PV = f"$sel(cfg_get.{RELOAD_GENERATION_GROUP}.{RELOAD_GENERATION_VAR})"
+from kemi.check import check as check_settings, describe_failure
+from kemi.names import RELOAD_GENERATION_GROUP, RELOAD_GENERATION_PV, RELOAD_GENERATION_VAR  # noqa: F401
+
+PACKAGE = "kemi"
+KAMAILIO_PYTHON = "/usr/bin/python3"    # the interpreter app_python3 embeds (Debian's)
 # a pycache folder that never exists: during a reload every module is compiled from its
 # source, since a .pyc is trusted when the source's size and mtime (whole seconds) match,
 # and an edit of the same length within that second would otherwise load the old code
@@ -138,19 +138,6 @@ def _from_sources():
         sys.pycache_prefix, sys.dont_write_bytecode = saved
 
 
-def describe_failure(exc: BaseException) -> str:
-    """'file:line: Type: message' of where the new code broke (the innermost frame that is
-    not this module's), or the settings error, which names its key and the fix."""
-    from_settings = type(exc).__name__ == "SettingsError"
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f"{exc.filename}:{exc.lineno}: {type(exc).__name__}: {exc.msg}"
-    if isinstance(exc, RestartNeeded) or from_settings:
-        return f"{type(exc).__name__}: {exc}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
-    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
-    return f"{where}{type(exc).__name__}: {exc}"
-
-
 # --- python3 -m kemi.reload: check, then signal -------------------------------------------
 
 
@@ -163,8 +150,7 @@ def check(settings_file: str | None) -> str | None:
             compile(path.read_bytes(), str(path), "exec")
         except SyntaxError as exc:
             return describe_failure(exc)
-    from kemi.__main__ import check as check_settings     # what `kemi check` checks: settings, router
-    _, problems = check_settings(settings_file)
+    _, problems = check_settings(settings_file)      # what `kemi check` checks: settings, router
     return "; ".join(problems) or None
 
 

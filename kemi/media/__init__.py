@@ -3,12 +3,11 @@
 flags.py    the rtpengine flag strings for offer / answer / delete (profile, NAT, direction)
 
 The routes that call rtpengine (KSR.rtpengine.*) are in kemi/routing/media.py; the daemon
-`make run` starts is in kemi/stack/rtpengine.py; settings are the [media] table.
+`make run` starts is in kemi_tools/stack/rtpengine.py; settings are the [media] table.
 """
 from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
 
 # the pseudo-variable rtpengine's rtp_inst_pvar fills with the instance that answered
-# (rendered into kamailio-settings.cfg, read by the routes after a failed offer)
-RTPENGINE_INSTANCE_PV = "$avp(rtpengine_instance)"
+from kemi.names import RTPENGINE_INSTANCE_PV
 
 __all__ = ["ANSWER", "DELETE", "OFFER", "RTPENGINE_INSTANCE_PV", "build_flags"]

@@ -12,9 +12,8 @@ The routes read it with one KSR.pv call per decision and build the line only whe
 """
 from __future__ import annotations
 
-DECISION_LOG_GROUP = "kemi_log"
-DECISION_LOG_VAR = "decisions"
-DECISION_LOG_PV = f"$sel(cfg_get.{DECISION_LOG_GROUP}.{DECISION_LOG_VAR})"
+from kemi.names import DECISION_LOG_GROUP, DECISION_LOG_PV, DECISION_LOG_VAR  # noqa: F401 (the cfg variable)
+
 DECISION_LEVELS = ("info", "notice")     # KSR.info / KSR.notice
 LINE_PREFIX = "kemi: decision"
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from kemi.media.flags import ANSWER, DELETE, OFFER
+from kemi.names import METRICS_SOCKET_NAME  # noqa: F401 (the socket serving /metrics: the settings check it)
 
 PROM_PREFIX = "kamailio_"            # xhttp_prom's default xhttp_prom_beginning
-METRICS_SOCKET_NAME = "metrics"      # the listen socket's name=: the only one serving /metrics
 METRICS_PATH = "/metrics"
 
 

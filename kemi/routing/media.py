@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from kemi import sip
-from kemi.flags import FLB_NATB, FLT_NATS, FLT_SDP_OFFER
+from kemi.names import FLB_NATB, FLT_NATS, FLT_SDP_OFFER
 from kemi.media import RTPENGINE_INSTANCE_PV
 from kemi.media.actions import (ANSWER_METHODS, OFFER_METHODS, failure_action, offer_failed_reply,
                                 reply_action, request_action)

@@ -6,7 +6,7 @@ in C; Python only decides what to do with their answers.
 from __future__ import annotations
 
 from kemi import sip
-from kemi.flags import FLB_NATB, FLB_NATSIPPING, FLT_NATS
+from kemi.names import FLB_NATB, FLB_NATSIPPING, FLT_NATS
 from kemi.observe.metrics import (CALL_CONTACT, CALL_ERROR, CALL_NOT_FOUND, CALL_REJECTED, CALL_UNAVAILABLE,
                                   REG_ERROR, REG_OK, SIDE_NONE)
 from kemi.routing.message import Message

@@ -7,7 +7,7 @@ route, or DONE when it has been answered, relayed or dropped.
 from __future__ import annotations
 
 from kemi import sip
-from kemi.flags import FLB_NATB, FLT_NATS
+from kemi.names import FLB_NATB, FLT_NATS
 from kemi.observe.metrics import CALL_FOREIGN_DOMAIN, CALL_REJECTED, DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE
 from kemi.routing.message import Message
 

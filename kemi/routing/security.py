@@ -23,7 +23,7 @@ from kemi.routing.request import DONE, NEXT
 from kemi import sip
 from kemi.security import ban, dialog, uri
 from kemi.security.scanner import ScannerFilter
-from kemi.settings import AUTH_FAILURE_TABLE, BAN_TABLE
+from kemi.names import AUTH_FAILURE_TABLE, BAN_TABLE
 
 REQUEST_LINE = "$(mb{line.at,0})"         # the first line of the raw message
 # the Record-Route secret when settings have none: made at import, which app_python3 does

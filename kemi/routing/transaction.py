@@ -4,7 +4,7 @@ These are the methods named in t_on_branch/t_on_reply/t_on_failure by route_rela
 """
 from __future__ import annotations
 
-from kemi.flags import FLB_NATB, FLT_NATS
+from kemi.names import FLB_NATB, FLT_NATS
 from kemi.routing.message import Message
 
 

@@ -10,8 +10,11 @@ from pathlib import Path
 from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, META_FIELDS, PROJECT_ROOT, RENDERED_CFG_NAME,
     Settings, TM_FR_TIMER_DEFAULT)
 from kemi.settings.environment import environment_digest
-from kemi.settings.validate import (gateway_socket_name)
-from kemi.observe.metrics import COUNTERS, METRICS_SOCKET_NAME
+from kemi.settings.validate import gateway_socket_name
+from kemi.names import (AUTH_FAILURE_TABLE, BAN_TABLE, DECISION_LOG_GROUP, DECISION_LOG_VAR, FLAGS,  # noqa: F401
+                        METRICS_SOCKET_NAME, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
+                        RTPENGINE_INSTANCE_PV, XHTTP_CALLBACK)
+from kemi.observe.metrics import COUNTERS
 
 
 # --- rendering for kamailio.cfg ------------------------------------------------------
@@ -49,7 +52,10 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define RPC_FIFO "{s.rpc_fifo}"',
         # a hop that does not answer at all within this is down (SBC: failover and probes)
         f"#!define TM_FR_TIMER {sbc.failover_timeout if sbc.enabled else TM_FR_TIMER_DEFAULT}",
-        *(f"#!define {name} {value}" for name, value in flag_defines().items()),
+        *(f"#!define {name} {value}" for name, value in FLAGS.items()),
+        # the Router methods kamailio.cfg names in module parameters (kemi/names.py)
+        f'#!define KEMI_ON_SL_REPLY "{ON_SL_REPLY_CALLBACK}"',
+        f'#!define KEMI_XHTTP_EVENT "{XHTTP_CALLBACK}"',
     ]
     if sbc.enabled:
         lines += [
@@ -84,8 +90,6 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
 
 def media_defines(s: Settings) -> list[str]:
     """#!define lines for the rtpengine module (kamailio.cfg loads it only WITH_RTPENGINE)."""
-    from kemi.media import RTPENGINE_INSTANCE_PV
-
     m = s.media
     if not m.enabled:
         return []
@@ -104,9 +108,6 @@ def observe_lines(s: Settings) -> list[str]:
     Written before any listen= line: Kamailio would read a line following a listen= as
     one more listen address.
     """
-    from kemi.observe.decisions import DECISION_LOG_GROUP, DECISION_LOG_VAR
-    from kemi.reload import RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR
-
     lines = [
         # make reload bumps it: each worker loads the edited code before its next message
         # (kemi/kamailio_entry.py, docs/reload.md)
@@ -152,9 +153,6 @@ def render_dispatcher_list(s: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-# htable names the Python routes use (kemi/security/ban.py) and kamailio.cfg declares
-BAN_TABLE = "ipban"
-AUTH_FAILURE_TABLE = "authfail"
 # htable expiry timer (seconds): a ban or a failure count lives at most this much longer
 HTABLE_TIMER_INTERVAL = 5
 
@@ -182,12 +180,6 @@ def security_defines(s: Settings) -> list[str]:
         if tls.ca_list:
             lines += ["#!define WITH_TLS_CLIENT_CA", f'#!define TLS_CA_LIST "{tls.ca_list}"']
     return lines
-
-
-def flag_defines() -> dict[str, int]:
-    """Message/branch flag numbers shared by kamailio.cfg modparams and the Python routes."""
-    from kemi import flags
-    return {name: getattr(flags, name) for name in flags.__all__}
 
 
 def write_kamailio_defines(s: Settings, outdir: str | os.PathLike, kemi_root: Path = PROJECT_ROOT) -> Path:

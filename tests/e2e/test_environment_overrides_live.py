@@ -3,7 +3,7 @@ Python routing; a Kamailio whose environment differs from the rendered one refus
 import pytest
 
 from harness import rawsip, stack
-from kemi.stack.process import StartError
+from kemi_tools.stack.process import StartError
 
 SCANNERS = "KEMI__SECURITY__SCANNER_USER_AGENTS"
 

@@ -13,8 +13,8 @@ from harness import stack
 from harness.sipp import Sipp, auth_row
 from harness.stack import free_port
 from kemi.settings import load_settings, toml_dump
-from kemi.stack.kamailio import MEMORY_MANAGER
-from kemi.stack.process import Daemon, sip_options_ok, wait_for
+from kemi_tools.stack.kamailio import MEMORY_MANAGER
+from kemi_tools.stack.process import Daemon, sip_options_ok, wait_for
 
 # bytes a site's own kamailio.cfg might hold (no trailing newline, a non-ASCII byte): restored exactly
 DUMMY_CFG = b"#!KAMAILIO\n# the site's own configuration \xc3\xa9\nloadmodule \"sl.so\"\r\nrequest_route { sl_send_reply(\"404\", \"x\"); }"

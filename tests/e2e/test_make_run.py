@@ -1,4 +1,4 @@
-"""`make run`'s runner (python3 -m kemi.stack): starts what is missing, SIGTERM stops it all."""
+"""`make run`'s runner (python3 -m kemi_tools.stack): starts what is missing, SIGTERM stops it all."""
 import os
 import signal
 import subprocess
@@ -6,8 +6,8 @@ import sys
 import time
 
 from harness import stack
-from kemi.stack import kamailio
-from kemi.stack.process import sip_options_ok, wait_for
+from kemi_tools.stack import kamailio
+from kemi_tools.stack.process import sip_options_ok, wait_for
 
 
 def _children(pid: int) -> set[int]:
@@ -21,7 +21,7 @@ def test_runner_serves_sip_and_sigterm_stops_everything(db, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = dict(os.environ, HOME=str(home))
-    runner = subprocess.Popen([sys.executable, "-m", "kemi.stack", str(inst.settings_file)],
+    runner = subprocess.Popen([sys.executable, "-m", "kemi_tools.stack", str(inst.settings_file)],
                               cwd=stack.project_file(), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -47,7 +47,7 @@ def test_runner_serves_sip_and_sigterm_stops_everything(db, tmp_path):
 def test_bad_settings_stop_the_start_with_the_key_named(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[database]\nusrloc_db_mode = 7\n')
-    done = subprocess.run([sys.executable, "-m", "kemi.stack", str(bad)], cwd=stack.project_file(),
+    done = subprocess.run([sys.executable, "-m", "kemi_tools.stack", str(bad)], cwd=stack.project_file(),
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "setting 'database.usrloc_db_mode'" in done.stderr and "write-through" in done.stderr

@@ -24,8 +24,8 @@ from harness.sipp import Sipp
 from harness.stack import free_port
 from kemi.security import dialog
 from kemi.settings import MediaInterface, RtpengineDaemon
-from kemi.stack import rtpengine as rtpengine_stack
-from kemi.stack.process import sip_options_ok
+from kemi_tools.stack import rtpengine as rtpengine_stack
+from kemi_tools.stack.process import sip_options_ok
 
 NATIVE_CFG = stack.project_file("bench", "native.cfg")
 # one Record-Route secret for both, so each side's ;kd= token can be checked against dialog.py

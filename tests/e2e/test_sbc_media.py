@@ -238,7 +238,7 @@ def test_failover_to_the_next_gateway_keeps_the_anchored_session(sbc, rtpe):
 
 
 def test_make_run_with_sbc_settings_starts_rtpengine_with_both_interfaces(sbc, tmp_path):
-    """`make run`'s runner (python3 -m kemi.stack), started inside the SBC namespace with SBC +
+    """`make run`'s runner (python3 -m kemi_tools.stack), started inside the SBC namespace with SBC +
     media settings: rtpengine gets --interface=public/... and --interface=private/..., a call
     across is anchored on each side, SIGTERM stops everything it started."""
     rtpe = SbcRtpengine(sbc.sbc_ns, tmp_path)           # only for its settings (the runner starts it)
@@ -250,7 +250,7 @@ def test_make_run_with_sbc_settings_starts_rtpengine_with_both_interfaces(sbc, t
     home.mkdir()
     out_path = tmp_path / "runner.out"
     with open(out_path, "w") as out:
-        runner = sbc.sbc_ns.popen([sys.executable, "-m", "kemi.stack", str(settings_file)], cwd=stack.project_file(),
+        runner = sbc.sbc_ns.popen([sys.executable, "-m", "kemi_tools.stack", str(settings_file)], cwd=stack.project_file(),
                                   env=dict(os.environ, HOME=str(home)), stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     output = lambda: out_path.read_text(errors="replace")

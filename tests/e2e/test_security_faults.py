@@ -28,7 +28,7 @@ RUN_USERS = [str(3710 + n) for n in range(20)]
 @pytest.fixture
 def own_db(tmp_path):
     from kemi.settings import parse_settings
-    from kemi.stack import mariadb
+    from kemi_tools.stack import mariadb
 
     server = OwnMariaDB(DB_PORT).install().start()
     try:

@@ -1,4 +1,4 @@
-"""The user-facing SIPp kit (python3 -m kemi.kit) against a real Kamailio with the kemi routing.
+"""The user-facing SIPp kit (python3 -m kemi_tools.kit) against a real Kamailio with the kemi routing.
 
 Run as a user runs it: Debian's python3 (the one Kamailio embeds), from the project folder.
 Extensions 6300-6399 belong to this file.
@@ -17,11 +17,11 @@ PY = "/usr/bin/python3"
 
 def kit(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     started = time.monotonic()
-    done = subprocess.run([PY, "-m", "kemi.kit", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+    done = subprocess.run([PY, "-m", "kemi_tools.kit", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
                           timeout=timeout)
     done.elapsed = time.monotonic() - started
     # shown by pytest when a test fails
-    print(f"$ python3 -m kemi.kit {' '.join(args)}\n{done.stdout}{done.stderr}({done.elapsed:.1f} s)")
+    print(f"$ python3 -m kemi_tools.kit {' '.join(args)}\n{done.stdout}{done.stderr}({done.elapsed:.1f} s)")
     return done
 
 

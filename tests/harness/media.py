@@ -22,9 +22,9 @@ from pathlib import Path
 
 from harness import stack
 from kemi.settings import RtpengineDaemon, MediaInterface
-from kemi.stack import rtpengine as rtpengine_stack
-from kemi.stack.ng import NgClient
-from kemi.stack.process import Daemon
+from kemi_tools.stack import rtpengine as rtpengine_stack
+from kemi_tools.stack.ng import NgClient
+from kemi_tools.stack.process import Daemon
 
 MEDIA_BASE = 20000 + 2000 * stack.SLOT
 # above 32767 the kernel hands out ephemeral ports (any client socket), which a capture of

@@ -26,7 +26,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from kemi.stack.process import Daemon
+from kemi_tools.stack.process import Daemon
 
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 # the only IPv4 networks test hosts may use (RFC 5737)

@@ -11,8 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from kemi.stack import mariadb
-from kemi.stack.process import Daemon, StartError, wait_for
+from kemi_tools.stack import mariadb
+from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 
 class OwnMariaDB:

@@ -26,8 +26,8 @@ from harness import stack
 from harness.netns import Namespace, Topology
 from harness.sipp import Sipp
 from kemi.settings import load_settings
-from kemi.stack import kamailio
-from kemi.stack.process import Daemon, wait_for
+from kemi_tools.stack import kamailio
+from kemi_tools.stack.process import Daemon, wait_for
 
 SBC_PUBLIC = "203.0.113.1"
 SBC_PRIVATE = "198.51.100.1"

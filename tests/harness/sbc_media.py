@@ -27,9 +27,9 @@ from harness.media import (ETH_P_ALL, PHONE_MEDIA_MAX, RTPENGINE_PORT_MAX, RTPEN
 from harness.netns import Namespace
 from harness.sbc import SBC_PORT, SBC_PRIVATE, SBC_PUBLIC
 from kemi.settings import MediaInterface, RtpengineDaemon
-from kemi.stack import rtpengine as rtpengine_stack
-from kemi.stack.ng import NgClient
-from kemi.stack.process import Daemon, StartError, wait_for
+from kemi_tools.stack import rtpengine as rtpengine_stack
+from kemi_tools.stack.ng import NgClient
+from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 # rtpengine's ng socket on the SBC namespace's loopback (Kamailio is there too, on SBC_PORT)
 SBC_NG_PORT = SBC_PORT + 2

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, load_settings, toml_dump
-from kemi.stack import kamailio, mariadb
-from kemi.stack.process import Daemon
+from kemi_tools.stack import kamailio, mariadb
+from kemi_tools.stack.process import Daemon
 
 # KEMI_TEST_SLOT=N gives a test run its own database and port range, so several runs
 # (worktrees, CI and a developer) can share one machine and one MariaDB.

@@ -4,7 +4,7 @@ import tomllib
 import pytest
 
 from kemi.settings import PROJECT_ROOT, parse_settings, render_kamailio_defines
-from kemi.stack.install import (Refused, defined_names, loaded_modules, missing_modules, package_files,
+from kemi_tools.stack.install import (Refused, defined_names, loaded_modules, missing_modules, package_files,
                                 parse_version, set_toml_key)
 
 CFG = """

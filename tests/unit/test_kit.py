@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from kemi.kit.__main__ import main, options_from, parser
-from kemi.kit.runner import (KitError, Target, User, outcome, parse_target, parse_users, percentile,
+from kemi_tools.kit.__main__ import main, options_from, parser
+from kemi_tools.kit.runner import (KitError, Target, User, outcome, parse_target, parse_users, percentile,
                              summary)
-from kemi.kit.sipp import SCENARIOS, Sipp, auth_row
+from kemi_tools.kit.sipp import SCENARIOS, Sipp, auth_row
 
 
 def test_users_are_user_colon_password():
@@ -98,8 +98,8 @@ def test_the_kit_ships_its_scenarios():
 
 
 def test_sipp_trouble_is_reported_only_when_sipp_itself_failed():
-    from kemi.kit.runner import sipp_trouble
-    from kemi.kit.sipp import SippOutput
+    from kemi_tools.kit.runner import sipp_trouble
+    from kemi_tools.kit.sipp import SippOutput
 
     normal = SippOutput(1, [], [], {}, "", errors=["Aborting call on unexpected message"])
     assert sipp_trouble("the calling", normal) == []
@@ -111,7 +111,7 @@ def test_sipp_trouble_is_reported_only_when_sipp_itself_failed():
 
 
 def test_sipp_error_lines_lose_their_timestamps():
-    from kemi.kit.sipp import ERROR_STAMP_RE
+    from kemi_tools.kit.sipp import ERROR_STAMP_RE
 
     line = "2026-11-22\t15:45:36.149886\t1795362336.149886: Unable to bind main socket"
     assert ERROR_STAMP_RE.sub("", line) == "Unable to bind main socket"

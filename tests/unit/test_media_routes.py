@@ -2,7 +2,7 @@
 import pytest
 
 from kemi import sip
-from kemi.flags import FLB_NATB, FLT_NATS, FLT_SDP_OFFER
+from kemi.names import FLB_NATB, FLT_NATS, FLT_SDP_OFFER
 from kemi.routing import Router
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import make_router, signed_route

@@ -2,7 +2,7 @@
 import pytest
 
 from kemi.settings import SettingsError, parse_settings, render_kamailio_defines
-from kemi.stack import rtpengine
+from kemi_tools.stack import rtpengine
 
 
 def media(**table):

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from kemi.stack.ng import BencodeError, NgClient, NgError, bdecode, bencode
+from kemi_tools.stack.ng import BencodeError, NgClient, NgError, bdecode, bencode
 
 
 @pytest.mark.parametrize("value, encoded", [

@@ -13,7 +13,7 @@ from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import TEST_ROUTE_SECRET, FakeDids, FakeSubscribers, make_router
 
 from test_sbc_routes import PRIV_GW, PUB_GW, invite as sbc_invite, ksr_for
-from kemi.routing.sbc import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
+from kemi.names import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
 
 METRICS_ON = {"metrics": {"enabled": True}, "media": {"enabled": False}}
 CREDENTIALS = {"Proxy-Authorization": 'Digest username="2002"'}

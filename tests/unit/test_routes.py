@@ -1,7 +1,7 @@
 """Every route of the registrar/EXTEN routing against the fake KSR (no Kamailio needed)."""
 import pytest
 
-from kemi import flags
+from kemi import names
 from kemi.routing import Router
 from kemi.testing import FakeKSR, FakeSubscribers, SipMessage, make_router, signed_route
 
@@ -160,7 +160,7 @@ def test_register_that_cannot_be_saved_gets_the_registrar_error_reply():
 def test_register_from_behind_nat_is_fixed_and_pinged():
     ksr = run(register(), lambda k: k.results.__setitem__("nathelper.nat_uac_test", 1))
     assert ksr.called("nathelper.fix_nated_register")
-    assert {flags.FLB_NATB, flags.FLB_NATSIPPING} <= ksr.bflags
+    assert {names.FLB_NATB, names.FLB_NATSIPPING} <= ksr.bflags
 
 
 def test_register_for_a_foreign_domain_is_refused():
@@ -292,14 +292,14 @@ def test_call_from_a_nated_caller_gets_the_branch_route():
         one_contact(k)
         k.results["nathelper.nat_uac_test"] = 1
     ksr = run(SipMessage(headers=CREDS), setup)
-    assert flags.FLT_NATS in ksr.flags
+    assert names.FLT_NATS in ksr.flags
     assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
 
 
 def test_call_to_a_nated_contact_gets_the_branch_route():
     def setup(k):
         one_contact(k)
-        k.bflags.add(flags.FLB_NATB)          # what lookup() restores from the contact
+        k.bflags.add(names.FLB_NATB)          # what lookup() restores from the contact
     ksr = run(SipMessage(headers=CREDS), setup)
     assert ksr.tm_routes["branch_route"] == "ksr_branch_manage"
 

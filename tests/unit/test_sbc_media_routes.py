@@ -3,8 +3,8 @@ answer, late offer, re-INVITE and BYE from either side, failover, profiles, gate
 import pytest
 
 from kemi import sip
-from kemi.flags import FLT_SDP_OFFER
-from kemi.routing.sbc import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
+from kemi.names import FLT_SDP_OFFER
+from kemi.names import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
 from kemi.sbc.direction import CallSides
 from kemi.sbc.media import SideMedia, directions, profile_name, sdp_sides, side_media
 from kemi.settings import SettingsError, parse_settings

@@ -1,7 +1,7 @@
 """The SBC routes on the fake KSR: 403, trust, gateway sets, DIDs, failover, call sides."""
 import pytest
 
-from kemi.routing.sbc import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
+from kemi.names import AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS
 from kemi.settings import parse_settings
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import TEST_ROUTE_SECRET, FakeDids, FakeSubscribers, make_router, signed_route

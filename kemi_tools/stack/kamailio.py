@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, Settings, write_kamailio_defines
-from kemi.stack.process import Daemon, StartError, sip_options_ok, wait_for
+from kemi_tools.stack.process import Daemon, StartError, sip_options_ok, wait_for
 
 KAMAILIO_CFG = PROJECT_ROOT / "kamailio.cfg"
 # modules and modparams, included by kamailio.cfg and bench/native.cfg alike

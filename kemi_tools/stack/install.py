@@ -1,8 +1,8 @@
 """`make install` / `make uninstall`: kemi into an existing Kamailio's folder (default /etc/kamailio).
 
-    python3 -m kemi.stack.install install   --dir DIR [--settings FILE] [--db-url URL]
+    python3 -m kemi_tools.stack.install install   --dir DIR [--settings FILE] [--db-url URL]
                                             [--db-ro-url URL] [--kamailio BIN] [--modules DIR] [--no-deps]
-    python3 -m kemi.stack.install uninstall --dir DIR
+    python3 -m kemi_tools.stack.install uninstall --dir DIR
 
 install refuses, writing nothing, when Kamailio is older than 5.6, a module the configuration
 loads is missing (the loadmodule lines of kamailio.cfg and kamailio-common.cfg, with the
@@ -369,7 +369,7 @@ def _group_readable_by_kamailio(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m kemi.stack.install", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m kemi_tools.stack.install", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("install", "uninstall"))
     parser.add_argument("--dir", required=True, type=Path, help="Kamailio's configuration folder (KAMAILIO_DIR)")
     parser.add_argument("--settings", type=lambda s: Path(s) if s else None, default=None, help="settings file to install (SETTINGS)")

@@ -1,5 +1,5 @@
 import sys
 
-from kemi.stack.run import main
+from kemi_tools.stack.run import main
 
 sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kemi.kit.sipp import Sipp, SippOutput, auth_row
+from kemi_tools.kit.sipp import Sipp, SippOutput, auth_row
 
 DEFAULT_SIP_PORT = 5060
 # a registration that outlives the run by at most this long (Kamailio's default min_expires)
@@ -201,7 +201,7 @@ def free_port(ip: str) -> int:
 
 
 def reachable(target: Target) -> bool:
-    from kemi.stack.process import sip_options_ok
+    from kemi_tools.stack.process import sip_options_ok
 
     return any(sip_options_ok(target.host, target.port, PROBE_TIMEOUT) for _ in range(PROBE_TRIES))
 

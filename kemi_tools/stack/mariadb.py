@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, unquote
 
 from kemi.settings import Settings
 from kemi.store import dids
-from kemi.stack.process import Daemon, StartError, wait_for
+from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 SCHEMA_DIR = Path("/usr/share/kamailio/mysql")
 # Kamailio modules whose tables we create (standard = the `version` table)

@@ -1,4 +1,4 @@
-"""python3 -m kemi.kit register|call|options --target HOST[:PORT] [options]: see docs/sipp-kit.md."""
+"""python3 -m kemi_tools.kit register|call|options --target HOST[:PORT] [options]: see docs/sipp-kit.md."""
 from __future__ import annotations
 
 import argparse
@@ -6,16 +6,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from kemi.kit.runner import (SCENARIO_NAMES, KitError, Options, default_local_ip, free_port, parse_target,
+from kemi_tools.kit.runner import (SCENARIO_NAMES, KitError, Options, default_local_ip, free_port, parse_target,
                              parse_users, resolve, run, summary)
-from kemi.kit.sipp import SIPP
+from kemi_tools.kit.sipp import SIPP
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python3 -m kemi.kit",
+        prog="python3 -m kemi_tools.kit",
         description="Run a SIPp scenario against a SIP proxy and report calls ok/failed and response times. "
                     "Exit status 0 only when every registration/call/ping succeeded.")
     p.add_argument("scenario", choices=SCENARIO_NAMES,

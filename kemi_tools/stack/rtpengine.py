@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kemi.settings import RtpengineDaemon
-from kemi.stack.ng import NgClient
-from kemi.stack.process import Daemon, StartError, wait_for
+from kemi_tools.stack.ng import NgClient
+from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 # userspace forwarding: no kernel module, no iptables rules
 NO_KERNEL_TABLE = -1

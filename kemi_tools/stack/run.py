@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, SettingsError, load_settings
-from kemi.stack import kamailio, mariadb, rtpengine
-from kemi.stack.process import StartError
+from kemi_tools.stack import kamailio, mariadb, rtpengine
+from kemi_tools.stack.process import StartError
 
 
 class _Stop(Exception):

@@ -1,0 +1,50 @@
+"""The names kamailio.cfg and the Python routing share, and what a route step returns.
+
+A leaf module: it imports nothing, so every other module may import it. Whatever kamailio.cfg
+needs of it is rendered into kamailio-settings.cfg (kemi/settings/render.py), never written
+twice. kemi/kamailio_entry.py spells RELOAD_GENERATION_PV out again because it must run while
+the package does not import (tests/unit/test_names.py keeps the two equal).
+"""
+
+# --- what a step of the request path returns -----------------------------------------------
+NEXT = True          # go on with the next step
+DONE = False         # answered, relayed or dropped: the request path ends here
+
+# --- Router methods Kamailio calls by name ---------------------------------------------------
+# tm callbacks armed per transaction (t_on_branch / t_on_reply / t_on_failure)
+BRANCH_ROUTE = "ksr_branch_manage"
+ONREPLY_ROUTE = "ksr_onreply_manage"
+FAILURE_ROUTE = "ksr_failure_manage"
+# module callbacks set in kamailio.cfg (rendered as #!define KEMI_ON_SL_REPLY / KEMI_XHTTP_EVENT)
+ON_SL_REPLY_CALLBACK = "ksr_on_sl_reply"      # tm on_sl_reply: replies matching no transaction
+XHTTP_CALLBACK = "ksr_xhttp_event"            # xhttp event_callback: HTTP requests (/metrics)
+
+# --- message flags (FLT_) and branch flags (FLB_), rendered as #!define lines ----------------
+FLT_NATS = 5          # the request's sender is behind NAT
+FLB_NATB = 6          # the branch's destination is behind NAT (usrloc nat_bflag: stored with the contact)
+FLB_NATSIPPING = 7    # send SIP OPTIONS keepalives to this contact (nathelper sipping_bflag)
+FLT_SDP_OFFER = 8     # the request carried an SDP offer to rtpengine: its 1xx/2xx SDP is the answer
+FLAGS = {"FLT_NATS": FLT_NATS, "FLB_NATB": FLB_NATB, "FLB_NATSIPPING": FLB_NATSIPPING,
+         "FLT_SDP_OFFER": FLT_SDP_OFFER}
+
+# --- htables (declared in kamailio-common.cfg from the rendered HTABLE_* defines) -----------
+BAN_TABLE = "ipban"               # source address -> banned (expires after security.ban_time)
+AUTH_FAILURE_TABLE = "authfail"   # source address -> failed digest attempts
+
+# --- cfg-group variables (declared in kamailio-settings.cfg; kamcmd cfg.seti GROUP VAR N) ----
+RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR = "kemi_reload", "generation"   # make reload bumps it
+RELOAD_GENERATION_PV = f"$sel(cfg_get.{RELOAD_GENERATION_GROUP}.{RELOAD_GENERATION_VAR})"
+DECISION_LOG_GROUP, DECISION_LOG_VAR = "kemi_log", "decisions"                 # 1: decision log on
+DECISION_LOG_PV = f"$sel(cfg_get.{DECISION_LOG_GROUP}.{DECISION_LOG_VAR})"
+
+# --- AVPs: transaction state, read again in the branch, reply and failure routes ------------
+AVP_INGRESS = "$avp(sbc_ingress)"       # SBC: side name the request came from
+AVP_EGRESS = "$avp(sbc_egress)"         # SBC: side name it was relayed through
+AVP_GATEWAY_SET = "$avp(sbc_gwset)"     # SBC: dispatcher set it went to (failover), unset otherwise
+RTPENGINE_INSTANCE_PV = "$avp(rtpengine_instance)"   # rtpengine rtp_inst_pvar: the instance that answered
+DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"           # dispatcher's xavp_dst: the gateway tried now
+
+# --- sockets and tables ----------------------------------------------------------------------
+METRICS_SOCKET_NAME = "metrics"   # the listen socket's name=: the only one serving /metrics
+LOCATION_TABLE = "location"       # usrloc's table (registrar save / lookup, usrloc preload)
+SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it

@@ -1,0 +1,164 @@
+"""[media]: rtpengine media anchoring, parsed (nested tables) and checked. docs/media.md."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import fields
+
+from kemi.settings.schema import (DEFAULT_MEDIA_PROFILE, MediaInterface, MediaProfile, MediaSettings,
+    RtpengineDaemon, RtpengineInstance, Settings, SettingsError)
+from kemi.settings.validate.problems import record, report, require, table_list
+
+NG_SOCKET_RE = re.compile(r"^(udp):([0-9.]+|[A-Za-z0-9.-]+):(\d{1,5})$|^(udp6):\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$")
+MEDIA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+RTP_FLAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=/:+-]*$")
+CODEC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]*$")
+RTCP_MUX_MODES = ("accept", "offer", "demux", "reject", "require")
+# flags the routes set themselves: a profile listing them would contradict NAT detection
+# (trust-address / SIP-source-address) or the SBC's interface choice (direction=)
+ROUTE_OWNED_FLAGS = ("trust-address", "SIP-source-address", "direction=", "internal", "external")
+MEDIA_RANGES = {                 # key: (lowest, highest, unit)
+    "timeout_ms": (10, 10_000, "milliseconds"),
+    "retries": (1, 10, "attempts"),
+    "disable_seconds": (0, 3600, "seconds"),
+}
+DAEMON_RANGES = {
+    "delete_delay": (0, 3600, "seconds"),
+    "media_timeout": (1, 86400, "seconds"),
+    "log_level": (0, 7, "(3 err .. 7 debug)"),
+}
+# the longest a new call may wait for its 503 while rtpengine does not answer
+MAX_OFFER_WAIT_MS = 10_000
+
+
+def parse_media(name: str, raw, factory, source: str) -> MediaSettings:
+    nested = ("instances", "rtpengine", "profiles")
+    scalars = {k: v for k, v in raw.items() if k not in nested} if isinstance(raw, dict) else raw
+    plain = record(name, scalars, MediaSettings, source,
+                   **{k: None for k in nested})
+    d_raw = raw.get("rtpengine", {})
+    interfaces = DEFAULT_DAEMON.interfaces
+    if isinstance(d_raw, dict) and "interfaces" in d_raw:
+        items = table_list("media.rtpengine.interfaces", d_raw["interfaces"], source)
+        interfaces = tuple(record(f"media.rtpengine.interfaces[{i}]", item, MediaInterface, source)
+                           for i, item in enumerate(items))
+        d_raw = {k: v for k, v in d_raw.items() if k != "interfaces"}
+    daemon = record("media.rtpengine", d_raw, RtpengineDaemon, source, interfaces=interfaces)
+    if "instances" in raw:
+        items = table_list("media.instances", raw["instances"], source)
+        instances = tuple(record(f"media.instances[{i}]", item, RtpengineInstance, source)
+                          for i, item in enumerate(items))
+    else:
+        instances = (RtpengineInstance(daemon.ng_socket),)
+    p_raw = raw.get("profiles", {})
+    if not isinstance(p_raw, dict):
+        raise SettingsError("media.profiles", f"expected tables, found {p_raw!r}",
+                            "write one [media.profiles.NAME] section per profile", source)
+    profiles = {DEFAULT_MEDIA_PROFILE.name: DEFAULT_MEDIA_PROFILE}
+    for pname, table in p_raw.items():
+        profiles[pname] = record(f"media.profiles.{pname}", table, MediaProfile, source, name=pname)
+    return MediaSettings(**{f.name: getattr(plain, f.name) for f in fields(MediaSettings) if f.name not in nested},
+                         instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()))
+
+
+DEFAULT_DAEMON = RtpengineDaemon()
+
+
+def validate_media(s: Settings, source: str) -> None:
+    m = s.media
+    for key, (low, high, unit) in MEDIA_RANGES.items():
+        value = getattr(m, key)
+        require(low <= value <= high, f"media.{key}", f"{value} is out of range", f"use {low} to {high} {unit}", source)
+    # a hung rtpengine: each instance gets the command, then (all down) a ping
+    worst = m.timeout_ms * m.retries * len(m.instances) * (2 if m.ping_when_all_down else 1)
+    require(worst <= MAX_OFFER_WAIT_MS, "media.timeout_ms",
+            f"a new call would wait up to {worst} ms for its 503 while rtpengine hangs "
+            f"(timeout_ms x retries x instances{' x 2 for the ping' if m.ping_when_all_down else ''})",
+            f"keep it at most {MAX_OFFER_WAIT_MS} ms: lower timeout_ms or retries", source)
+    names = [p.name for p in m.profiles]
+    require(m.profile in names, "media.profile", f"{m.profile!r} is not a profile",
+            f"define [media.profiles.{m.profile}] or use one of: {', '.join(names)}", source)
+    for p in m.profiles:
+        validate_profile(p, source)
+    validate_daemon(m, source)
+    require(bool(m.instances), "media.instances", "is empty", 'list at least one { ng = "udp:127.0.0.1:2223" }', source)
+    for i, inst in enumerate(m.instances):
+        key = f"media.instances[{i}]"
+        if require(NG_SOCKET_RE.match(inst.ng) is not None, f"{key}.ng", f"{inst.ng!r} is not an ng socket",
+                   'write "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT", e.g. "udp:127.0.0.1:2223"', source):
+            port = int(inst.ng.rsplit(":", 1)[1])
+            require(1 <= port <= 65535, f"{key}.ng", f"port {port} is out of range", "use a port from 1 to 65535", source)
+        require(1 <= inst.weight <= 1000, f"{key}.weight", f"{inst.weight} is out of range", "use 1 to 1000", source)
+    socks = [inst.ng for inst in m.instances]
+    require(len(set(socks)) == len(socks), "media.instances", "names one ng socket twice",
+            "list each rtpengine once (use weight to prefer one)", source)
+    require_local_instance(m, source)
+
+
+def validate_profile(p: MediaProfile, source: str) -> None:
+    key = f"media.profiles.{p.name}"
+    require(MEDIA_NAME_RE.match(p.name) is not None, key, "is not a valid profile name",
+            "use letters, digits, _ and - (starting with a letter)", source)
+    for flag in p.flags:
+        require(RTP_FLAG_RE.match(flag) is not None, f"{key}.flags", f"{flag!r} is not an rtpengine flag",
+                "write one flag per list item, without spaces or quotes, e.g. \"replace-origin\"", source)
+        owned = next((o for o in ROUTE_OWNED_FLAGS if flag == o or (o.endswith("=") and flag.startswith(o))), None)
+        require(owned is None, f"{key}.flags", f"{flag!r} is set by the routes, not by a profile",
+                "remove it: kemi adds trust-address or SIP-source-address from NAT detection, "
+                "and direction= from the interfaces the route chooses", source)
+    for mode in p.rtcp_mux:
+        require(mode in RTCP_MUX_MODES, f"{key}.rtcp_mux", f"{mode!r} is not an rtcp-mux mode",
+                f"use any of {', '.join(RTCP_MUX_MODES)} (rtcp-mux-MODE)", source)
+    for field_name in ("codec_mask", "codec_strip", "codec_transcode"):
+        for codec in getattr(p, field_name):
+            require(CODEC_RE.match(codec) is not None, f"{key}.{field_name}", f"{codec!r} is not a codec name",
+                    'write encoding names as rtpengine knows them, e.g. "PCMU", "opus", "all"', source)
+
+
+def validate_daemon(m: MediaSettings, source: str) -> None:
+    d = m.rtpengine
+    for key, (low, high, unit) in DAEMON_RANGES.items():
+        value = getattr(d, key)
+        require(low <= value <= high, f"media.rtpengine.{key}", f"{value} is out of range",
+                f"use {low} to {high} {unit}", source)
+    host, _, port = d.listen_ng.rpartition(":")
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback and port.isdigit()
+    except ValueError:
+        loopback = False
+    require(loopback and 1 <= int(port) <= 65535, "media.rtpengine.listen_ng",
+            f"{d.listen_ng!r} is not a loopback ADDRESS:PORT",
+            'listen on loopback, e.g. "127.0.0.1:2223" (the ng protocol has no authentication)', source)
+    require(1024 <= d.port_min < d.port_max <= 65535 and d.port_max - d.port_min >= 3, "media.rtpengine",
+            f"port_min ({d.port_min}) .. port_max ({d.port_max}) is not a usable range",
+            "use 1024 <= port_min < port_max <= 65535 with at least 4 ports (one call needs 4 per medium)", source)
+    require(not (port.isdigit() and d.port_min <= int(port) <= d.port_max), "media.rtpengine.listen_ng",
+            f"port {port} lies in the media port range", "move listen_ng or the port range apart", source)
+    require(bool(d.interfaces), "media.rtpengine.interfaces", "is empty",
+            'list at least one { name = "default", address = "127.0.0.1" }', source)
+    seen = set()
+    for i, itf in enumerate(d.interfaces):
+        key = f"media.rtpengine.interfaces[{i}]"
+        require(MEDIA_NAME_RE.match(itf.name) is not None, f"{key}.name", f"{itf.name!r} is not a valid name",
+                'use letters, digits, _ and -, e.g. "public"', source)
+        require(itf.name not in seen, f"{key}.name", f"{itf.name!r} is used twice", "give each interface its own name", source)
+        seen.add(itf.name)
+        for attr in ("address", "advertised"):
+            value = getattr(itf, attr)
+            if attr == "advertised" and not value:
+                continue
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                report(SettingsError(f"{key}.{attr}", f"{value!r} is not an IP address",
+                                     "write a literal IPv4/IPv6 address; rtpengine's \"any\" skips loopback, "
+                                     "so list every address explicitly", source))
+
+
+def require_local_instance(m: MediaSettings, source: str) -> None:
+    d = m.rtpengine
+    if m.enabled and d.start:
+        require(any(inst.ng == d.ng_socket for inst in m.instances), "media.instances",
+                f"none of them is the rtpengine make run starts ({d.ng_socket})",
+                f'add {{ ng = "{d.ng_socket}" }} or set media.rtpengine.start = false', source)
+
