@@ -20,6 +20,9 @@ from pathlib import Path
 
 KAMAILIO_DIR = Path(os.environ.get("KAMAILIO_DIR", "/etc/kamailio"))
 sys.path.insert(0, str(KAMAILIO_DIR))            # the installed package, as Kamailio imports it
+# kemi_tools (starting daemons, health checks) from the source tree this file is in: make
+# install copies only the kemi package, which is all Kamailio loads
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 SETTINGS_FILE = KAMAILIO_DIR / "settings.toml"
 HEALTH_TIMEOUT = 2.0                              # seconds; compose retries on its own
 
