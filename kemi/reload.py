@@ -76,10 +76,10 @@ def load(ksr, settings_file: str, previous: Loaded | None = None) -> Loaded:
         sys.modules.update(saved)
         ksr.err(f"kemi: reload failed, still running the previous code: {describe_failure(exc)}\n")
         return previous
-    # the Record-Route secret of this Kamailio run: calls signed before the reload must pass
-    router.run_secret = previous.router.run_secret
+    router.take_over(previous.router)     # the Record-Route secret of this Kamailio run
     ksr.notice(f"kemi: reloaded {type(router).__module__}.{type(router).__name__} from {settings_file}\n")
-    gc.collect()    # the old router's DB connection closes now, not whenever a cycle is found
+    previous.router.close()     # its DB connection closes now, not whenever the cyclic GC runs
+    gc.collect()
     return Loaded(router, previous.kamailio_defines, reloader)
 
 

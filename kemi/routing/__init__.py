@@ -1,14 +1,19 @@
-"""The routing Kamailio runs: `Router` (router.py) composes the routes in call-flow order.
+"""The routing Kamailio runs: router.py is the request path, top to bottom; the files below
+are the parts it calls, in the order a request meets them (docs/routing.md).
 
-request.py      request_route: initial checks, in-dialog, relay
-registrar.py    auth, registrar (REGISTER), location (EXTEN to contacts)
-transaction.py  branch / onreply / failure routes armed by relay
-media.py        rtpengine offer / answer / delete (media anchoring)
-sbc.py          dual-NIC SBC: direction, gateway sets, failover (off unless sbc.enabled)
-sbc_media.py    the SBC's media: direction= per side, per-side profile, gateways without NAT
-message.py      per-message PV reads, once each
+router.py     the Router: one method per cfg route, the tm callbacks, the override points
+message.py    one message: each PV read once, the state the steps share
+guard.py      every callback guarded: one log line and an answer, never a traceback
+observe.py    metrics, the decision log, /metrics
+sides.py      the registrar's single side (OneSide)
+sbc.py        the SBC's two sides: ingress, gateway sets, failover, direction= (SbcSides)
+screen.py     bans, floods, scanners, URI checks, failed-auth bans, stray replies
+nat.py        NAT detection and keepalive flags
+dialogs.py    the signed Record-Route
+registrar.py  digest auth, save, lookup (404 / 480)
+media.py      rtpengine offer / answer / delete
 """
-from kemi.routing.request import DONE, NEXT
+from kemi.names import DONE, NEXT
 from kemi.routing.router import Router
 
 __all__ = ["DONE", "NEXT", "Router"]

@@ -1,10 +1,16 @@
-"""One SIP message's values, each read from Kamailio at most once.
+"""One SIP message: its values, each read from Kamailio at most once, and the state the steps share.
 
 Every KSR.pv call crosses from Python into C; a route that needs `$rU` three times should
-pay for it once. `Message` is created per message by the Router and reads a PV on first
-use only.
+pay for it once. The Router makes a `Message` per callback; a PV is read on first use only.
+What one step learns and a later step needs (the SBC side it came from, whether it carries
+SDP, ...) is a typed attribute here, set by the part that knows it.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kemi.sbc.direction import CallSides, Side
 
 
 class UndecodableValue(ValueError):
@@ -56,8 +62,18 @@ class _PV:
         return value
 
 
+class _NotLookedUp:
+    """Message.call_sides before the SBC part has looked them up (None is an answer: unknown)."""
+
+    def __repr__(self) -> str:
+        return "NOT_LOOKED_UP"
+
+
+NOT_LOOKED_UP = _NotLookedUp()
+
+
 class Message:
-    __slots__ = ("ksr", "cache", "ingress", "egress", "from_gateway")
+    __slots__ = ("ksr", "cache", "ingress", "egress", "from_gateway", "has_sdp", "call_sides")
 
     method = _PV("$rm")
     ruri = _PV("$ru")
@@ -78,10 +94,13 @@ class Message:
 
     def __init__(self, ksr):
         self.ksr = ksr
-        self.cache: dict[str, object] = {}
-        self.ingress = None          # SBC: the side (kemi.sbc.Side) the request came from
-        self.egress = None           # SBC: the side's name it is relayed through (route_sbc_egress)
-        self.from_gateway = None     # SBC: sent by a listed gateway of that side (None = not asked)
+        self.cache: dict[str, object] = {}      # PV spec -> value read
+        # --- state the steps share (None: not known yet) ---
+        self.ingress: Side | None = None        # SBC: the side the request came from (sbc.py accept)
+        self.egress: str | None = None          # SBC: the side's name it is relayed through (sbc.py leaving)
+        self.from_gateway: bool | None = None   # SBC: sent by a listed gateway of its side (asked once)
+        self.has_sdp: bool | None = None        # an application/sdp body (media.py, asked once)
+        self.call_sides: CallSides | None | _NotLookedUp = NOT_LOOKED_UP   # SBC: the transaction's sides
 
     def pv(self, spec: str):
         """Any other PV, read once."""

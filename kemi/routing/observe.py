@@ -1,10 +1,10 @@
-"""Metrics and the decision log at the routes' decision points, and the HTTP endpoint.
+"""The observer part: metrics and the decision log at the routes' decision points, and /metrics.
 
-route_xhttp       event_route[xhttp:request] (Router.ksr_xhttp_event): /metrics on the
-                  metrics socket only (xhttp_prom renders it), 404 for anything else.
-                  HTTP never reaches request_route: xhttp takes it before the SIP routing.
-note_*            one call per decision point: moves its counter (kemi/observe/metrics.py)
-                  and, when the decision log is on, writes its line (kemi/observe/decisions.py)
+serve_http       event_route[xhttp:request] (Router.route_xhttp): /metrics on the metrics
+                 socket only (xhttp_prom renders it), 404 for anything else. HTTP never
+                 reaches request_route: xhttp takes it before the SIP routing.
+note_*           one call per decision point: moves its counter (kemi/observe/metrics.py)
+                 and, when the decision log is on, writes its line (kemi/observe/decisions.py)
 
 Cost when nothing is watched: with metrics off, one attribute test per event; with metrics
 on, one KSR.xhttp_prom call with constant arguments (and request_route reads $Rn once, to
@@ -13,14 +13,15 @@ while off; the line is built only when it is on.
 """
 from __future__ import annotations
 
+from kemi.names import DECISION_LOG_PV, DS_CURRENT_GATEWAY, METRICS_SOCKET_NAME
 from kemi.observe import decisions as dlog
 from kemi.observe.metrics import (BAN_FLOOD, BAN_PASSWORD_GUESSING, BAN_SCANNER, BANS, CALL_AUTH_FAILED,
                                   CALL_REJECTED, CALLS, DROPPED, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS,
-                                  INITIAL_SERIES, METRICS_SOCKET_NAME, REG_AUTH_FAILED, REG_REFUSED,
-                                  REGISTRATIONS, REPLIES_503, RTPENGINE_ERRORS, SIDE_NONE)
+                                  INITIAL_SERIES, REG_AUTH_FAILED, REG_REFUSED, REGISTRATIONS, REPLIES_503,
+                                  RTPENGINE_ERRORS, SIDE_NONE)
 from kemi.routing.message import Message
-from kemi.routing.sbc import DS_CURRENT_GATEWAY
 from kemi.security.ban import Reason, is_failed_guess
+from kemi.settings import Settings
 
 HTTP_NOT_FOUND = (404, "Not Found", "text/plain", "Not Found\n")
 RURI_PV = "$ru"
@@ -34,16 +35,14 @@ PROXY_CHALLENGE_CODE = 407
 PROC_SIPINIT = 1
 
 
-class ObserveRoutes:
-    metrics_on = False
-
-    def init_observe(self) -> None:
-        """Called by Router.__init__."""
-        self.metrics_on = self.settings.metrics.enabled
+class Observer:
+    def __init__(self, ksr, settings: Settings):
+        self.ksr = ksr
+        self.metrics_on = settings.metrics.enabled
         # KSR.info or KSR.notice, looked up once
-        self.write_decision = getattr(self.ksr, self.settings.logging.decision_level)
+        self.write_decision = getattr(ksr, settings.logging.decision_level)
 
-    def init_metric_series(self, rank: int) -> None:
+    def create_series(self, rank: int) -> None:
         """child_init: the known label sets at 0 (inc by 0 never loses a count, so a race is harmless)."""
         if not self.metrics_on or rank != PROC_SIPINIT:
             return
@@ -52,7 +51,7 @@ class ObserveRoutes:
             getattr(prom, f"counter_inc_l{len(labels)}")(counter.name, 0, *labels)
 
     # event_route[xhttp:request]
-    def route_xhttp(self, msg: Message) -> None:
+    def serve_http(self, msg: Message) -> None:
         ksr = self.ksr
         if (self.metrics_on and msg.received_socket_name == METRICS_SOCKET_NAME
                 and ksr.xhttp_prom.check_uri() > 0):
@@ -132,11 +131,10 @@ class ObserveRoutes:
 
     def decision_log_on(self) -> bool:
         """The runtime switch (kamcmd cfg.seti kemi_log decisions 1|0): one KSR call."""
-        return dlog.is_on(self.ksr.pv.gete(dlog.DECISION_LOG_PV))
+        return dlog.is_on(self.ksr.pv.gete(DECISION_LOG_PV))
 
     def log_decision(self, msg: Message, event: str, decision: str, code: int,
                      egress: str = SIDE_NONE, gateway: str = "") -> None:
-        ksr = self.ksr
         fields = {
             "decision": decision,
             "code": code,

@@ -1,43 +1,51 @@
-"""route[AUTH], route[REGISTRAR] and route[LOCATION]: who may use us, and where users are.
+"""The registrar part: who may use us (digest auth), where users are (save, lookup).
+
+authenticate   route[AUTH] for an untrusted source: auth_db checks the credentials in C
+save           route[REGISTRAR]: registrar save() into usrloc (MySQL per usrloc_db_mode)
+find_contacts  route[LOCATION]: registrar lookup(); no contact -> 404 / 480 (never silence)
 
 Credentials are checked by auth_db in C, contacts saved and looked up by registrar/usrloc
 in C; Python only decides what to do with their answers.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from kemi import sip
-from kemi.names import FLB_NATB, FLB_NATSIPPING, FLT_NATS
-from kemi.observe.metrics import (CALL_CONTACT, CALL_ERROR, CALL_NOT_FOUND, CALL_REJECTED, CALL_UNAVAILABLE,
-                                  REG_ERROR, REG_OK, SIDE_NONE)
+from kemi.names import DONE, LOCATION_TABLE, NEXT, SUBSCRIBER_TABLE
+from kemi.observe.metrics import (CALL_ERROR, CALL_NOT_FOUND, CALL_REJECTED, CALL_UNAVAILABLE, REG_ERROR,
+                                  REG_OK)
 from kemi.routing.message import Message
-from kemi.routing.request import DONE, NEXT
+from kemi.routing.nat import Nat
+from kemi.routing.observe import Observer
+from kemi.routing.screen import Screen
 from kemi.security.uri import unroutable_user
 from kemi.store.subscribers import MAX_USERNAME
 
-LOCATION_TABLE = "location"
-SUBSCRIBER_TABLE = "subscriber"
 # methods that keep the credentials header: the registrar / presence server needs it
 KEEP_CREDENTIALS = frozenset({"REGISTER", "PUBLISH"})
 
 
-class RegistrarRoutes:
+class Registrar:
+    def __init__(self, ksr, realm: str, subscribers, observe: Observer, screen: Screen, nat: Nat,
+                 reply: Callable[[sip.Reply], None]):
+        self.ksr, self.realm, self.subscribers = ksr, realm, subscribers
+        self.observe, self.screen, self.nat, self.reply = observe, screen, nat, reply
 
-    # route[AUTH]
-    def route_auth(self, msg: Message) -> bool:
+    # route[AUTH], for a source that is not trusted by address
+    def authenticate(self, msg: Message) -> bool:
         """Every initial request from an untrusted source proves it is a subscriber."""
-        if self.is_trusted_source(msg):
-            return NEXT
-        ksr, realm = self.ksr, self.settings.sip.domain
+        ksr, realm = self.ksr, self.realm
         rc = ksr.auth_db.auth_check(realm, SUBSCRIBER_TABLE, sip.AUTH_CHECK_IDS)
         if rc == sip.AUTH_USER_MISMATCH:
             # valid password, but From/To names somebody else (or a foreign domain)
             ksr.notice(f"kemi: identity mismatch for authenticated user: {msg.describe()}\n")
             self.reply(sip.FROM_MISMATCH)
-            self.note_rejected(msg, sip.FROM_MISMATCH.code)
+            self.observe.note_rejected(msg, sip.FROM_MISMATCH.code)
             return DONE
         if rc < 0:
-            self.note_wrong_credentials(msg, rc)
-            if self.note_failed_auth(msg, rc):      # too many guesses from this source: banned
+            self.observe.note_wrong_credentials(msg, rc)
+            if self.screen.count_failed_auth(msg, rc):      # too many guesses from this source: banned
                 return DONE
             # wrong password and unknown user get the very same challenge (no enumeration)
             ksr.auth.auth_challenge(realm, sip.CHALLENGE_QOP_AUTH)
@@ -46,55 +54,42 @@ class RegistrarRoutes:
             ksr.auth.consume_credentials()
         return NEXT
 
-    def is_trusted_source(self, msg: Message) -> bool:
-        """Sources allowed without digest auth. None on a plain registrar; the SBC adds gateways."""
-        return False
-
-    def is_listed_gateway(self, msg: Message) -> bool:
-        """A configured gateway (never flood-banned). None on a plain registrar; see SbcRoutes."""
-        return False
-
-    # route[REGISTRAR]
-    def route_registrar(self, msg: Message) -> bool:
-        if msg.method != "REGISTER":
-            return NEXT
-        ksr = self.ksr
-        if ksr.isflagset(FLT_NATS):
-            ksr.setbflag(FLB_NATB)
-            ksr.setbflag(FLB_NATSIPPING)
-        if ksr.registrar.save(LOCATION_TABLE, 0) < 0:
-            ksr.sl.sl_reply_error()
-            self.note_registration(msg, REG_ERROR, sip.SERVER_ERROR.code)
+    # route[REGISTRAR], for a REGISTER
+    def save(self, msg: Message) -> None:
+        self.nat.mark_registration()
+        if self.ksr.registrar.save(LOCATION_TABLE, 0) < 0:
+            self.ksr.sl.sl_reply_error()
+            self.observe.note_registration(msg, REG_ERROR, sip.SERVER_ERROR.code)
         else:
-            self.note_registration(msg, REG_OK, sip.OK_KEEPALIVE.code)
-        return DONE
+            self.observe.note_registration(msg, REG_OK, sip.OK_KEEPALIVE.code)
 
     # route[LOCATION]
-    def route_location(self, msg: Message) -> None:
+    def find_contacts(self, msg: Message) -> bool:
+        """True: lookup() set the R-URI (and a branch per further contact): relay it.
+        False: there is nobody to relay to, and the request has been answered."""
         ksr = self.ksr
         refusal = unroutable_user(msg.ruri_user, MAX_USERNAME)     # kemi/security/uri.py
         rc = ksr.registrar.lookup(LOCATION_TABLE) if refusal is None else sip.LOOKUP_NO_CONTACT
         if rc > 0:
-            self.route_relay(msg)
-            self.note_call(msg, CALL_CONTACT, egress=msg.egress or SIDE_NONE)
-            return
+            return True
         ksr.tm.t_newtran()          # answer statefully: retransmissions get the same reply
         if refusal is not None:
             reply, why = refusal
             ksr.info(f"kemi: {why}, answered {reply.code}: {msg.describe()}\n")
             self.reply(reply)
-            self.note_call(msg, CALL_REJECTED, reply.code)
+            self.observe.note_call(msg, CALL_REJECTED, reply.code)
         elif rc == sip.LOOKUP_METHOD_UNSUPPORTED:
             self.reply(sip.METHOD_NOT_ALLOWED)
-            self.note_call(msg, CALL_REJECTED, sip.METHOD_NOT_ALLOWED.code)
+            self.observe.note_call(msg, CALL_REJECTED, sip.METHOD_NOT_ALLOWED.code)
         elif rc == sip.LOOKUP_NO_CONTACT:
             reply = self.no_contact_reply(msg.ruri_user)
             self.reply(reply)
-            self.note_call(msg, CALL_NOT_FOUND if reply is sip.NOT_FOUND else CALL_UNAVAILABLE, reply.code)
+            self.observe.note_call(msg, CALL_NOT_FOUND if reply is sip.NOT_FOUND else CALL_UNAVAILABLE, reply.code)
         else:
             ksr.err(f"kemi: location lookup failed ({rc}): {msg.describe()}\n")
             self.reply(sip.SERVER_ERROR)
-            self.note_call(msg, CALL_ERROR, sip.SERVER_ERROR.code)
+            self.observe.note_call(msg, CALL_ERROR, sip.SERVER_ERROR.code)
+        return False
 
     def no_contact_reply(self, user: str) -> sip.Reply:
         """404 for a user we do not have, 480 for a subscriber who is not registered.

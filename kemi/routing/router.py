@@ -1,83 +1,120 @@
-"""The object Kamailio calls: one method per cfg route, each guarded against exceptions.
+"""The routing Kamailio runs: the request path, top to bottom, and the parts it calls.
 
-Kamailio 5.6's app_python3 looks these methods up by name: ksr_request_route,
-ksr_reply_route, ksr_onsend_route (mandatory on 5.6 while their core callbacks are on;
-kamailio.cfg turns both off, see kemi.reply_route_callback there), child_init, and the tm
-callbacks named in t_on_branch/t_on_reply/t_on_failure. Each builds a Message, runs the route, and turns
-any exception into one log line with the Call-ID plus, for a request, a 500 reply: an
-exception escaping to Kamailio would leave the caller waiting for a timeout.
+One method per route of Kamailio's default kamailio.cfg, in its order, each a few lines
+that call into a part. The parts are chosen once, here, from the settings: an install
+without the SBC has no SBC code on its path, one without media anchoring no rtpengine calls.
+
+    self.observe    observe.py    metrics, the decision log, /metrics
+    self.screen     screen.py     bans, floods, scanners, URI checks, stray replies (NoScreen: security off)
+    self.sides      sides.py      where requests come from and go: OneSide (the registrar) or
+                    sbc.py        SbcSides (two NICs, gateway sets, failover, direction=)
+    self.nat        nat.py        NAT detection and keepalive flags
+    self.dialogs    dialogs.py    the signed Record-Route
+    self.registrar  registrar.py  digest auth, save, lookup
+    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off)
+    self.guard      guard.py      every callback runs guarded: one log line and an answer, never a traceback
+
+A site subclasses Router, overrides the route methods or hooks it needs (the list:
+docs/routing.md, "Override points") and names its class in settings python.router.
 """
 from __future__ import annotations
 
-import traceback
-
 from kemi import sip
-from kemi.routing.media import MediaRoutes
-from kemi.routing.message import Message, UndecodableValue, loggable
-from kemi.routing.observe import ObserveRoutes
-from kemi.routing.registrar import RegistrarRoutes
-from kemi.routing.request import RequestRoutes
-from kemi.routing.sbc import SbcRoutes
-from kemi.routing.sbc_media import SbcMediaRoutes
-from kemi.routing.security import SecurityRoutes
-from kemi.routing.transaction import TransactionRoutes
+from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
+from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWAY, CALL_REJECTED,
+                                  DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
+from kemi.routing.dialogs import RecordRouteSigner
+from kemi.routing.guard import ROUTE_OK, Guard
+from kemi.routing.media import NoMedia, Rtpengine
+from kemi.routing.message import Message
+from kemi.routing.nat import Nat
+from kemi.routing.observe import Observer
+from kemi.routing.registrar import Registrar
+from kemi.routing.sbc import SbcSides
+from kemi.routing.screen import NoScreen, Screen
+from kemi.routing.sides import OneSide
 from kemi.settings import Settings
 
-ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
+# methods that may create a dialog: Record-Route them so in-dialog requests come back here
+DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE"})
+# methods whose transactions get the tm callbacks (as Kamailio's default cfg arms them)
+BRANCH_ROUTE_METHODS = frozenset({"INVITE", "BYE", "SUBSCRIBE", "UPDATE"})
+ONREPLY_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "UPDATE"})
 
 
-class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRoutes, TransactionRoutes,
-             SecurityRoutes, ObserveRoutes):
-    """Subclass this for a site's own routing and name it in settings `python.router`.
-
-    SbcRoutes comes first: its is_trusted_source (gateways) replaces the registrar's;
-    SbcMediaRoutes answers MediaRoutes' hooks (direction=, profile, NAT) for SBC calls.
-    """
+class Router:
+    """Subclass this for a site's own routing and name it in settings `python.router`."""
 
     def __init__(self, ksr, settings: Settings, subscribers, dids=None):
-        self.ksr = ksr
-        self.settings = settings
-        self.subscribers = subscribers
-        self.init_sbc(dids)
-        self.init_observe()
+        self.ksr, self.settings, self.subscribers, self.dids = ksr, settings, subscribers, dids
+        self.observe = Observer(ksr, settings)
+        self.guard = Guard(ksr, self.reply)
+        if settings.sbc.enabled:
+            self.sides: OneSide | SbcSides = SbcSides(ksr, settings, subscribers, dids, self.observe, self.reply)
+        else:
+            self.sides = OneSide(settings.media.profile)
+        screen = Screen if settings.security.enabled else NoScreen
+        self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
+        self.nat = Nat(ksr)
+        self.dialogs = RecordRouteSigner(ksr, settings.security.route_secret, self.reply)
+        self.registrar = Registrar(ksr, settings.sip.domain, subscribers, self.observe, self.screen, self.nat,
+                                   self.reply)
+        if settings.media.enabled:
+            self.media: Rtpengine | NoMedia = Rtpengine(
+                ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
+                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat)
+        else:
+            self.media = NoMedia()
         # a subclass's own branch route runs on every branch, as it always did (route_relay
-        # otherwise arms it only when the NAT handling in it has work: branch_route_needed)
+        # otherwise arms it only when the NAT handling in it has work: Nat.branch_needed)
         cls = type(self)
-        self.own_branch_route = (cls.ksr_branch_manage is not Router.ksr_branch_manage
-                                 or cls.branch_manage is not TransactionRoutes.branch_manage
-                                 or cls.route_natmanage is not TransactionRoutes.route_natmanage)
+        self.own_branch_route = any(getattr(cls, name) is not getattr(Router, name)
+                                    for name in ("ksr_branch_manage", "branch_manage", "route_natmanage"))
 
     def child_init(self, rank: int) -> int:
         try:
-            self.init_metric_series(rank)
+            self.observe.create_series(rank)
         except Exception as exc:          # metrics must never stop Kamailio from starting
             self.ksr.err(f"kemi: metrics: initial series not created: {exc}\n")
         return 0
 
-    # --- entry points --------------------------------------------------------------------
+    def take_over(self, previous: "Router") -> None:
+        """A live reload (kemi/reload.py): keep what this Kamailio run must not lose, the random
+        Record-Route secret, so calls set up before the reload keep passing route_withindlg."""
+        self.dialogs.run_secret = previous.run_secret
+
+    def close(self) -> None:
+        """A live reload replaced this router: its MySQL connection closes now. (The parts hold
+        the Router's reply hook, so the router is freed by Python's cyclic GC, not at once.)"""
+        for store in (self.subscribers, self.dids):
+            close = getattr(store, "close", None)      # a site's or a test's directory may have none
+            if close is not None:
+                close()
+
+    # --- what Kamailio calls: each runs guarded (guard.py) ---------------------------------------
 
     def ksr_request_route(self, _msg) -> int:
-        return self._guarded("request_route", self.route_request, answer=True)
+        return self.guard.run("request_route", self.route_request, answer=True)
 
     def ksr_reply_route(self, _msg) -> int:
-        return self._guarded("reply_route", self.reply_screen)
+        return self.guard.run("reply_route", self.reply_screen)
 
     def ksr_on_sl_reply(self, _msg, _event=None) -> int:
         """tm's on_sl_reply: only replies that match no transaction (kamailio.cfg), so the
         stray-reply drop costs no entry into Python for every other reply."""
-        return self._guarded("on_sl_reply", self.reply_screen)
+        return self.guard.run("on_sl_reply", self.reply_screen)
 
     def ksr_onsend_route(self, _msg) -> int:
         return ROUTE_OK
 
     def ksr_branch_manage(self, _msg) -> int:
-        return self._guarded("branch_route", self.branch_manage)
+        return self.guard.run("branch_route", self.branch_manage)
 
     def ksr_onreply_manage(self, _msg) -> int:
-        return self._guarded("onreply_route", self.onreply_manage)
+        return self.guard.run("onreply_route", self.onreply_manage)
 
     def ksr_failure_manage(self, _msg) -> int:
-        return self._guarded("failure_route", self.failure_manage, answer=True)
+        return self.guard.run("failure_route", self.failure_manage, answer=True)
 
     def ksr_xhttp_event(self, _msg, _event: str = "") -> int:
         """xhttp's event_callback (kamailio.cfg, with metrics on): an HTTP request."""
@@ -89,49 +126,242 @@ class Router(SbcMediaRoutes, SbcRoutes, RequestRoutes, RegistrarRoutes, MediaRou
             self.ksr.xhttp.xhttp_reply(500, "Internal Server Error", "text/plain", "error\n")
         return ROUTE_OK
 
-    def _guarded(self, route: str, handler, answer: bool = False) -> int:
-        """Run one route on a fresh Message; no exception ever reaches Kamailio.
+    # --- request_route: the request path ---------------------------------------------------------
+    # Each route returns NEXT (go on) or DONE (answered, relayed or dropped).
 
-        With `answer` (routes that own a request), a failure is answered: 400 for bytes
-        that are not UTF-8, 500 for anything else.
-        """
-        msg = Message(self.ksr)
-        try:
-            handler(msg)
-        except UndecodableValue as exc:
-            if answer:
-                self.refuse_undecodable(msg, exc)
-            else:
-                self.handler_failed(route, msg, exc)
-        except Exception as exc:
-            self.handler_failed(route, msg, exc, answer=answer)
-        return ROUTE_OK
+    def route_request(self, msg: Message) -> None:
+        ksr = self.ksr
+        if self.observe.is_metrics_socket(msg):     # SIP on the HTTP metrics socket: never routed
+            ksr.info(f"kemi: request on the metrics socket dropped: {msg.describe()}\n")
+            self.observe.note_drop(DROP_METRICS_SOCKET)
+            return
+        if not self.route_sbc_ingress(msg):
+            return
+        if not self.route_reqinit(msg):
+            return
+        self.route_natdetect(msg)
+        if msg.method == "CANCEL":
+            if ksr.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return
+        if not self.route_withindlg(msg):
+            return
+        # --- only initial requests (no To tag) from here on ---
+        if msg.method != "ACK":
+            if ksr.tmx.t_precheck_trans() > 0:       # a retransmission being processed
+                ksr.tm.t_check_trans()
+                return
+            if ksr.tm.t_check_trans() == sip.TRANS_HANDLED:
+                return
+        if not self.route_auth(msg):
+            return
+        ksr.hdr.remove("Route")                     # preloaded routes are not honoured
+        if msg.method in DIALOG_FORMING:
+            ksr.rr.record_route()
+            self.dialogs.sign(msg)
+        if not self.route_sbc(msg):
+            return
+        if not self.route_sipout(msg):
+            return
+        if not self.route_registrar(msg):
+            return
+        if not msg.ruri_user:
+            self.reply(sip.ADDRESS_INCOMPLETE)
+            self.observe.note_call(msg, CALL_REJECTED, sip.ADDRESS_INCOMPLETE.code)
+            return
+        self.route_location(msg)
 
-    # --- shared helpers ------------------------------------------------------------------
+    # (SBC ingress): which NIC it came from; a source on neither side gets 403
+    def route_sbc_ingress(self, msg: Message) -> bool:
+        return self.sides.accept(msg)
+
+    # route[REQINIT]
+    def route_reqinit(self, msg: Message) -> bool:
+        ksr = self.ksr
+        if not self.screen.admit(msg):              # bans, floods, scanners: dropped silently
+            return DONE
+        if not self.screen.validate(msg):           # URI scheme (416), Proxy-Require (420)
+            return DONE
+        if ksr.maxfwd.process_maxfwd(sip.MAX_FORWARDS) < 0:
+            self.reply(sip.TOO_MANY_HOPS)
+            return DONE
+        if msg.method == "OPTIONS" and not msg.ruri_user and ksr.is_myself_ruri():
+            self.reply(sip.OK_KEEPALIVE)
+            return DONE
+        if ksr.sanity.sanity_check(sip.SANITY_MSG_CHECKS, sip.SANITY_URI_CHECKS) < 0:
+            # sanity has answered (400 and friends) where an answer makes sense
+            ksr.info(f"kemi: malformed request dropped: {msg.describe()}\n")
+            return DONE
+        return NEXT
+
+    # route[NATDETECT]
+    def route_natdetect(self, msg: Message) -> None:
+        self.nat.detect(msg)
+
+    # route[WITHINDLG]
+    def route_withindlg(self, msg: Message) -> bool:
+        ksr = self.ksr
+        if not msg.in_dialog:
+            return NEXT
+        if ksr.rr.loose_route() > 0:
+            if not self.dialogs.signed(msg):        # a forged Route: no relaying for strangers
+                return DONE
+            self.route_dlguri(msg)
+            if msg.method == "ACK":
+                self.route_natmanage(msg)
+            self.route_relay(msg)
+            return DONE
+        if msg.method == "ACK":
+            # an ACK we did not record-route: relay it only if it ends one of our
+            # transactions (ACK for a negative reply), otherwise it is absorbed
+            if ksr.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return DONE
+        self.reply(sip.NOT_FOUND)
+        return DONE
+
+    # route[DLGURI]
+    def route_dlguri(self, msg: Message) -> None:
+        if not self.ksr.isdsturiset():
+            self.ksr.nathelper.handle_ruri_alias()
+
+    # route[AUTH]
+    def route_auth(self, msg: Message) -> bool:
+        if self.is_trusted_source(msg):
+            return NEXT
+        return self.registrar.authenticate(msg)
+
+    # route[SBC]: the other side's gateway set, or a DID mapped to an extension (SBC only)
+    def route_sbc(self, msg: Message) -> bool:
+        gateways = self.sides.gateways_for(msg, self.is_trusted_source)
+        if gateways is None:
+            return NEXT                             # on to SIPOUT / REGISTRAR / LOCATION
+        if self.sides.select_gateway(msg, gateways):
+            self.route_relay(msg)
+            self.observe.note_call(msg, CALL_GATEWAY, egress=gateways.name)
+        return DONE
+
+    # route[SIPOUT]: requests for foreign domains (authenticated local users only get here)
+    def route_sipout(self, msg: Message) -> bool:
+        if self.ksr.is_myself_ruri():
+            return NEXT
+        if msg.method == "REGISTER":
+            self.reply(sip.NOT_RELAYING)
+            self.observe.note_registration(msg, REG_REFUSED, sip.NOT_RELAYING.code)
+            return DONE
+        self.route_relay(msg)
+        self.observe.note_call(msg, CALL_FOREIGN_DOMAIN, egress=msg.egress or SIDE_NONE)
+        return DONE
+
+    # route[REGISTRAR]
+    def route_registrar(self, msg: Message) -> bool:
+        if msg.method != "REGISTER":
+            return NEXT
+        self.registrar.save(msg)
+        return DONE
+
+    # route[LOCATION]
+    def route_location(self, msg: Message) -> None:
+        if self.registrar.find_contacts(msg):        # else answered: 404 / 480 / 405 / 500
+            self.route_relay(msg)
+            self.observe.note_call(msg, CALL_CONTACT, egress=msg.egress or SIDE_NONE)
+
+    # route[RELAY]
+    def route_relay(self, msg: Message) -> None:
+        ksr, method = self.ksr, msg.method
+        self.sides.leaving(msg)                     # SBC: the side it leaves through (media needs it)
+        if not self.media.on_request(msg):          # rtpengine offer / answer / delete
+            return
+        if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0 \
+                and (self.own_branch_route or self.nat.branch_needed(msg)):
+            ksr.tm.t_on_branch(BRANCH_ROUTE)
+        if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
+            ksr.tm.t_on_reply(ONREPLY_ROUTE)
+        if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
+            ksr.tm.t_on_failure(FAILURE_ROUTE)
+        if ksr.tm.t_relay() < 0:
+            self.media.relay_failed(msg)
+            ksr.sl.sl_reply_error()
+
+    # --- what tm calls back while a relayed request is in flight ---------------------------------
+
+    # route[NATMANAGE]: keep NATed parties reachable inside the dialog
+    def route_natmanage(self, msg: Message, is_reply: bool = False) -> None:
+        self.nat.manage(msg, is_reply)
+
+    # branch_route[MANAGE_BRANCH]
+    def branch_manage(self, msg: Message) -> None:
+        self.route_natmanage(msg)
+
+    # onreply_route[MANAGE_REPLY]
+    def onreply_manage(self, msg: Message) -> None:
+        status = msg.status
+        if isinstance(status, int) and 100 < status < 300:
+            self.route_natmanage(msg, is_reply=True)
+            self.media.on_reply(msg)
+
+    # failure_route[MANAGE_FAILURE]
+    def failure_manage(self, msg: Message) -> None:
+        self.route_natmanage(msg)
+        canceled = self.ksr.tm.t_is_canceled() > 0
+        # SBC: the next gateway of the set gets the same (already anchored) offer, so the
+        # media session is deleted only when the call has really failed
+        if not canceled and self.sides.failover(msg):
+            return
+        self.media.on_failure(msg, canceled)
+
+    # tm on_sl_reply: a reply that matches no transaction of ours is dropped
+    def reply_screen(self, msg: Message) -> None:
+        self.screen.drop_stray_reply(msg)
+
+    # event_route[xhttp:request]: /metrics on the metrics socket, 404 for anything else
+    def route_xhttp(self, msg: Message) -> None:
+        self.observe.serve_http(msg)
+
+    # --- hooks a site may override -----------------------------------------------------------------
 
     def reply(self, reply: sip.Reply) -> None:
         """Answer the current request (statefully if a transaction exists)."""
         self.ksr.sl.send_reply(reply.code, reply.reason)
 
-    def refuse_undecodable(self, msg: Message, exc: UndecodableValue) -> None:
-        """Bytes that are not UTF-8 where SIP wants UTF-8: 400 (no answer to an ACK), one line."""
-        self.ksr.info(f"kemi: bad request, {exc.spec} is not UTF-8, answered 400: {msg.describe()}\n")
-        if msg.printable("$rm") != "ACK":
-            self.reply(sip.BAD_REQUEST)
+    def is_trusted_source(self, msg: Message) -> bool:
+        """Sources allowed without digest auth: nobody on the registrar, the side's listed
+        gateways (by IP, never for REGISTER) on the SBC."""
+        return self.sides.trusts(msg)
+
+    def call_sides(self, msg: Message):
+        """SBC: CallSides(ingress, egress) of the transaction `msg` belongs to (None: unknown,
+        or no SBC)."""
+        return self.sides.call_sides(msg)
+
+    # what rtpengine is told about one SDP (docs/media.md); the SBC answers from the call's sides
+
+    def media_directions(self, msg: Message, is_reply: bool = False) -> dict:
+        """rtpengine interfaces for this message's SDP (offer or answer): {} (the default
+        interface) or {"ingress": NAME, "egress": NAME}, ingress being the interface of the
+        SDP's sender. is_reply: the SDP is in a reply (sent by the callee's side)."""
+        return self.sides.media_directions(msg, is_reply)
+
+    def media_profile_name(self, msg: Message) -> str:
+        """The [media.profiles] entry for this message's SDP (default: media.profile)."""
+        return self.sides.media_profile_name(msg)
+
+    def media_behind_nat(self, msg: Message, is_reply: bool = False) -> bool:
+        """The sender of this message's SDP is behind NAT (rtpengine: SIP-source-address
+        instead of trust-address). A listed SBC gateway never is."""
+        if self.sides.sdp_sender_is_gateway(msg, is_reply):
+            return False
+        return self.nat.sdp_sender_nated(msg, is_reply)
 
     def handler_failed(self, route: str, msg: Message, exc: BaseException, answer: bool = False) -> None:
         """One log line with the Call-ID and where it failed; a 500 unless it is an ACK."""
-        ksr = self.ksr
-        try:
-            call_id, method = msg.printable("$ci"), msg.printable("$rm")
-        except Exception:  # the message itself may be what broke
-            call_id, method = "?", "?"
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames))
-        ksr.err(loggable(f"kemi: {route} raised {type(exc).__name__}: {exc} [call-id={call_id} "
-                         f"method={method}] at {where}") + "\n")
-        if answer and method != "ACK":
-            try:
-                self.reply(sip.SERVER_ERROR)
-            except Exception as reply_exc:
-                ksr.err(f"kemi: could not send 500 for call-id={call_id}: {reply_exc}\n")
+        self.guard.failed(route, msg, exc, answer)
+
+    @property
+    def route_secret(self) -> str:
+        """The Record-Route signing secret in use (security.route_secret, else this run's)."""
+        return self.dialogs.secret
+
+    @property
+    def run_secret(self) -> str:
+        return self.dialogs.run_secret

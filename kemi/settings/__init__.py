@@ -10,7 +10,7 @@ Validation happens once, at load: a bad value raises SettingsError naming the ke
 was found and what is accepted, and Kamailio refuses to start.
 
     schema.py    the dataclasses (one per TOML table) and shared constants
-    validate.py  load_settings / parse_settings: TOML -> dataclasses, every value checked
+    validate/    load_settings / parse_settings: TOML -> dataclasses, every value checked (a module per table)
     environment.py  KEMI__SECTION__KEY variables applied over the file (before validation)
     render.py    render_kamailio_defines / write_kamailio_defines: the cfg fragment
 

@@ -32,6 +32,9 @@ class DidMap:
         self._db = db
         self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl, timer=clock)
 
+    def close(self) -> None:
+        self._db.close()
+
     def extension(self, did: str) -> str | None:
         """The extension `did` maps to, or None (unmapped, or the DB cannot tell now)."""
         if not did or len(did) > MAX_DID:

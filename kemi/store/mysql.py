@@ -70,6 +70,10 @@ class Database:
         self.connects += 1
         return self._conn
 
+    def close(self) -> None:
+        """Close the connection now (a reconnect happens on the next query, as after a loss)."""
+        self._drop()
+
     def _mark_down(self, exc) -> None:
         if self._down_since is None:
             self._log(f"kemi: MySQL unavailable ({exc}); retrying every {RETRY_AFTER:.0f}s\n")

@@ -15,6 +15,9 @@ class SubscriberDirectory:
         self._db = db
         self._cache: TTLCache = TTLCache(maxsize=size, ttl=ttl)
 
+    def close(self) -> None:
+        self._db.close()
+
     def exists(self, username: str) -> bool | None:
         """True/False, or None when the DB cannot tell right now."""
         if not username or len(username) > MAX_USERNAME:

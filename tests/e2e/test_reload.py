@@ -128,7 +128,7 @@ def wait_for_file_text(path_glob: tuple[Path, str], text: str, timeout: float = 
 
 
 def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, project):
-    request_py = project / "kemi" / "routing" / "request.py"
+    request_py = project / "kemi" / "routing" / "router.py"
     registrar_py = project / "kemi" / "routing" / "registrar.py"
     workers = udp_workers(proxy)
 
@@ -150,7 +150,7 @@ def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, 
     assert set(probe_burst(proxy)) == {"SIP/2.0 404 Not Found"}
     assert not [t for _, t in kemi_lines(proxy, 0) if "reloaded" in t], "a reload before any make reload"
 
-    # 1. a reason changed in a submodule (kemi/routing/request.py), make reload
+    # 1. a reason changed in a submodule (kemi/routing/router.py), make reload
     edit(request_py, ORIGINAL, reply_line("No Such Dialog (reloaded)"))
     mark = len(proxy.log())
     done = make_reload(project, proxy)
@@ -198,7 +198,7 @@ def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, 
     assert bye and f"127.0.0.1:{proxy.port}" in next(l for l in bye[0].splitlines() if l.startswith("Via:"))
     assert proxy.alive()
     # the repository's own file was never edited
-    assert "No Such Dialog" not in stack.project_file("kemi", "routing", "request.py").read_text()
+    assert "No Such Dialog" not in stack.project_file("kemi", "routing", "router.py").read_text()
 
 
 def python_db_connections(db) -> int:
@@ -258,7 +258,7 @@ def test_a_broken_entry_script_is_logged_once_and_never_stops_a_worker(proxy, pr
     workers = udp_workers(proxy)
     entry.write_text(good.replace("def mod_init():", "def mod_init(:", 1))
     bad_line = good[:good.index("def mod_init():")].count("\n") + 1
-    edit(project / "kemi" / "routing" / "request.py", ORIGINAL, reply_line("Entry Broken, Package Reloaded"))
+    edit(project / "kemi" / "routing" / "router.py", ORIGINAL, reply_line("Entry Broken, Package Reloaded"))
 
     done = make_reload(project, proxy)
     assert done.returncode != 0 and f"kamailio_entry.py:{bad_line}" in done.stderr, done.stdout + done.stderr

@@ -84,21 +84,48 @@ def test_reload_runs_the_edited_submodule_and_keeps_the_route_secret(copy):
     ksr = FakeKSR()
     first = copy.reload.load(ksr, str(copy.settings))
     assert in_dialog_reply(ksr, first.router) == (404, "Not Found")
-    old_module = sys.modules["kemi.routing.request"]
+    old_module = sys.modules["kemi.routing.router"]
 
-    copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+    copy.edit(("routing", "router.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
         "sip.NOT_FOUND", 'sip.Reply(404, "Edited")'))
     second = first.reloader.load(ksr, str(copy.settings), first)
 
     assert second.router is not first.router and errors(ksr) == []
-    assert sys.modules["kemi.routing.request"] is not old_module       # imported again
+    assert sys.modules["kemi.routing.router"] is not old_module       # imported again
     assert in_dialog_reply(ksr, second.router) == (404, "Edited")
     assert in_dialog_reply(ksr, first.router) == (404, "Not Found")     # the old code is untouched
-    # security.py ran again and made a new per-run secret; the router kept the running one
-    assert sys.modules["kemi.routing.security"].RUN_SECRET != first.router.run_secret
+    # dialogs.py ran again and made a new per-run secret; the router kept the running one
+    assert sys.modules["kemi.routing.dialogs"].RUN_SECRET != first.router.run_secret
     assert second.router.route_secret == first.router.route_secret
     # the next swap is done by the kemi.reload imported with the new code
     assert second.reloader is sys.modules["kemi.reload"] and second.reloader is not copy.reload
+
+
+class _Connection:
+    """Stands in for the MySQL connection a worker's router has opened."""
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_reload_closes_the_replaced_routers_db_connection_at_once(copy):
+    """The parts hold the Router's reply hook (a reference cycle): without close() the old
+    connection stayed open until the cyclic GC ran (tests/e2e/test_reload.py saw the leak)."""
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    connection = first.router.subscribers._db._conn = _Connection()
+    kept = first.reloader.load(ksr, str(copy.settings), first)
+    assert kept is not first and connection.closed
+    assert first.router.subscribers._db._conn is None
+
+
+def test_control_a_failed_reload_keeps_the_running_routers_connection(copy):
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    connection = first.router.subscribers._db._conn = _Connection()
+    copy.file("routing", "registrar.py").write_text("def broken(:\n")
+    assert first.reloader.load(ksr, str(copy.settings), first) is first and not connection.closed
 
 
 def test_a_syntax_error_is_logged_once_with_file_and_line_and_the_old_code_stays(copy):
@@ -120,7 +147,7 @@ def test_a_syntax_error_is_logged_once_with_file_and_line_and_the_old_code_stays
 
     # fixed, and edited: the next reload loads it
     registrar.write_text(good)
-    copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+    copy.edit(("routing", "router.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
         "sip.NOT_FOUND", 'sip.Reply(404, "Fixed")'))
     fixed = kept.reloader.load(ksr, str(copy.settings), kept)
     assert fixed is not first and len(errors(ksr)) == 1
@@ -226,7 +253,7 @@ def test_make_reload_generation_swaps_the_code_before_the_next_message(copy):
     assert in_dialog_reply(ksr, handler) == (404, "Not Found")
     assert not reloads(ksr), "no make reload yet: the code loaded at start serves"
 
-    copy.edit(("routing", "request.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+    copy.edit(("routing", "router.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
         "sip.NOT_FOUND", 'sip.Reply(404, "Edited")'))
     assert in_dialog_reply(ksr, handler) == (404, "Not Found")      # control: no reload asked yet
     ksr.cfg_vars["kemi_reload.generation"] = 1                        # make reload
@@ -236,7 +263,7 @@ def test_make_reload_generation_swaps_the_code_before_the_next_message(copy):
     assert len(reloads(ksr)) == 1, "one reload per generation, not per message"
 
     # code that does not load: logged once, the previous code keeps answering
-    copy.edit(("routing", "registrar.py"), "def route_registrar(", "def route_registrar((")
+    copy.edit(("routing", "registrar.py"), "def save(", "def save((")
     ksr.cfg_vars["kemi_reload.generation"] = 2
     for _ in range(3):
         assert in_dialog_reply(ksr, handler) == (404, "Edited")

@@ -251,7 +251,8 @@ def test_call_sides_is_none_when_sbc_is_off():
     ksr = FakeKSR(SipMessage())
     router = make_router(ksr)
     from kemi.routing.message import Message
-    assert router.sides is None and router.call_sides(Message(ksr)) is None
+    from kemi.routing.sbc import SbcSides
+    assert not isinstance(router.sides, SbcSides) and router.call_sides(Message(ksr)) is None
 
 
 def test_sbc_off_leaves_the_registrar_flow_alone():
@@ -286,4 +287,4 @@ def test_the_sbc_sockets_count_as_own_addresses():
     """Never banned nor flood-checked: every listen address, not only sip.listen's."""
     from ipaddress import ip_address
     router = make_router(FakeKSR(), SETTINGS)
-    assert {ip_address("203.0.113.1"), ip_address("198.51.100.1")} <= router.own_addresses
+    assert {ip_address("203.0.113.1"), ip_address("198.51.100.1")} <= router.screen.own_addresses

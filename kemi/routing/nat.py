@@ -1,0 +1,93 @@
+"""The NAT part: keep phones behind NAT reachable (nathelper in C does the work).
+
+detect              route[NATDETECT]: rport, nat_uac_test; a NATed REGISTER's contact is
+                    fixed, a NATed caller gets a contact alias; FLT_NATS marks the request
+mark_registration   route[REGISTRAR]: a NATed phone's contact is stored with the NAT and
+                    keepalive branch flags (usrloc nat_bflag, nathelper sipping_bflag)
+manage              route[NATMANAGE], from the branch, reply and failure routes
+branch_needed       route[RELAY]: does manage() have work in the branch route? (each entry
+                    into Python costs ~10 µs, so tm calls it only then)
+sdp_sender_nated    is the sender of a message's SDP behind NAT? (media: SIP-source-address)
+"""
+from __future__ import annotations
+
+from kemi import sip
+from kemi.names import FLB_NATB, FLB_NATSIPPING, FLT_NATS
+from kemi.routing.message import Message
+
+# extra branches (forking) lookup() appended to the destination set; branch 0 is the R-URI
+BRANCH_COUNT_PV = "$branch(count)"
+# the Record-Route parameter a NATed caller's dialog carries (route_natmanage adds it)
+ROUTE_NAT_PARAM = "nat=yes"
+
+
+def branch_route_needed(caller_nated: bool, in_dialog: bool, route_nat: bool,
+                        extra_branches: int, callee_nated: bool) -> bool:
+    """Whether manage() has work in the branch route.
+
+    It acts when the caller is NATed (FLT_NATS), or the branch is (FLB_NATB): for an
+    in-dialog request that flag comes from our Route's nat=yes, for an initial one from the
+    contact lookup() found. Other branches' flags are not visible here, so a forked request
+    always gets the branch route.
+    """
+    if caller_nated:
+        return True
+    if in_dialog:
+        return route_nat
+    return extra_branches > 0 or callee_nated
+
+
+class Nat:
+    def __init__(self, ksr):
+        self.ksr = ksr
+
+    # route[NATDETECT]
+    def detect(self, msg: Message) -> None:
+        ksr = self.ksr
+        ksr.force_rport()
+        if ksr.nathelper.nat_uac_test(sip.NAT_TESTS) > 0:
+            if msg.method == "REGISTER":
+                ksr.nathelper.fix_nated_register()
+            elif ksr.siputils.is_first_hop() > 0:
+                ksr.nathelper.set_contact_alias()
+            ksr.setflag(FLT_NATS)
+
+    def mark_registration(self) -> None:
+        ksr = self.ksr
+        if ksr.isflagset(FLT_NATS):
+            ksr.setbflag(FLB_NATB)
+            ksr.setbflag(FLB_NATSIPPING)
+
+    # route[NATMANAGE]
+    def manage(self, msg: Message, is_reply: bool = False) -> None:
+        ksr = self.ksr
+        if not is_reply and msg.in_dialog and ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0:
+            ksr.setbflag(FLB_NATB)
+        if not (ksr.isflagset(FLT_NATS) or ksr.isbflagset(FLB_NATB)):
+            return
+        if not is_reply and not msg.in_dialog and ksr.tmx.t_is_branch_route() > 0:
+            ksr.rr.add_rr_param(";" + ROUTE_NAT_PARAM)
+        if is_reply and ksr.isbflagset(FLB_NATB):
+            ksr.nathelper.set_contact_alias()
+
+    def branch_needed(self, msg: Message) -> bool:
+        """branch_route_needed() on this request's flags (manage()'s inputs)."""
+        ksr = self.ksr
+        if ksr.isflagset(FLT_NATS):
+            return True
+        if msg.in_dialog:       # after loose_route(): the Route we put there ourselves
+            return branch_route_needed(False, True, ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0, 0, False)
+        extra = int(ksr.pv.gete(BRANCH_COUNT_PV) or 0)      # an int; "" if Kamailio had none
+        return branch_route_needed(False, False, False, extra, bool(ksr.isbflagset(FLB_NATB)))
+
+    def sdp_sender_nated(self, msg: Message, is_reply: bool = False) -> bool:
+        """The sender of this message's SDP is behind NAT (rtpengine then uses the packet's
+        source address, SIP-source-address, instead of the SDP's: trust-address).
+
+        Request: route_natdetect's FLT_NATS, or a private address in the SDP. Reply: the
+        callee registered from behind NAT (FLB_NATB), or nat_uac_test(9) on the reply.
+        """
+        ksr = self.ksr
+        if is_reply:
+            return ksr.isbflagset(FLB_NATB) or ksr.nathelper.nat_uac_test(sip.NAT_TESTS_REPLY) > 0
+        return ksr.isflagset(FLT_NATS) or ksr.nathelper.nat_uac_test(sip.NAT_TEST_SDP) > 0

@@ -1,0 +1,185 @@
+"""The package's shape: no import circle, parts chosen once, names shared with the cfg in one place."""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from kemi import names
+from kemi.routing import Router
+from kemi.routing.media import NoMedia, Rtpengine
+from kemi.routing.sbc import SbcSides
+from kemi.routing.screen import NoScreen, Screen
+from kemi.routing.sides import OneSide
+from kemi.settings import PROJECT_ROOT, parse_settings, render_kamailio_defines
+from kemi.testing import FakeKSR, SipMessage, make_router
+
+PACKAGE = PROJECT_ROOT / "kemi"
+CREDS = {"Proxy-Authorization": 'Digest username="2002", realm="127.0.0.1"'}
+SBC_TABLES = {
+    "sbc": {"enabled": True,
+            "public": {"listen": ["udp:203.0.113.1:5060"], "networks": ["203.0.113.0/24"],
+                       "gateways": ["sip:203.0.113.10:5060"]},
+            "private": {"listen": ["udp:198.51.100.1:5060"], "networks": ["198.51.100.0/24"],
+                        "gateways": ["sip:198.51.100.10:5060"]}},
+    "media": {"rtpengine": {"interfaces": [{"name": "public", "address": "203.0.113.1"},
+                                           {"name": "private", "address": "198.51.100.1"}]}},
+}
+
+
+def module_imports(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """module -> the kemi modules it imports (anywhere in it, function-local imports too).
+
+    Importing a.b.c imports the package a.b as well, unless the importer is inside a.b."""
+    modules = {}
+    for file in root.rglob("*.py"):
+        name = ".".join(file.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            found.update(t for t in targets if t.split(".")[0] in ("kemi", "kemi_tools"))
+        modules[name] = found
+    graph = {}
+    for name, targets in modules.items():
+        edges = set()
+        for target in targets:
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):
+                ancestor = ".".join(parts[:i])
+                if ancestor == target or not (name + ".").startswith(ancestor + "."):
+                    edges.add(ancestor)
+        graph[name] = edges - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_package_has_no_import_circle():
+    assert cycles(module_imports()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    """Control: the finder is not blind (a -> b -> c -> a)."""
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_what_kamailio_loads_never_imports_the_tools_beside_it():
+    graph = module_imports()
+    assert not [m for m, deps in graph.items() if any(d.startswith("kemi_tools") for d in deps)]
+    assert not (PACKAGE / "stack").exists() and not (PACKAGE / "kit").exists()
+
+
+def test_names_is_a_leaf():
+    assert module_imports()["kemi.names"] == set()
+
+
+def test_the_entry_script_spells_the_reload_generation_as_names_does():
+    tree = ast.parse((PACKAGE / "kamailio_entry.py").read_text())
+    spelled = [n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+               and any(getattr(t, "id", "") == "GENERATION_PV" for t in n.targets)]
+    assert spelled == [names.RELOAD_GENERATION_PV]
+
+
+def test_every_callback_name_is_a_router_method_and_the_cfg_uses_the_rendered_name():
+    for name in (names.BRANCH_ROUTE, names.ONREPLY_ROUTE, names.FAILURE_ROUTE,
+                 names.ON_SL_REPLY_CALLBACK, names.XHTTP_CALLBACK):
+        assert callable(getattr(Router, name)), name
+    cfg = (PROJECT_ROOT / "kamailio.cfg").read_text()
+    assert f'"{names.ON_SL_REPLY_CALLBACK}"' not in cfg and "KEMI_ON_SL_REPLY" in cfg
+    assert f'"{names.XHTTP_CALLBACK}"' not in cfg and "KEMI_XHTTP_EVENT" in cfg
+    rendered = render_kamailio_defines(parse_settings({}))
+    assert f'#!define KEMI_ON_SL_REPLY "{names.ON_SL_REPLY_CALLBACK}"' in rendered
+    assert f'#!define KEMI_XHTTP_EVENT "{names.XHTTP_CALLBACK}"' in rendered
+    for flag, number in names.FLAGS.items():
+        assert f"#!define {flag} {number}" in rendered
+
+
+@pytest.mark.parametrize("tables, sides, media, screen", [
+    ({}, OneSide, Rtpengine, Screen),
+    ({"media": {"enabled": False}}, OneSide, NoMedia, Screen),
+    ({"security": {"enabled": False}}, OneSide, Rtpengine, NoScreen),
+    (SBC_TABLES, SbcSides, Rtpengine, Screen),
+])
+def test_the_parts_are_chosen_once_from_the_settings(tables, sides, media, screen):
+    router = make_router(FakeKSR(), tables)
+    assert type(router.sides) is sides and type(router.media) is media and type(router.screen) is screen
+
+
+def classes_run(router, ksr) -> set[str]:
+    """The classes whose methods ran while the router routed ksr's request."""
+    seen = set()
+
+    def profile(frame, event, _arg):
+        if event == "call":
+            seen.add(frame.f_code.co_qualname.split(".")[0])
+
+    sys.setprofile(profile)
+    try:
+        router.ksr_request_route(None)
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+def relayed_call(tables: dict, message: SipMessage):
+    ksr = FakeKSR(message)
+    ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
+    ksr.gateways = {1: ["sip:203.0.113.10:5060"], 2: ["sip:198.51.100.10:5060"]}
+    router = make_router(ksr, tables)
+    return classes_run(router, ksr), ksr
+
+
+SDP_INVITE = dict(headers={**CREDS, "Content-Type": "application/sdp"},
+                  body="v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+                       "m=audio 4000 RTP/AVP 0\r\n")
+
+
+def test_a_registrar_call_runs_no_sbc_code_and_media_off_no_rtpengine_code():
+    ran, ksr = relayed_call({"media": {"enabled": False}}, SipMessage(**SDP_INVITE))
+    assert ksr.relayed and "SbcSides" not in ran and "Rtpengine" not in ran
+    assert "OneSide" in ran and "NoMedia" in ran
+
+
+def test_control_an_sbc_call_with_media_runs_both():
+    """Control: the profiler sees the parts when they are there."""
+    gateway_invite = SipMessage(**SDP_INVITE, ruri="sip:15550100@203.0.113.1", source=("203.0.113.10", 5060),
+                                socket_name="public", received_on="udp:203.0.113.1:5060")
+    ran, ksr = relayed_call(SBC_TABLES, gateway_invite)
+    assert ksr.relayed and {"SbcSides", "Rtpengine"} <= ran and "OneSide" not in ran
