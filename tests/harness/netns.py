@@ -21,9 +21,12 @@ test can never route traffic to a real network by mistake.
 """
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 from kemi_tools.stack.process import Daemon
@@ -33,6 +36,10 @@ SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 DOCUMENTATION_NETS = tuple(ipaddress.ip_network(n) for n in
                            ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
 IP_TIMEOUT = 15
+
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class NetnsError(RuntimeError):
@@ -84,6 +91,31 @@ class Namespace:
         self.topology.popens.append(proc)
         return proc
 
+    def socket(self, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM) -> socket.socket:
+        """A socket inside this namespace, for test code running in this process: a helper
+        thread enters the namespace (setns), creates it, and leaves; the socket stays there."""
+        made: list = []
+
+        def create():
+            try:
+                with open(f"/run/netns/{self.name}") as ns:
+                    if _libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns into {self.name} failed")
+                    made.append(socket.socket(family, kind))
+            except BaseException as exc:     # handed to the caller below
+                made.append(exc)
+
+        worker = threading.Thread(target=create)
+        worker.start()
+        worker.join()
+        if isinstance(made[0], BaseException):
+            raise made[0]
+        return made[0]
+
+    def sysctl(self, key: str, value: str) -> None:
+        """A per-namespace sysctl (e.g. net.ipv4.ip_nonlocal_bind)."""
+        self.run(["sysctl", "-q", "-w", f"{key}={value}"])
+
     def add_address(self, dev: str, cidr: str) -> None:
         check_documentation_address(cidr)
         _ip("-n", self.name, "addr", "add", cidr, "dev", dev)
@@ -121,6 +153,22 @@ class Topology:
             for cidr in addrs:
                 ns.add_address(dev, cidr)
             _ip("-n", ns.name, "link", "set", dev, "up")
+
+    def bridge(self, ns: Namespace, name: str = "br0") -> None:
+        """A bridge inside `ns`: a LAN the `plug`ged namespaces share."""
+        _ip("-n", ns.name, "link", "add", name, "type", "bridge")
+        _ip("-n", ns.name, "link", "set", name, "up")
+
+    def plug(self, switch: Namespace, port: str, host: Namespace, dev: str, addrs: list[str],
+             bridge: str = "br0") -> None:
+        """A veth from `host` (its end `dev`, addressed) into `switch`'s bridge (its end `port`)."""
+        for cidr in addrs:
+            check_documentation_address(cidr)
+        _ip("-n", switch.name, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", host.name)
+        _ip("-n", switch.name, "link", "set", port, "master", bridge, "up")
+        for cidr in addrs:
+            host.add_address(dev, cidr)
+        _ip("-n", host.name, "link", "set", dev, "up")
 
     def teardown(self) -> list[str]:
         """Stop our processes (by PID), then delete our namespaces; returns problems seen."""

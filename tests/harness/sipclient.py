@@ -61,10 +61,11 @@ class SipClient:
     """One local socket (UDP, or a TLS connection) talking to one SIP server."""
 
     def __init__(self, server: tuple[str, int], local_ip: str = "127.0.0.1", transport: str = "udp",
-                 cafile: str | None = None, timeout: float = 3.0):
+                 cafile: str | None = None, timeout: float = 3.0, sock: socket.socket | None = None):
+        """`sock`: a UDP socket of the caller's (e.g. made in a network namespace), bound here."""
         self.server, self.transport, self.timeout = server, transport, timeout
         if transport == "udp":
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((local_ip, 0))
         else:
             raw = socket.create_connection(server, timeout=timeout, source_address=(local_ip, 0))

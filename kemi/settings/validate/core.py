@@ -39,6 +39,8 @@ def validate_core(s: Settings, source: str) -> None:
             'write e.g. "/run/kamailio"', source)
     require(rt.log_level in LOG_LEVELS, "runtime.log_level", f"{rt.log_level} is not a Kamailio debug level",
             "use -3 (alert) to 3 (debug)", source)
+    require(rt.shm_mb == 0 or 16 <= rt.shm_mb <= 65536, "runtime.shm_mb", f"{rt.shm_mb} is out of range",
+            "use 0 (Kamailio's default, 64 MB) or 16 to 65536 MB", source)
     for key, text in (("database.url", db.url), ("sip.domain", sip.domain)):
         require('"' not in text and "\n" not in text, key, "contains a double quote or newline",
                 "remove it (the value is written into kamailio.cfg defines)", source)
