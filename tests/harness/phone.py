@@ -206,7 +206,7 @@ class Caller(SipClient):
     def bye(self, dialog: Dialog, wait: float = 5.0) -> int | None:
         """BYE through the dialog's route set (its first hop, whoever holds that address now)."""
         self._in_dialog("BYE", dialog, cseq=dialog.cseq)
-        reply = self._final(wait)
+        reply = self._final(wait, "BYE")
         return None if reply is None else status(reply)
 
     def _in_dialog(self, method: str, dialog: Dialog, cseq: int) -> None:
@@ -219,12 +219,14 @@ class Caller(SipClient):
         lines += ["Content-Length: 0", "", ""]
         self.sock.sendto("\r\n".join(lines).encode(), dialog.next_hop)
 
-    def _final(self, wait: float) -> bytes | None:
+    def _final(self, wait: float, method: str = "INVITE") -> bytes | None:
+        """The next final reply to a `method` request (a late one to another request is skipped)."""
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             reply = self.receive(left)
             if reply is None:
                 return None
-            if reply.startswith(b"SIP/2.0 ") and status(reply) >= 200:
+            cseq = (header(reply, "CSeq") or "").split()
+            if reply.startswith(b"SIP/2.0 ") and status(reply) >= 200 and cseq[-1:] == [method]:
                 return reply
         return None
