@@ -3,6 +3,7 @@
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
 #   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
 #   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot)
+#   scripts/install.sh --cluster plus what `make cluster` needs (Galera, keepalived; docs/cluster.md)
 #   scripts/install.sh --python only the Python packages Kamailio's embedded python3 imports
 #                               (make install: Kamailio itself is already there)
 # Package scripts must not start daemons with Debian's default configs (those are not
@@ -17,10 +18,14 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
 # python3-yaml: tests/unit/test_docker_files.py reads the compose file
 TESTING=(python3-venv iproute2 openssl python3-yaml)
 BENCH=(python3-matplotlib)
+# the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the
+# floating address (keepalived); the same package names on Debian 12 and 13
+CLUSTER=(galera-4 rsync keepalived iproute2)
 
 want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--python" ]] && want=("${PYTHON[@]}")
-[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}")
+[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}" "${CLUSTER[@]}")
+[[ "${1:-}" == "--cluster" ]] && want+=("${CLUSTER[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
 
 missing=()

@@ -38,7 +38,8 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define KEMI_ENVIRONMENT "{environment_digest(s.environment)}"',
         f'#!define KEMI_ROOT "{kemi_root}"',
         f'#!define KEMI_ENTRY "{entry}"',
-        f'#!define DBURL "{s.database.url}"',
+        # with failover servers every module talks to db_cluster, which tries them in order
+        f'#!define DBURL "{DB_CLUSTER_URL if s.database.failover else s.database.url}"',
         f'#!define SIP_DOMAIN "{s.sip.domain}"',
         f"#!define USRLOC_DB_MODE {usrloc_db_mode(s)}",
         f"#!define REG_MAX_EXPIRES {s.registrar.max_expires}",
@@ -72,6 +73,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
     # the metrics endpoint is a TCP socket too
     if s.metrics.enabled or any(l.proto in ("tcp", "tls") for l, _ in listens):
         lines.append("#!define WITH_TCP")
+    lines += database_cluster_defines(s)
     if s.runtime.shm_mb:
         lines.append(f"shm_mem_size={s.runtime.shm_mb}")
     lines += media_defines(s)
@@ -185,6 +187,27 @@ def security_defines(s: Settings) -> list[str]:
         if tls.ca_list:
             lines += ["#!define WITH_TLS_CLIENT_CA", f'#!define TLS_CA_LIST "{tls.ca_list}"']
     return lines
+
+
+DB_CLUSTER_NAME = "kemi"
+DB_CLUSTER_URL = f"cluster://{DB_CLUSTER_NAME}"
+
+
+def database_cluster_defines(s: Settings) -> list[str]:
+    """db_cluster over database.url then each failover server: serial, in that order (read
+    and write), so a server that fails is skipped and the next one answers the same query."""
+    db = s.database
+    if not db.failover:
+        return []
+    urls = (db.url, *db.failover_urls())
+    names = [f"db{i + 1}" for i in range(len(urls))]
+    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls)]
+    spec = ";".join(f"{n}={9 - i}s{9 - i}s" for i, n in enumerate(names))
+    return [
+        "#!define WITH_DB_CLUSTER",
+        "#!define DB_CLUSTER_CONNECTIONS " + " \\\n".join(connections),
+        f'#!define DB_CLUSTER_SPEC "{DB_CLUSTER_NAME}=>{spec}"',
+    ]
 
 
 def usrloc_db_mode(s: Settings) -> int:

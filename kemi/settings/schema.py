@@ -101,6 +101,10 @@ class DatabaseSettings:
     # seconds a subscriber-exists answer is cached by the Python side
     cache_ttl: int = 30
     cache_size: int = 10000
+    # more servers of the same (replicated, e.g. Galera) database, "HOST[:PORT]", tried in
+    # order when url's host fails: Kamailio through db_cluster, the Python side by itself.
+    # Same user, password and database name as url
+    failover: tuple[str, ...] = ()
 
     def connect_args(self) -> dict:
         """mysqlclient keyword arguments for this URL (host 'localhost' = unix socket)."""
@@ -111,6 +115,24 @@ class DatabaseSettings:
         if parts.port:
             args["port"] = parts.port
         return args
+
+    def failover_urls(self) -> tuple[str, ...]:
+        """url with its host replaced by each failover server, in order."""
+        parts = urlsplit(self.url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        return tuple(parts._replace(netloc=f"{userinfo}@{server}").geturl() for server in self.failover)
+
+    def all_connect_args(self) -> tuple[dict, ...]:
+        """connect_args() for url, then for each failover server."""
+        out = [self.connect_args()]
+        for server in self.failover:
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+            args = dict(out[0], host=host or server)
+            args.pop("port", None)
+            if port:
+                args["port"] = int(port)
+            out.append(args)
+        return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from harness.netns import Namespace, Topology
 from harness.phone import Callee, Caller
 from harness.sbc import probe
 from kemi.settings import load_settings
-from kemi_tools.stack import kamailio
+from kemi_tools.stack import kamailio, mariadb
+from kemi_tools.stack.galera import GaleraNode, GaleraPorts, start_cluster
 from kemi_tools.stack.process import Daemon, wait_for
 
 SLOT = stack.SLOT
@@ -37,6 +38,7 @@ def host(i: int) -> str:
 
 NODES = (host(1), host(2), host(3))
 FLOATING = host(10)
+GALERA = (host(11), host(12), host(13))
 PHONE_ADDRESSES = tuple(host(i) for i in range(31, 38))
 ATTACKERS = (host(38), host(39))
 SIP_PORT = stack.PORT_BASE + 70
@@ -44,6 +46,23 @@ DMQ_PORT = stack.PORT_BASE + 71
 PHONE_PORT = stack.PORT_BASE + 170       # callees listen on PHONE_PORT + n
 DOMAIN = FLOATING                        # the subscribers' domain: every node's alias or socket
 SECRET = "kemi-cluster-test-secret-0123456789"
+GALERA_PORTS = GaleraPorts(sql=stack.PORT_BASE + 80, group=stack.PORT_BASE + 81, ist=stack.PORT_BASE + 82,
+                           sst=stack.PORT_BASE + 83)
+GALERA_DB = f"kemi_cluster{SLOT}"
+GALERA_USER, GALERA_PASSWORD = "kemi_cluster", "kemi_cluster_pw"
+GALERA_RO_USER, GALERA_RO_PASSWORD = "kemi_cluster_ro", "kemi_cluster_ro_pw"
+
+
+def galera_url(address: str, ro: bool = False) -> str:
+    user, password = (GALERA_RO_USER, GALERA_RO_PASSWORD) if ro else (GALERA_USER, GALERA_PASSWORD)
+    return f"mysql://{user}:{password}@{address}:{GALERA_PORTS.sql}/{GALERA_DB}"
+
+
+def galera_database(index: int) -> dict:
+    """[database] of node `index` on the Galera cluster: its own Galera node first, then the others."""
+    others = [f"{a}:{GALERA_PORTS.sql}" for i, a in enumerate(GALERA) if i != index]
+    return {"url": galera_url(GALERA[index]), "ro_url": galera_url(GALERA[index], ro=True),
+            "failover": others, "cache_ttl": 1}
 
 
 class ClusterNetwork:
@@ -51,8 +70,10 @@ class ClusterNetwork:
 
     def __init__(self, workdir: Path, nodes: int = 3):
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.topology = Topology()
         self.nodes: list[ClusterNode] = []
+        self.galera: list[GaleraNode] = []
         self.callees: list[Callee] = []
         self.callers: list[Caller] = []
         self._port = PHONE_PORT
@@ -81,6 +102,37 @@ class ClusterNetwork:
         ns = self.topology.namespace(role)
         self.topology.plug(self.lan, role, ns, "eth0", [f"{address}/24"])
         return ns
+
+    # --- Galera -----------------------------------------------------------------------------
+
+    def start_galera(self) -> list[GaleraNode]:
+        """Three Galera nodes, each in its own namespace; the kamailio database provisioned
+        (users may connect from the LAN)."""
+        for i, address in enumerate(GALERA):
+            ns = self.namespace(f"g{i + 1}", address)
+            spawn = lambda argv, log, name, ns=ns: ns.spawn(argv, log, name=name)
+            self.galera.append(GaleraNode(f"g{i + 1}", address, Path("/tmp"), list(GALERA),
+                                          GALERA_PORTS, spawn=spawn))
+        start_cluster(self.galera)
+        settings = load_settings(self._db_settings_file(0))
+        mariadb.provision(settings, socket=self.galera[0].socket, hosts=("%",))
+        return self.galera
+
+    def _db_settings_file(self, index: int) -> Path:
+        path = self.workdir / f"db-{index + 1}.toml"
+        path.write_text(stack.toml_dump({"database": {k: v for k, v in galera_database(index).items()
+                                                      if k in ("url", "ro_url")},
+                                         "sip": {"domain": DOMAIN}}))
+        return path
+
+    def kamctl(self, index: int, *args: str) -> subprocess.CompletedProcess:
+        """kamctl run on node `index` (in its namespace), against that node's Galera server."""
+        home = self.workdir / f"kamctl-{index + 1}"
+        home.mkdir(exist_ok=True)
+        mariadb.write_kamctlrc(load_settings(self._db_settings_file(index)), home)
+        import os
+        return self.node_ns[index].run(["kamctl", *args], check=False, timeout=30,
+                                       env=dict(os.environ, HOME=str(home)))
 
     # --- Kamailio nodes -------------------------------------------------------------------
 
@@ -141,13 +193,18 @@ class ClusterNetwork:
     # --- teardown -------------------------------------------------------------------------
 
     def close(self) -> list[str]:
+        for g in self.galera:
+            g.stop()
         for c in self.callees:
             c.stop()
         for c in self.callers:
             c.close()
         for node in self.nodes:
             node.stop()
-        return self.topology.teardown()
+        problems = self.topology.teardown()
+        for g in self.galera:
+            g.remove()
+        return problems
 
 
 class ClusterNode:

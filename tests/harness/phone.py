@@ -179,7 +179,7 @@ class Caller(SipClient):
         common = dict(from_uri=from_uri, to_uri=ruri, call_id=call_id, from_tag=from_tag, body=sdp)
         reply, cseq = None, 1
         self.send(self.build("INVITE", ruri, cseq=1, headers=base, **common))
-        reply = self._final(wait)
+        reply = self._final(wait, call_id=call_id)
         if reply is None:
             return None, None
         if status(reply) == 407:
@@ -188,7 +188,7 @@ class Caller(SipClient):
             auth = digest_header("INVITE", ruri, self.user, self.password, challenge)
             cseq = 2
             self.send(self.build("INVITE", ruri, cseq=2, headers={**base, "Proxy-Authorization": auth}, **common))
-            reply = self._final(wait)
+            reply = self._final(wait, call_id=call_id)
             if reply is None:
                 return None, None
         code = status(reply)
@@ -206,7 +206,7 @@ class Caller(SipClient):
     def bye(self, dialog: Dialog, wait: float = 5.0) -> int | None:
         """BYE through the dialog's route set (its first hop, whoever holds that address now)."""
         self._in_dialog("BYE", dialog, cseq=dialog.cseq)
-        reply = self._final(wait, "BYE")
+        reply = self._final(wait, "BYE", dialog.call_id)
         return None if reply is None else status(reply)
 
     def _in_dialog(self, method: str, dialog: Dialog, cseq: int) -> None:
@@ -219,14 +219,15 @@ class Caller(SipClient):
         lines += ["Content-Length: 0", "", ""]
         self.sock.sendto("\r\n".join(lines).encode(), dialog.next_hop)
 
-    def _final(self, wait: float, method: str = "INVITE") -> bytes | None:
-        """The next final reply to a `method` request (a late one to another request is skipped)."""
+    def _final(self, wait: float, method: str = "INVITE", call_id: str | None = None) -> bytes | None:
+        """The next final reply to a `method` request of `call_id` (late ones to others are skipped)."""
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             reply = self.receive(left)
             if reply is None:
                 return None
             cseq = (header(reply, "CSeq") or "").split()
-            if reply.startswith(b"SIP/2.0 ") and status(reply) >= 200 and cseq[-1:] == [method]:
+            if reply.startswith(b"SIP/2.0 ") and status(reply) >= 200 and cseq[-1:] == [method] and (
+                    call_id is None or header(reply, "Call-ID") == call_id):
                 return reply
         return None
