@@ -22,7 +22,10 @@ from harness.netns import Namespace, Topology
 from harness.phone import Callee, Caller
 from harness.sbc import probe
 from kemi.settings import load_settings
+from kemi.settings import MediaInterface, RtpengineDaemon
 from kemi_tools.stack import kamailio, mariadb
+from kemi_tools.stack import rtpengine as rtpengine_stack
+from kemi_tools.stack.ng import NgClient, NgError
 from kemi_tools.stack.galera import GaleraNode, GaleraPorts, start_cluster
 from kemi_tools.stack.process import Daemon, wait_for
 
@@ -39,6 +42,8 @@ def host(i: int) -> str:
 NODES = (host(1), host(2), host(3))
 FLOATING = host(10)
 GALERA = (host(11), host(12), host(13))
+RTPENGINES = (host(21), host(22))
+NG_PORT = stack.PORT_BASE + 90
 PHONE_ADDRESSES = tuple(host(i) for i in range(31, 38))
 ATTACKERS = (host(38), host(39))
 SIP_PORT = stack.PORT_BASE + 70
@@ -74,6 +79,7 @@ class ClusterNetwork:
         self.topology = Topology()
         self.nodes: list[ClusterNode] = []
         self.galera: list[GaleraNode] = []
+        self.rtpengines: list[ClusterRtpengine] = []
         self.callees: list[Callee] = []
         self.callers: list[Caller] = []
         self._port = PHONE_PORT
@@ -134,6 +140,20 @@ class ClusterNetwork:
         return self.node_ns[index].run(["kamctl", *args], check=False, timeout=30,
                                        env=dict(os.environ, HOME=str(home)))
 
+    # --- rtpengines ------------------------------------------------------------------------
+
+    def start_rtpengines(self) -> list["ClusterRtpengine"]:
+        for i, address in enumerate(RTPENGINES):
+            ns = self.namespace(f"r{i + 1}", address)
+            self.rtpengines.append(ClusterRtpengine(ns, address, self.workdir / f"r{i + 1}").start())
+        return self.rtpengines
+
+    def media_tables(self, engines: list[int] | None = None) -> dict:
+        """[media]: the nodes use these rtpengines (default: all), weight 1 each, none started."""
+        chosen = [self.rtpengines[i] for i in (engines if engines is not None else range(len(self.rtpengines)))]
+        return {"enabled": True, "instances": [{"ng": r.socket, "weight": 1} for r in chosen],
+                "rtpengine": {"start": False}, "disable_seconds": 30}
+
     # --- Kamailio nodes -------------------------------------------------------------------
 
     def node_tables(self, index: int, overrides: dict | None = None, node_count: int | None = None) -> dict:
@@ -152,8 +172,9 @@ class ClusterNetwork:
         }
         return stack.merge(tables, overrides or {})
 
-    def start_node(self, index: int, overrides: dict | None = None, wait: bool = True) -> "ClusterNode":
-        node = ClusterNode(self, index, self.node_tables(index, overrides))
+    def start_node(self, index: int, overrides: dict | None = None, wait: bool = True,
+                   pid_namespace: bool = False) -> "ClusterNode":
+        node = ClusterNode(self, index, self.node_tables(index, overrides), pid_namespace=pid_namespace)
         if index < len(self.nodes):
             self.nodes[index].stop()
             self.nodes[index] = node
@@ -193,6 +214,8 @@ class ClusterNetwork:
     # --- teardown -------------------------------------------------------------------------
 
     def close(self) -> list[str]:
+        for r in self.rtpengines:
+            r.stop()
         for g in self.galera:
             g.stop()
         for c in self.callees:
@@ -210,8 +233,11 @@ class ClusterNetwork:
 class ClusterNode:
     """One Kamailio node (our kamailio.cfg, its own settings) in its namespace."""
 
-    def __init__(self, net: ClusterNetwork, index: int, tables: dict):
+    def __init__(self, net: ClusterNetwork, index: int, tables: dict, pid_namespace: bool = False):
         self.net, self.index = net, index
+        # its own PID namespace: its processes get the PIDs another node's have (as in
+        # containers), which is what makes rtpengine ng cookies collide without server_id
+        self.pid_namespace = pid_namespace
         self.ns = net.node_ns[index]
         self.address = NODES[index]
         self.sip = (self.address, SIP_PORT)
@@ -230,7 +256,10 @@ class ClusterNode:
         log = self.workdir / "kamailio.log"
         self.log_offset = log.stat().st_size if log.exists() else 0
         self.started_at = time.monotonic()
-        self.daemon = self.ns.spawn(kamailio.command(cfg, self.settings.pid_file), log,
+        argv = kamailio.command(cfg, self.settings.pid_file)
+        if self.pid_namespace:
+            argv = ["unshare", "--pid", "--fork", "--kill-child", *argv]
+        self.daemon = self.ns.spawn(argv, log,
                                     name=f"kamailio-k{self.index + 1}", cwd=cfg.parent)
         if wait:
             self.wait_ready()
@@ -331,3 +360,54 @@ class ClusterNode:
     def banned(self, address: str) -> bool:
         out = self.kamcmd("htable.get", "ipban", address)
         return "value" in out and "not found" not in out.lower()
+
+
+class ClusterRtpengine:
+    """rtpengine in its own namespace: ng and media on its LAN address."""
+
+    def __init__(self, ns: Namespace, address: str, workdir: Path):
+        from harness.media import RTPENGINE_PORT_MAX, RTPENGINE_PORT_MIN
+        self.ns, self.address, self.workdir = ns, address, workdir
+        self.settings = RtpengineDaemon(listen_ng=f"{address}:{NG_PORT}",
+                                        interfaces=(MediaInterface("default", address),),
+                                        port_min=RTPENGINE_PORT_MIN, port_max=RTPENGINE_PORT_MAX, delete_delay=0)
+        self.daemon: Daemon | None = None
+        self.starts = 0
+
+    @property
+    def socket(self) -> str:
+        return f"udp:{self.address}:{NG_PORT}"
+
+    def start(self) -> "ClusterRtpengine":
+        self.starts += 1
+        self.daemon = self.ns.spawn(rtpengine_stack.argv(self.settings), self.workdir / f"rtpengine-{self.starts}.log",
+                                    name=f"rtpengine-{self.address}")
+        wait_for(lambda: self.command("ping").get("result") == "pong", 15, f"rtpengine on {self.address}",
+                 self.daemon, interval=0.1)
+        return self
+
+    def command(self, name: str, **args) -> dict:
+        """An ng command sent from inside the namespace (the ng socket is on the LAN)."""
+        client = NgClient((self.address, NG_PORT), timeout=0.5, socket_factory=lambda family: self.ns.socket(family))
+        try:
+            return client.command(name, **args)
+        except NgError:
+            return {}
+
+    def calls(self) -> list[str]:
+        return list(self.command("list").get("calls", []))
+
+    def kill(self, unplug: bool = True) -> None:
+        """The rtpengine host dies: SIGKILL, and (unplug) its LAN link down, so commands to it
+        get no answer at all (not even ICMP)."""
+        if self.daemon and self.daemon.alive():
+            import os, signal
+            os.killpg(self.daemon.pid, signal.SIGKILL)
+            self.daemon.proc.wait(10)
+        if unplug:
+            self.ns.run(["ip", "link", "set", "eth0", "down"])
+
+    def stop(self) -> None:
+        if self.daemon:
+            self.daemon.stop()
+            self.daemon = None
