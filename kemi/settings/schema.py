@@ -430,6 +430,13 @@ class ClusterSettings:
     # the floating address (keepalived/VRRP) in front of the nodes: every node listens on it
     # too (it needs net.ipv4.ip_nonlocal_bind=1). "" = none
     floating_address: str = ""
+    # keepalived (kemi_tools/stack/keepalived.py): the NIC and prefix length the floating
+    # address goes on, the VRRP router id (unique on that LAN), the advert interval (ms): a
+    # dead holder is replaced after about 3 intervals
+    floating_interface: str = "eth0"
+    floating_prefix: int = 24
+    floating_router_id: int = 51
+    floating_advert_ms: int = 500
     # dmq mode: a starting node asks its peers for every contact they hold (dmq_usrloc sync)
     sync: bool = True
     # dmq mode: a starting node asks its peers how many contacts they hold and answers a

@@ -24,6 +24,7 @@ from harness.sbc import probe
 from kemi.settings import load_settings
 from kemi.settings import MediaInterface, RtpengineDaemon
 from kemi_tools.stack import kamailio, mariadb
+from kemi_tools.stack import keepalived
 from kemi_tools.stack import rtpengine as rtpengine_stack
 from kemi_tools.stack.ng import NgClient, NgError
 from kemi_tools.stack.galera import GaleraNode, GaleraPorts, start_cluster
@@ -190,6 +191,20 @@ class ClusterNetwork:
             node.wait_ready()
         return self.nodes
 
+    def start_keepalived(self, index: int) -> Daemon:
+        node = self.nodes[index]
+        spawn = lambda argv, log, name: node.ns.spawn(argv, log, name=name)
+        node.keepalived = keepalived.start(node.settings, node.workdir / "keepalived", spawn=spawn)
+        return node.keepalived
+
+    def holder(self) -> int | None:
+        """The index of the node whose NIC (up) has the floating address now (None: nobody's).
+        A dead node's NIC is down and keeps it: unreachable, so not counted."""
+        holders = [i for i, ns in enumerate(self.node_ns)
+                   if f" {FLOATING}/" in ns.run(["ip", "-4", "addr", "show", "dev", "eth0", "up"], check=False).stdout]
+        assert len(holders) <= 1, f"the floating address is on several nodes: {holders}"
+        return holders[0] if holders else None
+
     def wait_joined(self, timeout: float = 30) -> None:
         """Every running node sees every other running one as an active DMQ node."""
         running = [n for n in self.nodes if n.alive()]
@@ -248,6 +263,7 @@ class ClusterNode:
         self.settings_file.write_text(stack.toml_dump(tables))
         self.settings = load_settings(self.settings_file)
         self.daemon: Daemon | None = None
+        self.keepalived: Daemon | None = None
         self.started_at = 0.0
 
     def start(self, wait: bool = True) -> "ClusterNode":
@@ -283,6 +299,19 @@ class ClusterNode:
 
     def alive(self) -> bool:
         return self.daemon is not None and self.daemon.alive()
+
+    def lose_host(self) -> float:
+        """The node's host dies: its LAN link goes down, Kamailio and keepalived are SIGKILLed
+        (nothing is said to anybody; the floating address stays on the dead NIC). Returns the
+        time (monotonic) the link was down."""
+        import os, signal
+        self.ns.run(["ip", "link", "set", "eth0", "down"])
+        down = time.monotonic()
+        for d in (self.keepalived, self.daemon):
+            if d and d.alive():
+                os.killpg(d.pid, signal.SIGKILL)
+                d.proc.wait(10)
+        return down
 
     def log(self) -> str:
         text = (self.workdir / "kamailio.log").read_text(errors="replace")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from kemi.settings.schema import CLUSTER_REGISTRATIONS, Settings
 from kemi.settings.validate.problems import require
@@ -13,6 +14,9 @@ CLUSTER_RANGES = {              # key: (lowest, highest, unit) accepted
     "sync_contacts_per_message": (1, 150, "contacts"),
     "sync_batch": (1, 1_000_000, "contacts"),
     "sync_pause_ms": (0, 10_000, "ms"),
+    "floating_prefix": (1, 128, "bits"),
+    "floating_router_id": (1, 255, "(the VRRP router id, unique on the LAN)"),
+    "floating_advert_ms": (100, 10_000, "ms (VRRP v3 counts in 10 ms)"),
 }
 
 
@@ -55,6 +59,10 @@ def validate_cluster(s: Settings, source: str) -> None:
                 f"{c.floating_address!r} is not an IP address", 'write the VRRP address, e.g. "192.0.2.10"', source)
         require(c.floating_address not in c.nodes, "cluster.floating_address", "is also a node's address",
                 "use an address no node has as its own (keepalived moves it)", source)
+    require(re.fullmatch(r"[A-Za-z0-9_.:-]{1,15}", c.floating_interface) is not None, "cluster.floating_interface",
+            f"{c.floating_interface!r} is not an interface name", 'write the NIC\'s name, e.g. "eth0"', source)
+    require(c.floating_advert_ms % 10 == 0, "cluster.floating_advert_ms", f"{c.floating_advert_ms} is not a "
+            "multiple of 10", "use e.g. 500 (VRRP v3 adverts count in hundredths of a second)", source)
     own = c.address
     for listen in s.sip.listen:
         require(not (listen.host == own and listen.port == c.dmq_port), "cluster.dmq_port",
