@@ -205,3 +205,29 @@ def test_control_without_sync_a_rejoined_node_answers_480(net, users):
     finally:
         net.start_node(2)
         net.wait_joined()
+
+
+def test_trap_save_flag_0x04_the_replaced_contact_goes_on_every_node(net, users):
+    """kamailio#1445: with save(..., 0x04) a REGISTER replaces the AOR's other contacts where
+    it is saved, and the peers kept the old one. kemi saves with flags 0; a site router with
+    0x04 (tests/e2e/routers/save_flags_router.py) must see the replaced contact gone everywhere."""
+    from harness import stack as harness_stack
+    routers = str(harness_stack.project_file("tests", "e2e", "routers"))
+    replacing = {"python": {"router": "save_flags_router:ReplaceContactsRouter", "path": [routers]}}
+    try:
+        k1, k2 = net.start_node(0, replacing), net.start_node(1, replacing)
+        net.wait_joined()
+        user = users[20 + 40 - 1]
+        first, second = f"{PHONE_ADDRESSES[0]}:6100", f"{PHONE_ADDRESSES[0]}:6101"
+        assert code(net.caller(user, k1.sip, PHONE_ADDRESSES[0]).register(first)) == 200
+        wait_until(lambda: k2.contacts(user) == [f"sip:{user}@{first}"], 5, "the first contact on k2")
+        assert code(net.caller(user, k2.sip, PHONE_ADDRESSES[0]).register(second)) == 200
+        wait_until(lambda: k2.contacts(user) == [f"sip:{user}@{second}"], 5, "k2 to keep only the second")
+        wait_until(lambda: k1.contacts(user) == [f"sip:{user}@{second}"], 5, "k1 to keep only the second")
+        time.sleep(1)
+        assert k1.contacts(user) == [f"sip:{user}@{second}"]
+        FIGURES["trap_0x04_replaced_contact_on_peer"] = k1.contacts(user)
+    finally:
+        net.start_node(0)
+        net.start_node(1)
+        net.wait_joined()

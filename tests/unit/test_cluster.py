@@ -208,3 +208,17 @@ def test_record_route_signed_with_the_cluster_secret():
 def test_a_single_node_has_no_cluster_part():
     router = make_router(FakeKSR())
     assert isinstance(router.cluster, NoCluster) and not isinstance(router.cluster, Cluster)
+
+
+def test_the_demo_cluster_settings_are_valid_and_render_keepalived(tmp_path):
+    from kemi_tools import cluster as demo
+    from kemi_tools.stack import keepalived
+    for i in range(3):
+        raw = demo.node_settings(i, "a" * 32, tmp_path / f"k{i + 1}")
+        s = parse_settings({**raw, "security": {"route_secret": ""}})
+        assert s.cluster.address == demo.NODES[i] and s.database.failover
+        conf = keepalived.render(s)
+        assert f"priority {keepalived.priority(i + 1)}" in conf and f"unicast_src_ip {demo.NODES[i]}" in conf
+        assert all(f"        {p}\n" in conf for p in s.cluster.peers)
+        assert f"{demo.FLOATING}/24 dev eth0" in conf
+        assert "WITH_DB_CLUSTER" in render_kamailio_defines(s)
