@@ -25,7 +25,7 @@ from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWA
                                   DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
 from kemi.routing.dialogs import RecordRouteSigner
 from kemi.routing.guard import ROUTE_OK, Guard
-from kemi.routing.media import NoMedia, Rtpengine
+from kemi.routing.media import NoMedia, Rtpengine, build_security
 from kemi.routing.message import Message
 from kemi.routing.nat import Nat
 from kemi.routing.observe import Observer
@@ -62,7 +62,8 @@ class Router:
         if settings.media.enabled:
             self.media: Rtpengine | NoMedia = Rtpengine(
                 ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
-                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat)
+                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat,
+                security=build_security(ksr, settings, self.sides))
         else:
             self.media = NoMedia()
         # a subclass's own branch route runs on every branch, as it always did (route_relay
