@@ -59,6 +59,12 @@ SUITE_KEY_BYTES = {
     "NULL_HMAC_SHA1_80": 30, "NULL_HMAC_SHA1_32": 30,
     "AEAD_AES_128_GCM": 28, "AEAD_AES_256_GCM": 44,
 }
+# suites kemi never lets rtpengine offer with SDES: NULL_* encrypt nothing (a phone picking one
+# would send plaintext), and baresip 1.0 picks AEAD_AES_256_GCM first, then fails to decrypt
+# rtpengine 10.5's packets (measured: every packet "failed to decrypt")
+SDES_EXCLUDED = ("SDES-no-NULL_HMAC_SHA1_80", "SDES-no-NULL_HMAC_SHA1_32",
+                 "SDES-no-AEAD_AES_256_GCM", "SDES-no-AEAD_AES_128_GCM")
+UNENCRYPTED_SUITES = frozenset({"NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32"})
 FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9-]+ [0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2})+$")
 
 
@@ -139,6 +145,8 @@ def _section_kind(proto: str, cryptos: list[str], fingerprint: bool) -> tuple[st
             problem = crypto_problem(crypto)
             if problem:
                 return "", problem
+        if all(not encrypts(crypto) for crypto in cryptos):
+            return PLAIN, ""           # only NULL ciphers / UNENCRYPTED_SRTP: authenticated, not secret
         return SDES_SRTP, ""
     return PLAIN, ""                   # not RTP (e.g. image udptl): nothing to encrypt
 
@@ -161,6 +169,12 @@ def crypto_problem(value: str) -> str:
     return ""
 
 
+def encrypts(value: str) -> bool:
+    """A well-formed a=crypto value whose suite and session parameters encrypt RTP."""
+    parts = value.split()
+    return parts[1] not in UNENCRYPTED_SUITES and "UNENCRYPTED_SRTP" not in parts[3:]
+
+
 def receiver_flags(receiver: str, crypto: SdpCrypto) -> tuple[str, ...]:
     """Offer flags that give the receiver the transport it needs."""
     if receiver == ANY:
@@ -177,7 +191,8 @@ def receiver_flags(receiver: str, crypto: SdpCrypto) -> tuple[str, ...]:
     if receiver == SDES:
         # rtpengine offers DTLS beside SDES for RTP/SAVP; a phone that wants SDES gets SDES only
         # (not when the offerer itself does DTLS: DTLS=off would stop rtpengine accepting it)
-        return ("transport-protocol=RTP/SAVP", *browser, *(() if crypto.kind == DTLS_SRTP else ("DTLS=off",)))
+        return ("transport-protocol=RTP/SAVP", *browser, *(() if crypto.kind == DTLS_SRTP else ("DTLS=off",)),
+                *SDES_EXCLUDED)
     if receiver == DTLS:
         return ("transport-protocol=UDP/TLS/RTP/SAVP", "SDES-off", *browser)
     raise ValueError(f"unknown media security {receiver!r}; use one of {SECURITIES}")

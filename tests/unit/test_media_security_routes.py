@@ -19,7 +19,8 @@ CREDENTIALS = {"Proxy-Authorization": 'Digest username="2002"'}
 REGISTRAR = {"media": {"enabled": True, "security": "rtp",
                        "extension_security": {"2001": "sdes", "2003": "dtls"}}}
 WEBSOCKET = {"websocket": {"enabled": True, "listen": ["ws:127.0.0.1:8080"]}}
-RTP_TO_SDES = "transport-protocol=RTP/SAVP DTLS=off"
+RTP_TO_SDES = ("transport-protocol=RTP/SAVP DTLS=off SDES-no-NULL_HMAC_SHA1_80 SDES-no-NULL_HMAC_SHA1_32 "
+               "SDES-no-AEAD_AES_256_GCM SDES-no-AEAD_AES_128_GCM")
 
 
 def invite(body, caller="2002", callee="2001", proto="udp", **kw) -> SipMessage:
