@@ -11,7 +11,8 @@ without the SBC has no SBC code on its path, one without media anchoring no rtpe
     self.nat        nat.py        NAT detection and keepalive flags
     self.dialogs    dialogs.py    the signed Record-Route
     self.registrar  registrar.py  digest auth, save, lookup
-    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off)
+    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off), media security
+    self.websocket  websocket.py  the WebSocket handshake for browsers (NoWebSocket: websocket off)
     self.guard      guard.py      every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
@@ -33,6 +34,7 @@ from kemi.routing.registrar import Registrar
 from kemi.routing.sbc import SbcSides
 from kemi.routing.screen import NoScreen, Screen
 from kemi.routing.sides import OneSide
+from kemi.routing.websocket import NoWebSocket, WebSocket
 from kemi.settings import Settings
 
 # methods that may create a dialog: Record-Route them so in-dialog requests come back here
@@ -55,7 +57,9 @@ class Router:
             self.sides = OneSide(settings.media.profile)
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
-        self.nat = Nat(ksr)
+        self.nat = Nat(ksr, websocket=settings.websocket.enabled)
+        ws = settings.websocket
+        self.websocket: WebSocket | NoWebSocket = WebSocket(ksr, ws.origins) if ws.enabled else NoWebSocket()
         self.dialogs = RecordRouteSigner(ksr, settings.security.route_secret, self.reply)
         self.registrar = Registrar(ksr, settings.sip.domain, subscribers, self.observe, self.screen, self.nat,
                                    self.reply)
@@ -315,9 +319,11 @@ class Router:
     def reply_screen(self, msg: Message) -> None:
         self.screen.drop_stray_reply(msg)
 
-    # event_route[xhttp:request]: /metrics on the metrics socket, 404 for anything else
+    # event_route[xhttp:request]: the WebSocket handshake on the ws/wss sockets, /metrics on
+    # the metrics socket, 404 for anything else
     def route_xhttp(self, msg: Message) -> None:
-        self.observe.serve_http(msg)
+        if not self.websocket.serve_http(msg):
+            self.observe.serve_http(msg)
 
     # --- hooks a site may override -----------------------------------------------------------------
 
