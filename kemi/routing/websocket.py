@@ -52,7 +52,7 @@ class WebSocket:
         ksr.set_reply_no_connect()
         refusal = handshake_refusal(msg.method, msg.pv("$hdr(Upgrade)") or "", msg.pv("$hdr(Connection)") or "",
                                     msg.pv("$hdr(Origin)") or "", self.origins)
-        if refusal is None and ksr.websocket.ws_handle_handshake() > 0:
+        if refusal is None and ksr.websocket.handle_handshake() > 0:
             return True
         if refusal is None:             # the module refused (bad key/version): it has answered
             ksr.notice(f"kemi: websocket: handshake failed from {msg.source_ip}:{msg.source_port}\n")

@@ -11,7 +11,7 @@ SIP and RTP stay on loopback (net_interface 127.0.0.1); ports come from the slot
 (tests/harness/stack.py and media.py): SIP from the SIPp range, RTP from the phones' media
 range. baresip also binds TLS on the SIP port + 1, so phones are spaced 2 ports apart.
 Modules: g711 (PCMU only: every tone check decodes G.711), srtp (mediaenc=srtp-mand: SDES),
-dtls_srtp (mediaenc=dtls_srtp).
+dtls_srtp (mediaenc=dtls_srtp); a phone without mediaenc loads neither (plain RTP only).
 """
 from __future__ import annotations
 
@@ -118,7 +118,9 @@ class Baresip:
             "audio_buffer 20-160",
             f"module_path {MODULES}",
             "module stdio.so", "module g711.so", "module aufile.so", "module sndfile.so",
-            "module srtp.so", "module dtls_srtp.so",
+            # a plain phone has no crypto at all (with dtls_srtp.so loaded baresip would take a
+            # DTLS offer by itself, and the control calls would prove nothing)
+            *(["module srtp.so", "module dtls_srtp.so"] if self.mediaenc else []),
             "module_app account.so", "module_app menu.so",
             f"snd_path {self.recordings}",
             "",
@@ -131,14 +133,16 @@ class Baresip:
         # the AOR names the proxy's port: every request goes there, and it is "myself" for Kamailio
         (self.dir / "accounts").write_text(f"<sip:{self.user}@{proxy}>;" + ";".join(params) + "\n")
 
-    def start(self, proxy: str, dial: str | None = None, seconds: int = 30) -> "Baresip":
+    def start(self, proxy: str, dial: str | None = None, seconds: int = 30, netns=None) -> "Baresip":
         """Start registered (register=True) or dialing `dial` (an extension) at `proxy`
-        (HOST:PORT); baresip quits by itself after `seconds` (a caller's hang-up)."""
+        (HOST:PORT); baresip quits by itself after `seconds` (a caller's hang-up). With
+        `netns` (a harness.netns.Namespace) it runs there, stopped by its topology too."""
         self.write_config(proxy)
         argv = ["baresip", "-f", str(self.dir), "-t", str(seconds)]
         if dial:
             argv += ["-e", f"/dial sip:{dial}@{proxy}"]
-        self.daemon = Daemon(f"baresip-{self.user}", argv, self.dir / "baresip.log")
+        name, log = f"baresip-{self.user}", self.dir / "baresip.log"
+        self.daemon = netns.spawn(argv, log, name=name) if netns is not None else Daemon(name, argv, log)
         return self
 
     def wait(self, timeout: float) -> int | None:

@@ -240,6 +240,7 @@ class Captured:
     dst: tuple[str, int]
     payload_type: int          # byte 1 of the UDP payload (RTCP: 200-204)
     payload: bytes = b""       # the UDP payload (kept when the capture is asked to: keep_payloads)
+    at: float = 0.0            # time.monotonic() when the capture read it
 
     @property
     def is_rtcp(self) -> bool:
@@ -285,7 +286,7 @@ class LoopbackCapture:
             sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
             payload = data[14 + ihl + 8:]
             self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1,
-                                         payload if self.keep_payloads else b""))
+                                         payload if self.keep_payloads else b"", time.monotonic()))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

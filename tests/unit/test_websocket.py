@@ -14,7 +14,7 @@ WS = {"websocket": {"enabled": True, "listen": ["ws:127.0.0.1:8080"]}}
 WS_AND_METRICS = {**WS, "metrics": {"enabled": True}}
 UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
            "Sec-WebSocket-Version": "13", "Origin": "https://phone.example.com"}
-HANDSHAKE = "websocket.ws_handle_handshake"
+HANDSHAKE = "websocket.handle_handshake"
 
 
 def http(socket_name, headers=UPGRADE, settings=WS_AND_METRICS, url="/", method="GET"):
