@@ -81,6 +81,34 @@ def test_browser_over_wss_calls_a_plain_rtp_phone(web, db, tmp_path):
           f"{inbound['packetsReceived']} packets ({inbound['bytesReceived']} bytes), sent {outbound['packetsSent']}")
 
 
+def test_a_plain_rtp_phone_calls_the_browser_registered_over_wss(web, db, tmp_path):
+    """The browser's contact is reachable (the WebSocket connection it registered on) and
+    rtpengine gives it DTLS-SRTP, ICE and rtcp-mux for the phone's plain offer."""
+    web.start_kamailio(SECURITY_ON)
+    for user in ("4205", "4206"):
+        db.add_subscriber(user)
+    tone = tmp_path / "browser-tone.wav"
+    write_tone(tone, BROWSER_HZ, seconds=30)
+    browsing = web.browse_async(web.page_url("4205"), HOLD_SECONDS, tone)
+    phone = Baresip(tmp_path, "4206", tone_hz=PHONE_HZ)
+    try:
+        assert wait_until(lambda: db.locations("4205"), 30, 0.2), browsing.page_log()[-3000:]
+        phone.start(web.proxy, dial="4205", seconds=HOLD_SECONDS + 6, netns=web.ns)
+        result = browsing.result()
+    finally:
+        phone.stop()
+    where = f"{result}\nphone log:\n{phone.log()[-2000:]}\nkamailio:\n{web.log()[-3000:]}"
+    assert result["ok"] and result["state"] in ("confirmed", "ended") and "confirmed" in result["times"], where
+    assert "incoming call from 4206" in " ".join(result["events"]), where
+    offer = next(e for e in result["events"] if "sdp remote offer" in e)
+    assert "UDP/TLS/RTP/SAVPF" in offer and "a=fingerprint" in offer and "a=ice-ufrag" in offer \
+        and "a=rtcp-mux" in offer and "a=crypto" not in offer, offer
+    inbound = result["stats"]["inbound"]
+    assert inbound["packetsReceived"] > 0 and inbound["bytesReceived"] > 0 and inbound["totalAudioEnergy"] > 0, where
+    heard, share = phone.received_tone()
+    assert heard == BROWSER_HZ and share > 0.5, f"the phone heard {heard} Hz ({share:.2f})\n{where}"
+
+
 def test_control_without_media_security_the_browser_call_fails(web, db, tmp_path):
     result, phone = browser_calls_phone(web, db, tmp_path, "4203", "4204", SECURITY_OFF)
     assert result["ok"] and result["state"] == "failed", result

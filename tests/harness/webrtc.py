@@ -135,23 +135,48 @@ class WebNetwork:
                                      check=False, timeout=10).returncode == 0,
                  20, "the page server", proc, interval=0.3)
 
-    def page_url(self, user: str, call: str, password: str = stack.PASSWORD) -> str:
+    def page_url(self, user: str, call: str | None = None, password: str = stack.PASSWORD) -> str:
+        """phone.html for `user`: dialing `call` once registered, or answering (call=None)."""
+        action = f"call={call}" if call else "answer=1"
         return (f"http://127.0.0.1:{HTTP_PORT}/phone.html?ws=wss://127.0.0.1:{WSS_PORT}&user={user}"
-                f"&password={password}&domain=127.0.0.1:{SIP_PORT}&call={call}&debug=1")
+                f"&password={password}&domain=127.0.0.1:{SIP_PORT}&{action}&debug=1")
 
     def browse(self, url: str, hold_seconds: float, audio_wav: Path, timeout: float = 120) -> dict:
         """Run drive.js in the namespace: the page's JSON result (state, times, stats, events)."""
-        profile = self.workdir / "chromium-profile"
-        profile.mkdir(exist_ok=True)
-        done = self.ns.run(["node", str(WEB_DIR / "drive.js"), url, str(hold_seconds), str(audio_wav), str(profile)],
-                           check=False, timeout=timeout, cwd=WEB_DIR, env={**os.environ, "HOME": str(self.workdir)})
-        (self.workdir / "browser.log").write_text(done.stderr)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
-        if not lines:
-            raise AssertionError(f"drive.js printed no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
-        result = json.loads(lines[-1])
-        result["browser_log"] = done.stderr
-        return result
+        return self.browse_async(url, hold_seconds, audio_wav).result(timeout)
+
+    def browse_async(self, url: str, hold_seconds: float, audio_wav: Path) -> "Browsing":
+        profile = self.workdir / f"chromium-profile-{len(list(self.workdir.glob('chromium-profile-*')))}"
+        profile.mkdir()
+        log = profile.with_suffix(".log")
+        proc = self.ns.popen(["node", str(WEB_DIR / "drive.js"), url, str(hold_seconds), str(audio_wav), str(profile)],
+                             cwd=WEB_DIR, env={**os.environ, "HOME": str(self.workdir)},
+                             stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+        return Browsing(proc, log)
 
     def close(self) -> list[str]:
         return self.topology.teardown()
+
+
+class Browsing:
+    """drive.js running: its log (the page's console) and, at the end, its JSON result."""
+
+    def __init__(self, proc: subprocess.Popen, log: Path):
+        self.proc, self.log = proc, log
+
+    def page_log(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def result(self, timeout: float = 120) -> dict:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        lines = [l for l in (out or "").splitlines() if l.startswith("{")]
+        if not lines:
+            raise AssertionError(f"drive.js printed no result (exit {self.proc.returncode}):\n{out}\n"
+                                 f"{self.page_log()[-3000:]}")
+        result = json.loads(lines[-1])
+        result["browser_log"] = self.page_log()
+        return result

@@ -120,3 +120,18 @@ def test_websocket_sockets_are_named_and_rendered():
     assert 'listen=tcp:127.0.0.1:8080 name "ws"' in text and 'listen=tcp:127.0.0.2:8080 name "ws-2"' in text
     assert "#!define WITH_WEBSOCKET" in text and "#!define WITH_XHTTP" in text and "#!define WITH_TCP" in text
     assert "WITH_WEBSOCKET" not in render_kamailio_defines(parse_settings({}))
+
+
+def test_the_screen_and_the_metrics_see_websocket_clients_like_any_other():
+    from kemi.observe import metrics as m
+    settings = {**WS, "metrics": {"enabled": True}}
+    scanner = FakeKSR(SipMessage(method="REGISTER", ruri="sip:127.0.0.1", proto="wss", socket_name="wss",
+                                 source=("192.0.2.66", 40000), headers={"User-Agent": "friendly-scanner"}))
+    make_router(scanner, settings).ksr_request_route(None)
+    assert scanner.replies == [] and not scanner.called("registrar.save") and ("ipban", "192.0.2.66") in scanner.htable
+    ksr = FakeKSR(SipMessage(method="REGISTER", ruri="sip:127.0.0.1", from_uri="sip:2001@127.0.0.1",
+                             to_uri="sip:2001@127.0.0.1", proto="wss", socket_name="wss",
+                             headers={"Authorization": 'Digest username="2001"'}))
+    ksr.results["auth_db.auth_check"] = 1
+    make_router(ksr, settings).ksr_request_route(None)
+    assert ksr.metrics.get((m.REGISTRATIONS.name, (m.REG_OK,))) == 1

@@ -29,8 +29,12 @@ async function main() {
     const page = context.pages()[0] || (await context.newPage());
     page.on("console", (m) => process.stderr.write(`page: ${m.text()}\n`));
     await page.goto(url);
+    // as callee: say when registered (the test then lets the phone call), wait for the call
+    await page.waitForFunction(() => window.kemiPhone.registered || window.kemiPhone.state === "registration failed",
+      null, { timeout: 30000 }).catch(() => {});
+    process.stderr.write(`kemi-phone: ${await page.evaluate(() => window.kemiPhone.state)}\n`);
     await page.waitForFunction(() => ["confirmed", "failed", "ended", "registration failed"]
-      .includes(window.kemiPhone.state), null, { timeout: 30000 });
+      .includes(window.kemiPhone.state), null, { timeout: 45000 });
     out.state = await page.evaluate(() => window.kemiPhone.state);
     if (out.state === "confirmed") {
       // media must be connected (ICE + DTLS) before the hold time counts
