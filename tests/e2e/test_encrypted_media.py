@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 CALLER_HZ, CALLEE_HZ = 600, 1400
 CALL_SECONDS = 8
 # extensions of this module (each test owns its own: registrations outlive a test)
-RULES = {"4111": "sdes", "4121": "dtls", "4132": "sdes", "4141": "sdes"}
+RULES = {"4111": "sdes", "4121": "dtls", "4132": "sdes", "4141": "sdes", "4151": "sdes"}
 SECURITY_ON = {"security": "rtp", "extension_security": RULES}
 
 
@@ -41,9 +41,8 @@ def rtpengine(tmp_path):
 
 @pytest.fixture
 def proxy_for(kamailio_factory, rtpengine):
-    def start(security: dict | None):
-        media = rtpengine.media_settings(**(security or {}))
-        return kamailio_factory(media)
+    def start(security: dict | None, extra: dict | None = None):
+        return kamailio_factory({**rtpengine.media_settings(**(security or {})), **(extra or {})})
     return start
 
 
@@ -70,7 +69,7 @@ class Call:
                 f"caller leg: {self.caller_leg.summary()}\ncallee leg: {self.callee_leg.summary()}")
 
 
-def call(db, proxy, tmp_path, caller_user, callee_user, caller_enc=None, callee_enc=None) -> Call:
+def call(db, proxy, tmp_path, caller_user, callee_user, caller_enc=None, callee_enc=None, during=None) -> Call:
     for user in (caller_user, callee_user):
         db.add_subscriber(user)
     callee = Baresip(tmp_path, callee_user, tone_hz=CALLEE_HZ, mediaenc=callee_enc, register=True)
@@ -83,6 +82,8 @@ def call(db, proxy, tmp_path, caller_user, callee_user, caller_enc=None, callee_
             started = time.monotonic()
             caller.start(proxy.target, dial=callee_user, seconds=CALL_SECONDS)
             setup = wait_until(lambda: caller.established() and time.monotonic(), CALL_SECONDS + 5, 0.05)
+            if during is not None and setup:
+                during(caller, callee)
             caller.wait(CALL_SECONDS + 20)
         return Call(caller, callee, capture, started, setup - started if setup else None)
     finally:
@@ -184,3 +185,28 @@ def test_control_the_same_plain_offer_without_the_rule_is_established(db, proxy_
     assert_heard_each_other(c)
     assert_plain_leg(c.caller_leg, CALLEE_HZ, c)
     print(c.figures("RTP->RTP"))
+
+
+# --- in-dialog: the plain phone re-INVITEs the SDES phone ---------------------------------------
+
+
+def reinvite_from_callee(caller: Baresip, callee: Baresip) -> None:
+    """Some media first, then the callee's re-offer (plain RTP/AVP: it is the plain phone)."""
+    time.sleep(2)
+    callee.command("reinvite")
+
+
+def test_plain_phone_reinvites_the_sdes_phone(db, proxy_for, tmp_path):
+    """The callee's re-INVITE is an offer toward the SDES caller: it gets RTP/SAVP (the
+    caller accepts it), and the caller's leg stays SRTP with the tone flowing after it.
+
+    No control with the flags off: a router that drops media security on in-dialog offers
+    (tried: the re-offer reached the caller as SRTP all the same) shows rtpengine 10.5 keeps
+    each leg's transport from the first offer; the in-dialog flags only restate it. This test
+    guards against in-dialog flags that would contradict it (e.g. RTP/AVP toward the caller)."""
+    c = call(db, proxy_for(SECURITY_ON), tmp_path, "4151", "4152", caller_enc="srtp-mand", during=reinvite_from_callee)
+    assert_heard_each_other(c)
+    assert c.caller.log().count("SRTP is Enabled") >= 2, c.describe()      # keyed again by the re-offer
+    assert "488" not in c.callee.log(), c.describe()
+    assert_srtp_leg(c.caller_leg, c)
+    assert_plain_leg(c.callee_leg, CALLER_HZ, c)

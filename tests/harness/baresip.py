@@ -31,6 +31,8 @@ MODULES = "/usr/lib/baresip/modules"
 # two SIP ports per phone (UDP/TCP on P, TLS on P+1); a block of RTP ports each
 _sip_ports = itertools.cycle(range(stack.PORT_BASE + 900, stack.PORT_BASE + 1000, 2))
 _rtp_blocks = itertools.cycle(range(PHONE_MEDIA_MIN, PHONE_MEDIA_MAX - 19, 20))
+# ctrl_tcp: commands (re-INVITE, hold) to a phone during a call
+_ctrl_ports = itertools.cycle(range(stack.PORT_BASE + 880, stack.PORT_BASE + 900))
 
 
 def sip_port() -> int:
@@ -98,6 +100,7 @@ class Baresip:
         self.user, self.password, self.tone_hz, self.mediaenc = user, password, tone_hz, mediaenc
         self.register, self.answer = register, answer
         self.port = port or sip_port()
+        self.ctrl_port = next(_ctrl_ports)
         self.rtp_min = next(_rtp_blocks)
         self.dir = workdir / f"baresip-{user}"
         self.recordings = self.dir / "recordings"
@@ -121,7 +124,8 @@ class Baresip:
             # a plain phone has no crypto at all (with dtls_srtp.so loaded baresip would take a
             # DTLS offer by itself, and the control calls would prove nothing)
             *(["module srtp.so", "module dtls_srtp.so"] if self.mediaenc else []),
-            "module_app account.so", "module_app menu.so",
+            "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
+            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
             f"snd_path {self.recordings}",
             "",
         ]))
@@ -144,6 +148,21 @@ class Baresip:
         name, log = f"baresip-{self.user}", self.dir / "baresip.log"
         self.daemon = netns.spawn(argv, log, name=name) if netns is not None else Daemon(name, argv, log)
         return self
+
+    def command(self, command: str, params: str = "") -> str:
+        """A menu command through ctrl_tcp (netstring JSON), e.g. "reinvite", "hold"; its answer."""
+        import json
+        import socket
+        body = json.dumps({"command": command, "params": params, "token": command}).encode()
+        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5) as s:
+            s.sendall(b"%d:%s," % (len(body), body))
+            data = b""
+            while not data.endswith(b","):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode(errors="replace")
 
     def wait(self, timeout: float) -> int | None:
         """Wait for baresip to quit; its exit code (None if it had to be stopped)."""
