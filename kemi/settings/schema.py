@@ -352,6 +352,9 @@ class MetricsSettings:
     # Kamailio's own statistics beside the package's counters (xhttp_prom_stats):
     # "all", "" (none), a group "tm:" or one statistic name
     core_stats: str = "all"
+    # count every entry into Python per callback (Kamailio statistics kemi_entries_*, also on
+    # /metrics with core_stats): what make bench reports per call; one KSR call per entry
+    count_python_entries: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
