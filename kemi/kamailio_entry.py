@@ -165,6 +165,46 @@ _loaded = globals().get("_loaded")
 _handler = globals().get("_handler")        # made by the first mod_init
 
 
+# app_python3s (kamailio.cfg, Kamailio 6+) calls functions of this module by name, with no
+# message object (app_python3 calls the methods of the object mod_init returns): the same
+# handler serves both
+def ksr_request_route(*_):
+    return _handler.ksr_request_route(None)
+
+
+def ksr_on_sl_reply(*event):
+    return _handler.ksr_on_sl_reply(None, *event)
+
+
+def ksr_branch_manage(*_):
+    return _handler.ksr_branch_manage(None)
+
+
+def ksr_onreply_manage(*_):
+    return _handler.ksr_onreply_manage(None)
+
+
+def ksr_failure_manage(*_):
+    return _handler.ksr_failure_manage(None)
+
+
+def ksr_xhttp_event(*event):
+    return _handler.ksr_xhttp_event(None, *event)
+
+
+def child_init(rank):
+    return _handler.child_init(rank)
+
+
+def __getattr__(name):
+    """Any other callback name (a route a Router subclass arms), as app_python3 finds it."""
+    handler = globals().get("_handler")
+    if handler is None or name.startswith("__"):
+        raise AttributeError(name)
+    method = getattr(handler, name)
+    return lambda *args: method(None, *args)
+
+
 def mod_init():
     global _loaded, _handler
     if _loaded is not None:         # kamcmd app_python.reload: this file ran again

@@ -38,6 +38,8 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define KEMI_ENVIRONMENT "{environment_digest(s.environment)}"',
         f'#!define KEMI_ROOT "{kemi_root}"',
         f'#!define KEMI_ENTRY "{entry}"',
+        # "auto": kamailio.cfg picks app_python3s on Kamailio 6+ (KAMAILIO_5 is Kamailio's own define)
+        *([f"#!define KEMI_ENGINE_{s.python.engine.upper()}"] if s.python.engine != "auto" else []),
         f'#!define DBURL "{s.database.url}"',
         f'#!define SIP_DOMAIN "{s.sip.domain}"',
         f"#!define USRLOC_DB_MODE {s.database.usrloc_db_mode}",
