@@ -19,6 +19,15 @@ FAILURE_ROUTE = "ksr_failure_manage"
 ON_SL_REPLY_CALLBACK = "ksr_on_sl_reply"      # tm on_sl_reply: replies matching no transaction
 XHTTP_CALLBACK = "ksr_xhttp_event"            # xhttp event_callback: HTTP requests (/metrics)
 
+# every callback above enters Python; with settings metrics.count_python_entries each entry
+# is counted in a statistics-module variable (kemi_entries_request_route, ...; `kamcmd
+# stats.get_statistics script:`), and any other method name a site arms in kemi_entries_other
+ENTRY_CALLBACKS = ("ksr_request_route", "ksr_on_sl_reply", BRANCH_ROUTE, ONREPLY_ROUTE, FAILURE_ROUTE,
+                   XHTTP_CALLBACK)
+ENTRY_STAT_PREFIX = "kemi_entries_"
+ENTRY_STATS = {callback: ENTRY_STAT_PREFIX + callback.removeprefix("ksr_") for callback in ENTRY_CALLBACKS}
+OTHER_ENTRY_STAT = ENTRY_STAT_PREFIX + "other"
+
 # --- message flags (FLT_) and branch flags (FLB_), rendered as #!define lines ----------------
 FLT_NATS = 5          # the request's sender is behind NAT
 FLB_NATB = 6          # the branch's destination is behind NAT (usrloc nat_bflag: stored with the contact)

@@ -36,6 +36,9 @@ DIRECTION_KEYS = frozenset({"ingress", "egress"})
 
 
 class Rtpengine:
+    # tm's reply route (answers, late offers) and failure route (delete) have work on every INVITE
+    wants_replies = wants_failures = True
+
     def __init__(self, ksr, media: MediaSettings, observe: Observer, reply: Callable[[sip.Reply], None], *,
                  directions: Callable[..., dict], profile_name: Callable[[Message], str],
                  behind_nat: Callable[..., bool], security: "MediaSecurity | NoSecurity | None" = None):
@@ -279,6 +282,7 @@ class NoSecurity:
 
 class NoMedia:
     """media.enabled = false: no rtpengine at all, SDP passes untouched."""
+    wants_replies = wants_failures = False
 
     def on_request(self, msg: Message) -> bool:
         return NEXT

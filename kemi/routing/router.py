@@ -70,11 +70,15 @@ class Router:
                 security=build_security(ksr, settings, self.sides))
         else:
             self.media = NoMedia()
-        # a subclass's own branch route runs on every branch, as it always did (route_relay
-        # otherwise arms it only when the NAT handling in it has work: Nat.branch_needed)
-        cls = type(self)
-        self.own_branch_route = any(getattr(cls, name) is not getattr(Router, name)
-                                    for name in ("ksr_branch_manage", "branch_manage", "route_natmanage"))
+        # route_relay arms a tm callback only when it has work (each entry into Python costs):
+        # a subclass's own branch, reply or failure route gets it on every relay, as it always did
+        self.own_branch_route = self.overrides("ksr_branch_manage", "branch_manage", "route_natmanage")
+        self.own_reply_route = self.overrides("ksr_onreply_manage", "onreply_manage", "route_natmanage")
+        self.own_failure_route = self.overrides("ksr_failure_manage", "failure_manage", "route_natmanage")
+
+    def overrides(self, *names: str) -> bool:
+        """A subclass replaces one of these Router methods."""
+        return any(getattr(type(self), name) is not getattr(Router, name) for name in names)
 
     def child_init(self, rank: int) -> int:
         try:
@@ -277,12 +281,17 @@ class Router:
         self.sides.leaving(msg)                     # SBC: the side it leaves through (media needs it)
         if not self.media.on_request(msg):          # rtpengine offer / answer / delete
             return
-        if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0 \
-                and (self.own_branch_route or self.nat.branch_needed(msg)):
+        # each tm callback only when it has work there: NAT (nat.py), media, SBC failover
+        nat_branch, nat_reply = self.nat.tm_work(msg) if method in BRANCH_ROUTE_METHODS else (False, False)
+        if method in BRANCH_ROUTE_METHODS and (self.own_branch_route or nat_branch) \
+                and ksr.tm.t_is_set("branch_route") < 0:
             ksr.tm.t_on_branch(BRANCH_ROUTE)
-        if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
+        if method in ONREPLY_ROUTE_METHODS and (self.own_reply_route or self.media.wants_replies or nat_reply) \
+                and ksr.tm.t_is_set("onreply_route") < 0:
             ksr.tm.t_on_reply(ONREPLY_ROUTE)
-        if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
+        if method == "INVITE" and (self.own_failure_route or self.media.wants_failures
+                                   or self.sides.failover_possible(msg)) \
+                and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
             self.media.relay_failed(msg)

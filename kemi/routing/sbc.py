@@ -134,6 +134,7 @@ class SbcSides:
             self.observe.note_503(msg, UNAVAILABLE_NO_GATEWAY)
             return False
         ksr.pv.seti(AVP_GATEWAY_SET, side.gateway_set)
+        msg.gateway_side = side
         self.observe.note_gateway_attempt()
         return True
 
@@ -161,6 +162,11 @@ class SbcSides:
         """The side whose gateway set this transaction went to (None: not to a gateway set)."""
         gwset = self.ksr.pv.gete(AVP_GATEWAY_SET)
         return next((s for s in self.sides.all if s.gateway_set == gwset), None)
+
+    def failover_possible(self, msg: Message) -> bool:
+        """route[RELAY]: a call to a gateway set (select_gateway ran): the failure route may
+        try the next gateway."""
+        return msg.gateway_side is not None
 
     # failure_route
     def failover(self, msg: Message) -> bool:

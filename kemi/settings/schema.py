@@ -19,6 +19,7 @@ META_FIELDS = ("source", "environment")
 LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+PYTHON_ENGINES = ("auto", "app_python3", "app_python3s")
 USRLOC_DB_MODES = {1: "write-through", 2: "write-back", 3: "DB only"}
 LOG_LEVELS = {-3: "alert", -2: "crit", -1: "err", 0: "warn", 1: "notice", 2: "info", 3: "debug"}
 # dispatcher algorithms a gateway set may use (the others need extra modules or parameters)
@@ -122,6 +123,9 @@ class PythonSettings:
     router: str = "kemi.routing:Router"
     # folders added to sys.path first, where a site keeps its own routing modules
     path: tuple[str, ...] = ()
+    # the Kamailio module that runs the routing: "auto" (app_python3s on Kamailio 6+, where it
+    # exists and enters Python cheaper, app_python3 on 5.x), "app_python3" or "app_python3s"
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -364,6 +368,9 @@ class MetricsSettings:
     # Kamailio's own statistics beside the package's counters (xhttp_prom_stats):
     # "all", "" (none), a group "tm:" or one statistic name
     core_stats: str = "all"
+    # count every entry into Python per callback (Kamailio statistics kemi_entries_*, also on
+    # /metrics with core_stats): what make bench reports per call; one KSR call per entry
+    count_python_entries: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
