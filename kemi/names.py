@@ -50,10 +50,13 @@ DECISION_LOG_PV = f"$sel(cfg_get.{DECISION_LOG_GROUP}.{DECISION_LOG_VAR})"
 AVP_INGRESS = "$avp(sbc_ingress)"       # SBC: side name the request came from
 AVP_EGRESS = "$avp(sbc_egress)"         # SBC: side name it was relayed through
 AVP_GATEWAY_SET = "$avp(sbc_gwset)"     # SBC: dispatcher set it went to (failover), unset otherwise
+AVP_MEDIA_CALLER = "$avp(media_caller)"   # media security of the request's sender (kemi/media/security.py)
+AVP_MEDIA_CALLEE = "$avp(media_callee)"   # ... and of its receiver: the reply's SDP goes callee -> caller
 RTPENGINE_INSTANCE_PV = "$avp(rtpengine_instance)"   # rtpengine rtp_inst_pvar: the instance that answered
 DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"           # dispatcher's xavp_dst: the gateway tried now
 
 # --- sockets and tables ----------------------------------------------------------------------
 METRICS_SOCKET_NAME = "metrics"   # the listen socket's name=: the only one serving /metrics
+WEBSOCKET_SOCKET_NAMES = ("ws", "wss")   # [websocket] sockets' names (then ws-2, ...): the WebSocket handshake
 LOCATION_TABLE = "location"       # usrloc's table (registrar save / lookup, usrloc preload)
 SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it

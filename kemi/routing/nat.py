@@ -46,15 +46,21 @@ def reply_route_needed(in_dialog: bool, route_nat: bool, extra_branches: int, ca
     return extra_branches > 0 or callee_nated
 
 
+# nat_uac_test 64: the request came over a WebSocket (a browser: its Via/Contact name an
+# invalid host, so it is handled as behind NAT, as in Kamailio's websocket module README)
+NAT_TEST_WEBSOCKET = 64
+
+
 class Nat:
-    def __init__(self, ksr):
+    def __init__(self, ksr, websocket: bool = False):
         self.ksr = ksr
+        self.tests = sip.NAT_TESTS | (NAT_TEST_WEBSOCKET if websocket else 0)
 
     # route[NATDETECT]
     def detect(self, msg: Message) -> None:
         ksr = self.ksr
         ksr.force_rport()
-        if ksr.nathelper.nat_uac_test(sip.NAT_TESTS) > 0:
+        if ksr.nathelper.nat_uac_test(self.tests) > 0:
             if msg.method == "REGISTER":
                 ksr.nathelper.fix_nated_register()
             elif ksr.siputils.is_first_hop() > 0:

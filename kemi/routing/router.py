@@ -11,7 +11,8 @@ without the SBC has no SBC code on its path, one without media anchoring no rtpe
     self.nat        nat.py        NAT detection and keepalive flags
     self.dialogs    dialogs.py    the signed Record-Route
     self.registrar  registrar.py  digest auth, save, lookup
-    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off)
+    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off), media security
+    self.websocket  websocket.py  the WebSocket handshake for browsers (NoWebSocket: websocket off)
     self.guard      guard.py      every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
@@ -25,7 +26,7 @@ from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWA
                                   DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
 from kemi.routing.dialogs import RecordRouteSigner
 from kemi.routing.guard import ROUTE_OK, Guard
-from kemi.routing.media import NoMedia, Rtpengine
+from kemi.routing.media import NoMedia, Rtpengine, build_security
 from kemi.routing.message import Message
 from kemi.routing.nat import Nat
 from kemi.routing.observe import Observer
@@ -33,6 +34,7 @@ from kemi.routing.registrar import Registrar
 from kemi.routing.sbc import SbcSides
 from kemi.routing.screen import NoScreen, Screen
 from kemi.routing.sides import OneSide
+from kemi.routing.websocket import NoWebSocket, WebSocket
 from kemi.settings import Settings
 
 # methods that may create a dialog: Record-Route them so in-dialog requests come back here
@@ -55,14 +57,17 @@ class Router:
             self.sides = OneSide(settings.media.profile)
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
-        self.nat = Nat(ksr)
+        self.nat = Nat(ksr, websocket=settings.websocket.enabled)
+        ws = settings.websocket
+        self.websocket: WebSocket | NoWebSocket = WebSocket(ksr, ws.origins) if ws.enabled else NoWebSocket()
         self.dialogs = RecordRouteSigner(ksr, settings.security.route_secret, self.reply)
         self.registrar = Registrar(ksr, settings.sip.domain, subscribers, self.observe, self.screen, self.nat,
                                    self.reply)
         if settings.media.enabled:
             self.media: Rtpengine | NoMedia = Rtpengine(
                 ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
-                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat)
+                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat,
+                security=build_security(ksr, settings, self.sides))
         else:
             self.media = NoMedia()
         # route_relay arms a tm callback only when it has work (each entry into Python costs):
@@ -323,9 +328,11 @@ class Router:
     def reply_screen(self, msg: Message) -> None:
         self.screen.drop_stray_reply(msg)
 
-    # event_route[xhttp:request]: /metrics on the metrics socket, 404 for anything else
+    # event_route[xhttp:request]: the WebSocket handshake on the ws/wss sockets, /metrics on
+    # the metrics socket, 404 for anything else
     def route_xhttp(self, msg: Message) -> None:
-        self.observe.serve_http(msg)
+        if not self.websocket.serve_http(msg):
+            self.observe.serve_http(msg)
 
     # --- hooks a site may override -----------------------------------------------------------------
 

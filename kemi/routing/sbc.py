@@ -239,6 +239,12 @@ class SbcSides:
         call = self.media_call_sides(msg)
         return self.default_profile if call is None else sbc_media.profile_name(call, msg.is_reply, self.side_media)
 
+    def media_securities(self, msg: Message) -> tuple[str | None, str | None]:
+        """Media security of the sides a request's SDP goes between (sbc.<side>.media_security;
+        None: media.security). A reply's SDP is judged by what its request remembered."""
+        call = self.media_call_sides(msg)
+        return (None, None) if call is None else sbc_media.securities(call, self.side_media)
+
     def sdp_sender_is_gateway(self, msg: Message, is_reply: bool) -> bool:
         """The SDP's sender is a listed gateway of its side (by IP, as route[AUTH] trusts it)."""
         if not is_reply:

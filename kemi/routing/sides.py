@@ -56,3 +56,7 @@ class OneSide:
 
     def sdp_sender_is_gateway(self, msg: Message, is_reply: bool) -> bool:
         return False
+
+    def media_securities(self, msg: Message) -> tuple[None, None]:
+        """Media security of a request SDP's sender's and receiver's side: none (media.security)."""
+        return (None, None)

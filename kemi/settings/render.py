@@ -74,6 +74,10 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
     # the metrics endpoint is a TCP socket too
     if s.metrics.enabled or any(l.proto in ("tcp", "tls") for l, _ in listens):
         lines.append("#!define WITH_TCP")
+    if s.metrics.enabled or s.websocket.enabled:
+        lines.append("#!define WITH_XHTTP")          # xhttp: /metrics and the WebSocket handshake
+    if s.websocket.enabled:
+        lines.append("#!define WITH_WEBSOCKET")
     lines += media_defines(s)
     lines += security_defines(s)
     lines += observe_lines(s)
@@ -213,7 +217,7 @@ def describe(obj, prefix: str = "") -> list[str]:
             continue
         if is_dataclass(value) and not isinstance(value, Listen):
             out += describe(value, f"{prefix}{f.name}.")
-        elif f.name == "listen" and isinstance(value, tuple):
+        elif f.name == "listen" and isinstance(value, tuple) and all(isinstance(l, Listen) for l in value):
             out.append(f"{prefix}{f.name} = {[l.socket for l in value]}")
         elif "secret" in f.name and value:
             out.append(f"{prefix}{f.name} = '(set, not shown)'")

@@ -229,6 +229,15 @@ class MediaSettings:
     ping_when_all_down: bool = True
     rtpengine: RtpengineDaemon = field(default_factory=RtpengineDaemon)
     profiles: tuple[MediaProfile, ...] = (DEFAULT_MEDIA_PROFILE,)
+    # media security (kemi/media/security.py, docs/media.md): what a party is sent and must
+    # offer, one of any, rtp, srtp, sdes, dtls, webrtc. "any": the offer passes as it is
+    security: str = "any"
+    # [media.transport_security]: by the SIP transport a party uses (udp, tcp, tls, ws, wss);
+    # browsers (WebSocket) need WebRTC media
+    transport_security: tuple[tuple[str, str], ...] = (("ws", "webrtc"), ("wss", "webrtc"))
+    # [media.extension_security]: per extension (the To user an SDP is sent to, the From user
+    # it comes from); the most specific rule wins: extension, transport, side, security
+    extension_security: tuple[tuple[str, str], ...] = ()
 
     def get_profile(self, name: str | None = None) -> MediaProfile:
         wanted = name or self.profile
@@ -269,6 +278,9 @@ class SbcSide:
     # this side (its rtcp-mux and codec handling), "" = media.profile
     rtpengine_interface: str = ""
     media_profile: str = ""
+    # media security of the parties on this side (any, rtp, srtp, sdes, dtls, webrtc),
+    # "" = media.security; e.g. "srtp" on a public side: SRTP only, a plain offer gets 488
+    media_security: str = ""
 
     @property
     def media_interface(self) -> str:
@@ -370,6 +382,35 @@ class MetricsSettings:
         return f"tcp:{self.listen}"
 
 
+WEBSOCKET_SCHEMES = {"ws": "tcp", "wss": "tls"}        # WebSocket listen scheme -> Kamailio's socket proto
+WEBSOCKET_LISTEN_RE = re.compile(r"^(ws|wss):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class WebsocketSettings:
+    # true: SIP over WebSocket (RFC 7118) for browsers: the websocket module, on the sockets below
+    enabled: bool = False
+    # "ws:ADDRESS:PORT" (plain, over TCP) and "wss:ADDRESS:PORT" (over TLS: needs [tls] with a
+    # certificate). Browsers refuse ws: from an https page: use wss in production
+    listen: tuple[str, ...] = ("ws:127.0.0.1:8080",)
+    # Origin headers a handshake may carry (e.g. "https://phone.example.com"); [] = any origin
+    origins: tuple[str, ...] = ()
+
+    @property
+    def sockets(self) -> tuple[tuple[Listen, str], ...]:
+        """(Listen, socket name) per listen entry: "ws", "wss", then "ws-2", ..."""
+        out, count = [], {}
+        for entry in self.listen:
+            m = WEBSOCKET_LISTEN_RE.match(entry)
+            if not m:
+                continue
+            scheme = m.group(1)
+            count[scheme] = count.get(scheme, 0) + 1
+            name = scheme if count[scheme] == 1 else f"{scheme}-{count[scheme]}"
+            out.append((Listen(WEBSOCKET_SCHEMES[scheme], m.group(2), int(m.group(3))), name))
+        return tuple(out)
+
+
 @dataclass(frozen=True)
 class LoggingSettings:
     # the structured decision log (docs/observability.md) at start; switch it at runtime with
@@ -391,6 +432,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
@@ -403,6 +445,8 @@ class Settings:
         if self.sbc.enabled:
             for side in self.sbc.sides:
                 out += list(zip(side.listen, side.socket_names()))
+        if self.websocket.enabled:
+            out += list(self.websocket.sockets)
         return tuple(out)
 
     @property

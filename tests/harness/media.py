@@ -191,6 +191,8 @@ class Captured:
     src: tuple[str, int]
     dst: tuple[str, int]
     payload_type: int          # byte 1 of the UDP payload (RTCP: 200-204)
+    payload: bytes = b""       # the UDP payload (kept when the capture is asked to: keep_payloads)
+    at: float = 0.0            # time.monotonic() when the capture read it
 
     @property
     def is_rtcp(self) -> bool:
@@ -203,6 +205,7 @@ class LoopbackCapture:
     low: int = MEDIA_BASE
     high: int = MEDIA_BASE + 1999
     packets: list[Captured] = field(default_factory=list)
+    keep_payloads: bool = False
 
     SKIP_OUTGOING = True       # lo shows each packet twice: keep the received copy only
 
@@ -234,7 +237,8 @@ class LoopbackCapture:
             src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])
             sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
             payload = data[14 + ihl + 8:]
-            self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1))
+            self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1,
+                                         payload if self.keep_payloads else b"", time.monotonic()))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
