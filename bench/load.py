@@ -8,6 +8,7 @@ not Kamailio, is the bottleneck).
 from __future__ import annotations
 
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -45,6 +46,11 @@ class RunResult:
     note: str = ""
     tag: str = ""             # which phase of the scenario it belongs to
     latency_logged: bool = False   # Kamailio logged route times meanwhile (costs it CPU)
+    # with a capture: how long Kamailio held each message, µs, from kernel timestamps
+    # (kemi_tools/capture.py SipTimes): SIPp's millisecond clock cannot resolve it
+    server_us: list[float] = field(default_factory=list, repr=False)
+    captured: bool = False
+    entries: dict = field(default_factory=dict)    # Python: entries per callback during the run
 
     @property
     def ok(self) -> bool:
@@ -61,10 +67,14 @@ class RunResult:
         return self.sipp_cpu_s / (self.calls / self.rate) if self.calls and self.rate else 0.0
 
     def summary(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("rtt1_ms", "rtt2_ms")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("rtt1_ms", "rtt2_ms", "server_us")}
         out.update(ok=self.ok, cpu_per_1000=self.cpu_per_1000, sipp_busy=round(self.sipp_busy, 3),
                    p50_ms=percentile(self.rtt1_ms, 50), p99_ms=percentile(self.rtt1_ms, 99),
                    mean_ms=mean(self.rtt1_ms))
+        if self.server_us:
+            out.update(server_messages=len(self.server_us), server_p50_us=exact_percentile(self.server_us, 50),
+                       server_p99_us=exact_percentile(self.server_us, 99),
+                       server_p999_us=exact_percentile(self.server_us, 99.9))
         return out
 
 
@@ -82,6 +92,14 @@ def percentile(values_ms: list[int], pct: float) -> float:
             return max(0.0, k - 0.5 + (rank - seen) / counts[k])
         seen += counts[k]
     return float(max(values_ms))
+
+
+def exact_percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of exact samples (the capture's microseconds)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
 
 
 def mean(values: list[int]) -> float:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 from kemi.names import FLT_NATS
 from kemi.routing import Router
+from kemi.security.dialog import rr_param
 from kemi.settings import Settings
 
 ITERATIONS = 20_000
@@ -78,8 +79,10 @@ NOT_BANNED = {"htable.sht_get": None, "pike.pike_check_req": 1}
 
 # make bench's callers and callees are not NATed: no FLT_NATS, no FLB_NATB from the contact,
 # no nat=yes in the Route (so route_relay arms no branch route)
-NOT_NATED = {"isflagset": lambda flag: flag != FLT_NATS, "isbflagset": False,
-             "rr.check_route_param": lambda regex: -1 if regex == "nat=yes" else 1}
+NOT_NATED = {"isflagset": lambda flag: flag != FLT_NATS, "isbflagset": False}
+# an in-dialog request's Route: ours, signed (the token is filled in per router: its secret)
+ROUTE_PARAMS_PV = "$(hdr(Route){nameaddr.uri}{uri.params})"
+SIGNED = object()
 
 # path name -> (entry point, PVs, KSR answers)
 PATHS = {
@@ -95,11 +98,12 @@ PATHS = {
     "INVITE, relayed to a contact": ("ksr_request_route", {**REQUEST, "$rm": "INVITE"},
                                      {"tmx.t_precheck_trans": -1, "tm.t_check_trans": -1,
                                       "nathelper.nat_uac_test": -1, "tm.t_is_set": -1, **NOT_NATED}),
-    "ACK / BYE in dialog (loose_route)": ("ksr_request_route", {**REQUEST, "$rm": "BYE", "$tt": "abc"},
+    "ACK / BYE in dialog (loose_route)": ("ksr_request_route", {**REQUEST, "$rm": "BYE", "$tt": "abc",
+                                                                ROUTE_PARAMS_PV: SIGNED},
                                           {"nathelper.nat_uac_test": -1, "isdsturiset": True,
                                            "tm.t_is_set": -1, **NOT_NATED}),
     "branch_route (INVITE, BYE)": ("ksr_branch_manage", {**REQUEST, "$rm": "INVITE"},
-                                   {"rr.check_route_param": -1, "isflagset": False, "isbflagset": False}),
+                                   {"isflagset": False, "isbflagset": False}),
     "onreply_route (180, 200)": ("ksr_onreply_manage", {**REQUEST, "$rm": "INVITE", "$rs": 180},
                                  {"isflagset": False, "isbflagset": False}),
 }
@@ -141,14 +145,18 @@ def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
     sbc_settings = parse_settings(SBC_TABLES, source="bench.python_cost")
     paths = [(p, Settings()) for p in PATHS.items()] + [(p, sbc_settings) for p in SBC_PATHS.items()]
     for (name, (entry, pvs, answers)), settings in paths:
-        ksr = StubKSR(pvs, {**NOT_BANNED, **answers})
+        ksr = StubKSR(dict(pvs), {**NOT_BANNED, **answers})
         router = Router(ksr, settings, subscribers=None, dids=_NoDids())
+        if ksr.pvs.get(ROUTE_PARAMS_PV) is SIGNED:     # the Route this router signed for the call
+            ksr.pvs[ROUTE_PARAMS_PV] = "lr" + rr_param(router.route_secret, ksr.pvs["$ci"])
         handler = getattr(router, entry)
         handler(None)                           # warm up; count one message's KSR calls
         per_message = dict(ksr.calls)
         failed = [k for k in per_message if k == "err"]
         if failed:
             raise RuntimeError(f"{name}: the route failed against the stub KSR (see ksr.err)")
+        if ("relay" in name or "loose_route" in name or "gateways" in name) and "tm.t_relay" not in per_message:
+            raise RuntimeError(f"{name}: the path did not relay (refused by the routing?): {per_message}")
         ksr.calls.clear()
         seconds = min(timeit.repeat(lambda: handler(None), number=iterations, repeat=3))
         out.append((name, seconds / iterations * 1e6, sum(per_message.values()), per_message))

@@ -6,8 +6,9 @@ import statistics
 from pathlib import Path
 
 
-# the issue's targets for Python / native
-TARGETS = {"max_rate": (">=", 0.95), "cpu_per_1000": ("<=", 1.15), "p99_ms": ("<=", 1.2),
+# the issue's targets for Python / native. p99: of Kamailio's own response times, timed by
+# capture (µs); SIPp's whole-millisecond clock (and its ~4 ms idle sleep) cannot resolve them
+TARGETS = {"max_rate": (">=", 0.95), "cpu_per_1000": ("<=", 1.15), "p99_server_us": ("<=", 1.2),
            "route_time_extra_us": ("<=", 15)}
 
 
@@ -28,17 +29,22 @@ def meets(key: str, value) -> bool | None:
     return value >= limit if op == ">=" else value <= limit
 
 
+def route_extra(route_time: dict) -> float | None:
+    """Python's mean route time per request minus native's, µs."""
+    n = route_time.get("native", {}).get("request", {}).get("mean_us")
+    p = route_time.get("python", {}).get("request", {}).get("mean_us")
+    return p - n if n is not None and p is not None else None
+
+
 def build(results, info: dict) -> dict:
     scenarios = []
     for res in results:
         n, p = res.at_common.get("native", {}), res.at_common.get("python", {})
-        rt_n = res.route_time.get("native", {}).get("request", {})
-        rt_p = res.route_time.get("python", {}).get("request", {})
-        extra = (rt_p["mean_us"] - rt_n["mean_us"]) if rt_n.get("mean_us") is not None \
-            and rt_p.get("mean_us") is not None else None
+        extra = route_extra(res.route_time)
         ratios = {
             "max_rate": ratio(res.max_rate.get("python"), res.max_rate.get("native")),
             "cpu_per_1000": ratio(p.get("cpu_per_1000"), n.get("cpu_per_1000")),
+            "p99_server_us": ratio(p.get("server_p99_us"), n.get("server_p99_us")),
             "p99_ms": ratio(p.get("p99_ms"), n.get("p99_ms")),
             "p50_ms": ratio(p.get("p50_ms"), n.get("p50_ms")),
         }
@@ -48,6 +54,9 @@ def build(results, info: dict) -> dict:
             "held_calls": res.scenario.held_calls,
             "max_rate": res.max_rate, "common_rate": res.common_rate, "at_common_rate": res.at_common,
             "route_time": res.route_time, "route_time_extra_us": extra,
+            "route_time_at_common_rate": res.route_time_common,
+            "route_time_extra_at_common_us": route_extra(res.route_time_common),
+            "python_entries_per_call": res.entries,
             "ratios": ratios,
             "targets_met": {**{k: meets(k, v) for k, v in ratios.items() if k in TARGETS},
                             "route_time_extra_us": meets("route_time_extra_us", extra)},
@@ -67,29 +76,29 @@ def rows(doc: dict) -> list[list[str]]:
     out = []
     for s in doc["scenarios"]:
         n, p = s["at_common_rate"].get("native", {}), s["at_common_rate"].get("python", {})
-        rn = s["route_time"].get("native", {}).get("request", {})
-        rp = s["route_time"].get("python", {}).get("request", {})
         r = s["ratios"]
+        entries = s.get("python_entries_per_call", {})
         out.append([
             s["name"],
+            _f(entries.get("total"), "{:g}"),
             f"{_f(s['max_rate'].get('native'), '{:g}')} / {_f(s['max_rate'].get('python'), '{:g}')}",
             _f(r["max_rate"]),
             f"{_f(s['common_rate'], '{:g}')}",
-            f"{_f(n.get('p50_ms'))} / {_f(p.get('p50_ms'))}",
-            f"{_f(n.get('p99_ms'))} / {_f(p.get('p99_ms'))}",
-            _f(r["p99_ms"]),
             f"{_f(n.get('cpu_per_1000'), '{:.3f}')} / {_f(p.get('cpu_per_1000'), '{:.3f}')}",
             _f(r["cpu_per_1000"]),
-            f"{_f(rn.get('mean_us'), '{:.0f}')} / {_f(rp.get('mean_us'), '{:.0f}')}",
-            f"{_f(rn.get('p99_us'), '{:.0f}')} / {_f(rp.get('p99_us'), '{:.0f}')}",
+            f"{_f(n.get('server_p50_us'), '{:.0f}')} / {_f(p.get('server_p50_us'), '{:.0f}')}",
+            f"{_f(n.get('server_p99_us'), '{:.0f}')} / {_f(p.get('server_p99_us'), '{:.0f}')}",
+            _f(r.get("p99_server_us")),
             _f(s["route_time_extra_us"], "{:+.0f}"),
+            _f(s.get("route_time_extra_at_common_us"), "{:+.0f}"),
+            f"{_f(n.get('p99_ms'))} / {_f(p.get('p99_ms'))}",
         ])
     return out
 
 
-HEADER = ["scenario", "max clean rate/s N / P", "P/N", "compared at /s", "p50 ms N / P", "p99 ms N / P",
-          "P/N", "CPU s per 1000 calls N / P", "P/N", "route µs mean N / P", "route µs p99 N / P",
-          "P-N µs"]
+HEADER = ["scenario", "entries into Python per call", "max clean rate/s N / P", "P/N", "compared at /s",
+          "CPU s per 1000 calls N / P", "P/N", "Kamailio p50 µs N / P", "Kamailio p99 µs N / P", "P/N",
+          "route P-N µs, low rate", "route P-N µs, compared rate", "SIPp p99 ms N / P"]
 
 
 def text_table(doc: dict) -> str:
@@ -164,7 +173,8 @@ def plot(doc: dict, path: Path) -> Path | None:
 MARK_START = "<!-- bench-table:start (written by `python3 -m bench.report --publish`) -->"
 MARK_END = "<!-- bench-table:end -->"
 TARGET_NAMES = {"max_rate": "highest clean rate ≥ 0.95", "cpu_per_1000": "CPU per call ≤ 1.15",
-                "p99_ms": "p99 response time ≤ 1.2", "route_time_extra_us": "route time ≤ +15 µs per request"}
+                "p99_server_us": "p99 response time ≤ 1.2 (Kamailio's, by capture)",
+                "route_time_extra_us": "route time ≤ +15 µs per request (low rate)"}
 
 
 def targets_summary(doc: dict) -> str:

@@ -15,6 +15,7 @@ latency_cfg_log lines. It prints a table and writes JSON, Markdown and a PNG plo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT
+from kemi_tools.capture import SipTimes
 from kemi_tools.stack import mariadb
 from kemi_tools.stack.process import Daemon, StartError, wait_for
 
@@ -298,9 +300,12 @@ class Env:
 # --- measuring ------------------------------------------------------------------------------
 
 
-def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: bool = False) -> RunResult:
+def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: bool = False,
+              capture: bool = False) -> RunResult:
     """One SIPp run at `rate` against one Kamailio; with `latency`, Kamailio logs each
-    route's execution time meanwhile (read them with kam.latency_samples())."""
+    route's execution time meanwhile (read them with kam.latency_samples()); with `capture`,
+    every SIP packet to and from Kamailio is timestamped by the kernel (result.server_us).
+    The Python Kamailio's entries into Python are counted in every run (result.entries)."""
     kam = env.kamailios[label]
     kam.wait_idle(timeout=20, window=0.3, busy=0.03)
     if latency:
@@ -310,13 +315,19 @@ def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: 
     calls = max(int(rate * RUN_SECONDS), 20)
     workdir = env.workdir / "runs" / f"{tag}-{label}-{rate:g}-{time.monotonic_ns()}"
     callee_cpu = env.callee.cpu_so_far() if env.callee else 0.0
+    entries_before = kam.python_entries()
     cpu_before = kam.cpu_seconds()
     started = time.monotonic()
-    sipp = Sipp(load.argv(kam, rate, calls, env.port("client")), workdir, env.load_cpus).start()
-    rc = sipp.wait(calls / rate + 30)
+    with SipTimes(kam.port) if capture else contextlib.nullcontext() as times:
+        sipp = Sipp(load.argv(kam, rate, calls, env.port("client")), workdir, env.load_cpus).start()
+        rc = sipp.wait(calls / rate + 30)
     if latency:
         kam.latency_logging(False)
-    result = RunResult(label, rate, calls, tag=tag, latency_logged=latency)
+    result = RunResult(label, rate, calls, tag=tag, latency_logged=latency, captured=capture)
+    result.entries = {k: v - entries_before.get(k, 0) for k, v in kam.python_entries().items()
+                      if v != entries_before.get(k, 0)}
+    if times is not None:
+        result.server_us = times.response_times_us()
     result.wall_s = time.monotonic() - started
     result.kamailio_cpu_s = kam.cpu_seconds() - cpu_before
     result.sipp_cpu_s = sipp.cpu_s
@@ -334,7 +345,8 @@ def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: 
     s = result.summary()
     log(f"  {tag:16} {label:6} {rate:7g}/s  {'ok  ' if result.ok else 'FAIL'} "
         f"failed {result.failed:5d}  retrans {result.retransmissions:5d}  p50 {s['p50_ms']:6.2f} ms  "
-        f"p99 {s['p99_ms']:7.2f} ms  cpu {s['cpu_per_1000']:.3f} s/1000  sipp {s['sipp_busy']:.0%}")
+        f"p99 {s['p99_ms']:7.2f} ms  cpu {s['cpu_per_1000']:.3f} s/1000  sipp {s['sipp_busy']:.0%}"
+        + (f"  kamailio p50 {s['server_p50_us']:.0f} p99 {s['server_p99_us']:.0f} µs" if result.server_us else ""))
     return result
 
 
@@ -358,12 +370,16 @@ class ScenarioResult:
     max_rate: dict = field(default_factory=dict)
     common_rate: float | None = None
     at_common: dict = field(default_factory=dict)
-    route_time: dict = field(default_factory=dict)
+    route_time: dict = field(default_factory=dict)           # at the probe's low rate
+    route_time_common: dict = field(default_factory=dict)    # at the compared rate
+    entries: dict = field(default_factory=dict)              # Python entries per call, per callback
     notes: list[str] = field(default_factory=list)
 
     def runs_at(self, label: str, rate: float) -> list[RunResult]:
-        """The load runs at `rate` (not the route-time ones: logging costs Kamailio CPU)."""
-        return [r for r in self.runs if r.config == label and r.rate == rate and not r.latency_logged]
+        """The load runs at `rate` (not the route-time or capture ones: logging and the capture
+        cost Kamailio CPU)."""
+        return [r for r in self.runs if r.config == label and r.rate == rate and not r.latency_logged
+                and not r.captured]
 
 
 def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool) -> ScenarioResult:
@@ -373,8 +389,8 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
     load = LOADS[scenario.kind](env, scenario)
     load.setup()
     try:
-        def point(label: str, rate: float, tag: str, latency: bool = False) -> RunResult:
-            res.runs.append(run_point(env, load, label, rate, f"{scenario.name}/{tag}", latency))
+        def point(label: str, rate: float, tag: str, latency: bool = False, capture: bool = False) -> RunResult:
+            res.runs.append(run_point(env, load, label, rate, f"{scenario.name}/{tag}", latency, capture))
             return res.runs[-1]
 
         # 1. route time per request (latency_cfg_log) at a low rate; the native run's CPU per
@@ -384,6 +400,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
             probes[label] = point(label, scenario.probe_rate, "route-time", latency=True)
             res.route_time[label] = summarize_latency(env.kamailios[label].latency_samples())
         res.route_time["rate"] = scenario.probe_rate
+        res.entries = entries_per_call(probes["python"])
         cpu = probes["native"].cpu_per_1000
         capacity = 1000 / cpu if probes["native"].ok and cpu == cpu and cpu > 0 else scenario.probe_rate * 5
         ladder = sorted({min(MAX_RATE, max(MIN_RATE, round_rate(capacity * f))) for f in LADDER})
@@ -450,14 +467,29 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
             for label in (CONFIGS if i % 2 == 0 else CONFIGS[::-1]):
                 if len(res.runs_at(label, common)) <= i and time.monotonic() < deadline + 60:
                     point(label, common, "compare")
+        # response times to the microsecond (kernel timestamps of every SIP packet in and out),
+        # in a run of their own: the capture costs Kamailio's sends a copy each
+        for label in CONFIGS:
+            if time.monotonic() < deadline + 60:
+                point(label, common, "capture", capture=True)
+        # route time again at the compared rate: wall-clock inside the route grows with the
+        # CPU contention of 4 workers on one CPU, so both rates are reported
+        for label in CONFIGS:
+            if time.monotonic() < deadline + 60:
+                point(label, common, "route-time-at-compared-rate", latency=True)
+                res.route_time_common[label] = summarize_latency(env.kamailios[label].latency_samples())
+        res.route_time_common["rate"] = common
         busiest = max(res.runs, key=lambda r: r.sipp_busy)
         res.notes.append(f"SIPp (caller + callee, CPU {env.load_cpus}) used at most {busiest.sipp_busy:.0%} "
                          f"of a CPU (at {busiest.rate:g}/s)" + (": SIPp may be what limits here"
                                                                  if busiest.sipp_busy > SIPP_SATURATED else ""))
         for label in CONFIGS:
             runs = res.runs_at(label, common)
+            captured = [r.summary() for r in res.runs if r.config == label and r.rate == common and r.server_us]
             res.at_common[label] = {
                 "runs": len(runs),
+                "server_p50_us": statistics.median(c["server_p50_us"] for c in captured) if captured else None,
+                "server_p99_us": statistics.median(c["server_p99_us"] for c in captured) if captured else None,
                 "p50_ms": statistics.median(percentile(r.rtt1_ms, 50) for r in runs),
                 "p99_ms": statistics.median(percentile(r.rtt1_ms, 99) for r in runs),
                 "mean_ms": statistics.median(mean(r.rtt1_ms) for r in runs),
@@ -467,6 +499,14 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
     finally:
         load.teardown()
     return res
+
+
+def entries_per_call(run: RunResult) -> dict:
+    """Entries into Python per call (or registration), per callback, in one run."""
+    if not run.successful:
+        return {}
+    per = {k: round(v / run.successful, 2) for k, v in sorted(run.entries.items())}
+    return {**per, "total": round(sum(run.entries.values()) / run.successful, 2)}
 
 
 def summarize_latency(samples: list[tuple[str, str, int]]) -> dict:

@@ -99,9 +99,56 @@ class _Handler:
     def ksr_failure_manage(self, msg):
         return self._router().ksr_failure_manage(msg)
 
+    def ksr_xhttp_event(self, msg, *event):
+        return self._router().ksr_xhttp_event(msg, *event)
+
     def __getattr__(self, name):
         # the other callbacks, route names a Router subclass adds
         return getattr(self._router(), name)
+
+
+# statistics-module variables, one per callback (kemi/names.py ENTRY_STATS, declared by the
+# rendered kamailio-settings.cfg): spelled out here too, this file must run without the package
+_STAT = "kemi_entries_"
+
+
+class _CountingHandler(_Handler):
+    """_Handler that counts each entry into Python per callback (metrics.count_python_entries:
+    #!define KEMI_COUNT_ENTRIES). One more KSR call per entry, so it is off by default."""
+
+    def ksr_request_route(self, msg):
+        KSR.statistics.update_stat(_STAT + "request_route", 1)
+        return self._router().ksr_request_route(msg)
+
+    def ksr_on_sl_reply(self, msg, *event):
+        KSR.statistics.update_stat(_STAT + "on_sl_reply", 1)
+        return self._router().ksr_on_sl_reply(msg, *event)
+
+    def ksr_branch_manage(self, msg):
+        KSR.statistics.update_stat(_STAT + "branch_manage", 1)
+        return self._router().ksr_branch_manage(msg)
+
+    def ksr_onreply_manage(self, msg):
+        KSR.statistics.update_stat(_STAT + "onreply_manage", 1)
+        return self._router().ksr_onreply_manage(msg)
+
+    def ksr_failure_manage(self, msg):
+        KSR.statistics.update_stat(_STAT + "failure_manage", 1)
+        return self._router().ksr_failure_manage(msg)
+
+    def ksr_xhttp_event(self, msg, *event):
+        KSR.statistics.update_stat(_STAT + "xhttp_event", 1)
+        return self._router().ksr_xhttp_event(msg, *event)
+
+    def __getattr__(self, name):
+        method = getattr(self._router(), name)
+        if not callable(method):
+            return method
+
+        def counted(*args):
+            KSR.statistics.update_stat(_STAT + "other", 1)
+            return method(*args)
+        return counted
 
 
 def _reload() -> None:
@@ -115,14 +162,55 @@ def _reload() -> None:
 
 # survives a reload: re-running this file keeps the module's globals
 _loaded = globals().get("_loaded")
-_handler = globals().get("_handler") or _Handler()
+_handler = globals().get("_handler")        # made by the first mod_init
+
+
+# app_python3s (kamailio.cfg, Kamailio 6+) calls functions of this module by name, with no
+# message object (app_python3 calls the methods of the object mod_init returns): the same
+# handler serves both
+def ksr_request_route(*_):
+    return _handler.ksr_request_route(None)
+
+
+def ksr_on_sl_reply(*event):
+    return _handler.ksr_on_sl_reply(None, *event)
+
+
+def ksr_branch_manage(*_):
+    return _handler.ksr_branch_manage(None)
+
+
+def ksr_onreply_manage(*_):
+    return _handler.ksr_onreply_manage(None)
+
+
+def ksr_failure_manage(*_):
+    return _handler.ksr_failure_manage(None)
+
+
+def ksr_xhttp_event(*event):
+    return _handler.ksr_xhttp_event(None, *event)
+
+
+def child_init(rank):
+    return _handler.child_init(rank)
+
+
+def __getattr__(name):
+    """Any other callback name (a route a Router subclass arms), as app_python3 finds it."""
+    handler = globals().get("_handler")
+    if handler is None or name.startswith("__"):
+        raise AttributeError(name)
+    method = getattr(handler, name)
+    return lambda *args: method(None, *args)
 
 
 def mod_init():
-    global _loaded
+    global _loaded, _handler
     if _loaded is not None:         # kamcmd app_python.reload: this file ran again
         _reload()
         return _handler
+    _handler = _CountingHandler() if KSR.kx.get_def("KEMI_COUNT_ENTRIES") else _Handler()
     from kemi import reload
     from kemi.settings import SettingsError
 

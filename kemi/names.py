@@ -19,6 +19,15 @@ FAILURE_ROUTE = "ksr_failure_manage"
 ON_SL_REPLY_CALLBACK = "ksr_on_sl_reply"      # tm on_sl_reply: replies matching no transaction
 XHTTP_CALLBACK = "ksr_xhttp_event"            # xhttp event_callback: HTTP requests (/metrics)
 
+# every callback above enters Python; with settings metrics.count_python_entries each entry
+# is counted in a statistics-module variable (kemi_entries_request_route, ...; `kamcmd
+# stats.get_statistics script:`), and any other method name a site arms in kemi_entries_other
+ENTRY_CALLBACKS = ("ksr_request_route", "ksr_on_sl_reply", BRANCH_ROUTE, ONREPLY_ROUTE, FAILURE_ROUTE,
+                   XHTTP_CALLBACK)
+ENTRY_STAT_PREFIX = "kemi_entries_"
+ENTRY_STATS = {callback: ENTRY_STAT_PREFIX + callback.removeprefix("ksr_") for callback in ENTRY_CALLBACKS}
+OTHER_ENTRY_STAT = ENTRY_STAT_PREFIX + "other"
+
 # --- message flags (FLT_) and branch flags (FLB_), rendered as #!define lines ----------------
 FLT_NATS = 5          # the request's sender is behind NAT
 FLB_NATB = 6          # the branch's destination is behind NAT (usrloc nat_bflag: stored with the contact)
@@ -45,11 +54,14 @@ DECISION_LOG_PV = f"$sel(cfg_get.{DECISION_LOG_GROUP}.{DECISION_LOG_VAR})"
 AVP_INGRESS = "$avp(sbc_ingress)"       # SBC: side name the request came from
 AVP_EGRESS = "$avp(sbc_egress)"         # SBC: side name it was relayed through
 AVP_GATEWAY_SET = "$avp(sbc_gwset)"     # SBC: dispatcher set it went to (failover), unset otherwise
+AVP_MEDIA_CALLER = "$avp(media_caller)"   # media security of the request's sender (kemi/media/security.py)
+AVP_MEDIA_CALLEE = "$avp(media_callee)"   # ... and of its receiver: the reply's SDP goes callee -> caller
 RTPENGINE_INSTANCE_PV = "$avp(rtpengine_instance)"   # rtpengine rtp_inst_pvar: the instance that answered
 DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"           # dispatcher's xavp_dst: the gateway tried now
 
 # --- sockets and tables ----------------------------------------------------------------------
 METRICS_SOCKET_NAME = "metrics"   # the listen socket's name=: the only one serving /metrics
 DMQ_SOCKET_NAME = "dmq"           # cluster: the DMQ socket (KDMQ from peers only)
+WEBSOCKET_SOCKET_NAMES = ("ws", "wss")   # [websocket] sockets' names (then ws-2, ...): the WebSocket handshake
 LOCATION_TABLE = "location"       # usrloc's table (registrar save / lookup, usrloc preload)
 SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it

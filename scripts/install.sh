@@ -13,10 +13,12 @@ cd "$(dirname "$0")/.."
 
 PYTHON=(python3-mysqldb python3-cachetools)
 RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra-modules
-         kamailio-utils-modules kamailio-tls-modules mariadb-server mariadb-client
+         kamailio-utils-modules kamailio-tls-modules kamailio-websocket-modules mariadb-server mariadb-client
          rtpengine-daemon sip-tester make "${PYTHON[@]}")
 # python3-yaml: tests/unit/test_docker_files.py reads the compose file
-TESTING=(python3-venv iproute2 openssl python3-yaml)
+# baresip-core, chromium: the real softphone and browser of the media-security tests (docs/media.md)
+TESTING=(python3-venv iproute2 openssl python3-yaml baresip-core chromium)
+command -v npm >/dev/null 2>&1 || TESTING+=(npm)
 BENCH=(python3-matplotlib)
 # the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the
 # floating address (keepalived); the same package names on Debian 12 and 13
@@ -54,5 +56,10 @@ if [[ "${1:-}" == "--test" ]]; then
     fi
     if ! .venv/bin/python -c 'import pytest, sipvicious' 2>/dev/null; then
         .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    fi
+    # the WebRTC test's sample page: JsSIP bundled for the browser, playwright-core to drive
+    # Debian's chromium (no browser download), versions pinned in tests/web/package.json
+    if [[ ! -f tests/web/jssip.js || ! -d tests/web/node_modules/playwright-core ]]; then
+        (cd tests/web && npm install --no-audit --no-fund --loglevel=error && npm run --silent build)
     fi
 fi

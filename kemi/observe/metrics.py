@@ -63,6 +63,7 @@ RTP_OFFER, RTP_ANSWER, RTP_DELETE = OFFER, ANSWER, DELETE     # the rtpengine op
 RTP_NO_ANSWER = "no_answer"          # no rtpengine answered (503)
 RTP_REFUSED = "refused"              # rtpengine refused the SDP (488)
 RTP_FAILED = "failed"                # answer / late offer / delete failed (logged, call goes on)
+RTP_INSECURE = "insecure"            # media security refused the SDP (488 for an offer), rtpengine not asked
 
 # kemi_bans_total{reason} and kemi_dropped_requests_total{reason}
 BAN_FLOOD = "flood"
@@ -100,6 +101,7 @@ INITIAL_SERIES = (
                                      UNAVAILABLE_RTPENGINE)),
     *((RTPENGINE_ERRORS, pair) for pair in ((RTP_OFFER, RTP_NO_ANSWER), (RTP_OFFER, RTP_REFUSED),
                                             (RTP_OFFER, RTP_FAILED), (RTP_ANSWER, RTP_FAILED),
+                                            (RTP_OFFER, RTP_INSECURE), (RTP_ANSWER, RTP_INSECURE),
                                             (RTP_DELETE, RTP_FAILED))),
     *((BANS, (r,)) for r in (BAN_FLOOD, BAN_SCANNER, BAN_PASSWORD_GUESSING)),
     *((DROPPED, (r,)) for r in (DROP_BANNED, DROP_FLOOD, DROP_SCANNER, DROP_METRICS_SOCKET)),

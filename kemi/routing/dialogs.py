@@ -35,7 +35,7 @@ class RecordRouteSigner:
         self.ksr.rr.add_rr_param(dialog.rr_param(self.secret, msg.call_id))
 
     def signed(self, msg: Message) -> bool:
-        if self.ksr.rr.check_route_param(dialog.route_param_pattern(self.secret, msg.call_id)) > 0:
+        if msg.route_param(dialog.ROUTE_PARAM) == dialog.route_token(self.secret, msg.call_id):
             return True
         self.ksr.notice(f"kemi: in-dialog request with a Route we did not sign refused: {msg.describe()}\n")
         if msg.method != "ACK":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kemi.media.security import Parties, SdpCrypto
     from kemi.sbc.direction import CallSides, Side
 
 
@@ -73,7 +74,8 @@ NOT_LOOKED_UP = _NotLookedUp()
 
 
 class Message:
-    __slots__ = ("ksr", "cache", "ingress", "egress", "from_gateway", "has_sdp", "call_sides")
+    __slots__ = ("ksr", "cache", "ingress", "egress", "from_gateway", "gateway_side", "has_sdp", "call_sides",
+                 "media_parties", "sdp_crypto")
 
     method = _PV("$rm")
     ruri = _PV("$ru")
@@ -90,7 +92,10 @@ class Message:
     received_ip = _PV("$Ri")
     received_port = _PV("$Rp")
     received_socket_name = _PV("$Rn")   # the listen socket's name= ("" if unnamed)
+    proto = _PV("$pr")           # transport it came over: udp, tcp, tls, ws, wss
     status = _PV("$rs")          # replies only
+    # the parameters of the top Route's URI ("lr;kd=...;nat=yes"): after loose_route(), ours
+    route_params = _PV("$(hdr(Route){nameaddr.uri}{uri.params})")
 
     def __init__(self, ksr):
         self.ksr = ksr
@@ -99,8 +104,11 @@ class Message:
         self.ingress: Side | None = None        # SBC: the side the request came from (sbc.py accept)
         self.egress: str | None = None          # SBC: the side's name it is relayed through (sbc.py leaving)
         self.from_gateway: bool | None = None   # SBC: sent by a listed gateway of its side (asked once)
+        self.gateway_side: Side | None = None   # SBC: the side whose gateway set it is sent to (select_gateway)
         self.has_sdp: bool | None = None        # an application/sdp body (media.py, asked once)
         self.call_sides: CallSides | None | _NotLookedUp = NOT_LOOKED_UP   # SBC: the transaction's sides
+        self.media_parties: Parties | None = None    # media security of the SDP's sender and receiver
+        self.sdp_crypto: SdpCrypto | None = None     # what the SDP body carries (media.py, read once)
 
     def pv(self, spec: str):
         """Any other PV, read once."""
@@ -108,6 +116,15 @@ class Message:
         if value is None:
             value = self.cache[spec] = _read(self.ksr, spec)
         return value
+
+    def route_param(self, name: str) -> str | None:
+        """One parameter of the top Route's URI (None: absent). Read in Python from one PV:
+        rr's check_route_param() compiles its regex argument on every call."""
+        for param in self.route_params.split(";"):
+            key, _, value = param.partition("=")
+            if key == name:
+                return value
+        return None
 
     def set_ruri(self, uri: str) -> None:
         """Rewrite the R-URI; later reads of $ru/$rU/$rd see the new one."""

@@ -5,8 +5,9 @@ detect              route[NATDETECT]: rport, nat_uac_test; a NATed REGISTER's co
 mark_registration   route[REGISTRAR]: a NATed phone's contact is stored with the NAT and
                     keepalive branch flags (usrloc nat_bflag, nathelper sipping_bflag)
 manage              route[NATMANAGE], from the branch, reply and failure routes
-branch_needed       route[RELAY]: does manage() have work in the branch route? (each entry
-                    into Python costs ~10 µs, so tm calls it only then)
+tm_work             route[RELAY]: does manage() have work in the branch route, in the reply
+                    route? (tm calls into Python only then: each entry costs ~2 µs plus the
+                    route's own work)
 sdp_sender_nated    is the sender of a message's SDP behind NAT? (media: SIP-source-address)
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kemi.routing.message import Message
 # extra branches (forking) lookup() appended to the destination set; branch 0 is the R-URI
 BRANCH_COUNT_PV = "$branch(count)"
 # the Record-Route parameter a NATed caller's dialog carries (route_natmanage adds it)
-ROUTE_NAT_PARAM = "nat=yes"
+ROUTE_NAT_PARAM, ROUTE_NAT_VALUE = "nat", "yes"
 
 
 def branch_route_needed(caller_nated: bool, in_dialog: bool, route_nat: bool,
@@ -37,15 +38,29 @@ def branch_route_needed(caller_nated: bool, in_dialog: bool, route_nat: bool,
     return extra_branches > 0 or callee_nated
 
 
+def reply_route_needed(in_dialog: bool, route_nat: bool, extra_branches: int, callee_nated: bool) -> bool:
+    """Whether manage() has work in the reply route: only for a NATed branch (FLB_NATB),
+    whose reply's Contact gets an alias; a NATed caller alone leaves replies as they are."""
+    if in_dialog:
+        return route_nat
+    return extra_branches > 0 or callee_nated
+
+
+# nat_uac_test 64: the request came over a WebSocket (a browser: its Via/Contact name an
+# invalid host, so it is handled as behind NAT, as in Kamailio's websocket module README)
+NAT_TEST_WEBSOCKET = 64
+
+
 class Nat:
-    def __init__(self, ksr):
+    def __init__(self, ksr, websocket: bool = False):
         self.ksr = ksr
+        self.tests = sip.NAT_TESTS | (NAT_TEST_WEBSOCKET if websocket else 0)
 
     # route[NATDETECT]
     def detect(self, msg: Message) -> None:
         ksr = self.ksr
         ksr.force_rport()
-        if ksr.nathelper.nat_uac_test(sip.NAT_TESTS) > 0:
+        if ksr.nathelper.nat_uac_test(self.tests) > 0:
             if msg.method == "REGISTER":
                 ksr.nathelper.fix_nated_register()
             elif ksr.siputils.is_first_hop() > 0:
@@ -61,24 +76,28 @@ class Nat:
     # route[NATMANAGE]
     def manage(self, msg: Message, is_reply: bool = False) -> None:
         ksr = self.ksr
-        if not is_reply and msg.in_dialog and ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0:
+        if not is_reply and msg.in_dialog and msg.route_param(ROUTE_NAT_PARAM) == ROUTE_NAT_VALUE:
             ksr.setbflag(FLB_NATB)
         if not (ksr.isflagset(FLT_NATS) or ksr.isbflagset(FLB_NATB)):
             return
         if not is_reply and not msg.in_dialog and ksr.tmx.t_is_branch_route() > 0:
-            ksr.rr.add_rr_param(";" + ROUTE_NAT_PARAM)
+            ksr.rr.add_rr_param(f";{ROUTE_NAT_PARAM}={ROUTE_NAT_VALUE}")
         if is_reply and ksr.isbflagset(FLB_NATB):
             ksr.nathelper.set_contact_alias()
 
-    def branch_needed(self, msg: Message) -> bool:
-        """branch_route_needed() on this request's flags (manage()'s inputs)."""
+    def tm_work(self, msg: Message) -> tuple[bool, bool]:
+        """(branch route, reply route): branch_route_needed() and reply_route_needed() on this
+        request's flags, each read once (manage()'s inputs)."""
         ksr = self.ksr
-        if ksr.isflagset(FLT_NATS):
-            return True
+        caller_nated = bool(ksr.isflagset(FLT_NATS))
         if msg.in_dialog:       # after loose_route(): the Route we put there ourselves
-            return branch_route_needed(False, True, ksr.rr.check_route_param(ROUTE_NAT_PARAM) > 0, 0, False)
-        extra = int(ksr.pv.gete(BRANCH_COUNT_PV) or 0)      # an int; "" if Kamailio had none
-        return branch_route_needed(False, False, False, extra, bool(ksr.isbflagset(FLB_NATB)))
+            route_nat, extra, callee_nated = msg.route_param(ROUTE_NAT_PARAM) == ROUTE_NAT_VALUE, 0, False
+        else:
+            route_nat = False
+            extra = int(ksr.pv.gete(BRANCH_COUNT_PV) or 0)      # an int; "" if Kamailio had none
+            callee_nated = bool(ksr.isbflagset(FLB_NATB))
+        return (branch_route_needed(caller_nated, msg.in_dialog, route_nat, extra, callee_nated),
+                reply_route_needed(msg.in_dialog, route_nat, extra, callee_nated))
 
     def sdp_sender_nated(self, msg: Message, is_reply: bool = False) -> bool:
         """The sender of this message's SDP is behind NAT (rtpengine then uses the packet's

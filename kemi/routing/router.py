@@ -11,7 +11,8 @@ without the SBC has no SBC code on its path, one without media anchoring no rtpe
     self.nat        nat.py        NAT detection and keepalive flags
     self.dialogs    dialogs.py    the signed Record-Route
     self.registrar  registrar.py  digest auth, save, lookup
-    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off)
+    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off), media security
+    self.websocket  websocket.py  the WebSocket handshake for browsers (NoWebSocket: websocket off)
     self.cluster    cluster.py    KDMQ from peers, a starting node's location set (NoCluster: one node)
     self.guard      guard.py      every callback runs guarded: one log line and an answer, never a traceback
 
@@ -27,7 +28,7 @@ from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWA
 from kemi.routing.cluster import Cluster, NoCluster
 from kemi.routing.dialogs import RecordRouteSigner
 from kemi.routing.guard import ROUTE_OK, Guard
-from kemi.routing.media import NoMedia, Rtpengine
+from kemi.routing.media import NoMedia, Rtpengine, build_security
 from kemi.routing.message import Message
 from kemi.routing.nat import Nat
 from kemi.routing.observe import Observer
@@ -35,6 +36,7 @@ from kemi.routing.registrar import Registrar
 from kemi.routing.sbc import SbcSides
 from kemi.routing.screen import NoScreen, Screen
 from kemi.routing.sides import OneSide
+from kemi.routing.websocket import NoWebSocket, WebSocket
 from kemi.settings import Settings
 
 # methods that may create a dialog: Record-Route them so in-dialog requests come back here
@@ -57,7 +59,9 @@ class Router:
             self.sides = OneSide(settings.media.profile)
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
-        self.nat = Nat(ksr)
+        self.nat = Nat(ksr, websocket=settings.websocket.enabled)
+        ws = settings.websocket
+        self.websocket: WebSocket | NoWebSocket = WebSocket(ksr, ws.origins) if ws.enabled else NoWebSocket()
         self.cluster: Cluster | NoCluster = Cluster(ksr, settings, self.observe) if settings.cluster.enabled \
             else NoCluster()
         # a cluster signs with its one secret, so any node passes what another signed
@@ -67,14 +71,19 @@ class Router:
         if settings.media.enabled:
             self.media: Rtpengine | NoMedia = Rtpengine(
                 ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
-                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat)
+                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat,
+                security=build_security(ksr, settings, self.sides))
         else:
             self.media = NoMedia()
-        # a subclass's own branch route runs on every branch, as it always did (route_relay
-        # otherwise arms it only when the NAT handling in it has work: Nat.branch_needed)
-        cls = type(self)
-        self.own_branch_route = any(getattr(cls, name) is not getattr(Router, name)
-                                    for name in ("ksr_branch_manage", "branch_manage", "route_natmanage"))
+        # route_relay arms a tm callback only when it has work (each entry into Python costs):
+        # a subclass's own branch, reply or failure route gets it on every relay, as it always did
+        self.own_branch_route = self.overrides("ksr_branch_manage", "branch_manage", "route_natmanage")
+        self.own_reply_route = self.overrides("ksr_onreply_manage", "onreply_manage", "route_natmanage")
+        self.own_failure_route = self.overrides("ksr_failure_manage", "failure_manage", "route_natmanage")
+
+    def overrides(self, *names: str) -> bool:
+        """A subclass replaces one of these Router methods."""
+        return any(getattr(type(self), name) is not getattr(Router, name) for name in names)
 
     def child_init(self, rank: int) -> int:
         try:
@@ -283,12 +292,17 @@ class Router:
         self.sides.leaving(msg)                     # SBC: the side it leaves through (media needs it)
         if not self.media.on_request(msg):          # rtpengine offer / answer / delete
             return
-        if method in BRANCH_ROUTE_METHODS and ksr.tm.t_is_set("branch_route") < 0 \
-                and (self.own_branch_route or self.nat.branch_needed(msg)):
+        # each tm callback only when it has work there: NAT (nat.py), media, SBC failover
+        nat_branch, nat_reply = self.nat.tm_work(msg) if method in BRANCH_ROUTE_METHODS else (False, False)
+        if method in BRANCH_ROUTE_METHODS and (self.own_branch_route or nat_branch) \
+                and ksr.tm.t_is_set("branch_route") < 0:
             ksr.tm.t_on_branch(BRANCH_ROUTE)
-        if method in ONREPLY_ROUTE_METHODS and ksr.tm.t_is_set("onreply_route") < 0:
+        if method in ONREPLY_ROUTE_METHODS and (self.own_reply_route or self.media.wants_replies or nat_reply) \
+                and ksr.tm.t_is_set("onreply_route") < 0:
             ksr.tm.t_on_reply(ONREPLY_ROUTE)
-        if method == "INVITE" and ksr.tm.t_is_set("failure_route") < 0:
+        if method == "INVITE" and (self.own_failure_route or self.media.wants_failures
+                                   or self.sides.failover_possible(msg)) \
+                and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
             self.media.relay_failed(msg)
@@ -325,9 +339,11 @@ class Router:
     def reply_screen(self, msg: Message) -> None:
         self.screen.drop_stray_reply(msg)
 
-    # event_route[xhttp:request]: /metrics on the metrics socket, 404 for anything else
+    # event_route[xhttp:request]: the WebSocket handshake on the ws/wss sockets, /metrics on
+    # the metrics socket, 404 for anything else
     def route_xhttp(self, msg: Message) -> None:
-        self.observe.serve_http(msg)
+        if not self.websocket.serve_http(msg):
+            self.observe.serve_http(msg)
 
     # --- hooks a site may override -----------------------------------------------------------------
 

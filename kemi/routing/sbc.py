@@ -134,6 +134,7 @@ class SbcSides:
             self.observe.note_503(msg, UNAVAILABLE_NO_GATEWAY)
             return False
         ksr.pv.seti(AVP_GATEWAY_SET, side.gateway_set)
+        msg.gateway_side = side
         self.observe.note_gateway_attempt()
         return True
 
@@ -161,6 +162,11 @@ class SbcSides:
         """The side whose gateway set this transaction went to (None: not to a gateway set)."""
         gwset = self.ksr.pv.gete(AVP_GATEWAY_SET)
         return next((s for s in self.sides.all if s.gateway_set == gwset), None)
+
+    def failover_possible(self, msg: Message) -> bool:
+        """route[RELAY]: a call to a gateway set (select_gateway ran): the failure route may
+        try the next gateway."""
+        return msg.gateway_side is not None
 
     # failure_route
     def failover(self, msg: Message) -> bool:
@@ -232,6 +238,12 @@ class SbcSides:
         """The profile of the side the SDP is sent to (sbc.<side>.media_profile)."""
         call = self.media_call_sides(msg)
         return self.default_profile if call is None else sbc_media.profile_name(call, msg.is_reply, self.side_media)
+
+    def media_securities(self, msg: Message) -> tuple[str | None, str | None]:
+        """Media security of the sides a request's SDP goes between (sbc.<side>.media_security;
+        None: media.security). A reply's SDP is judged by what its request remembered."""
+        call = self.media_call_sides(msg)
+        return (None, None) if call is None else sbc_media.securities(call, self.side_media)
 
     def sdp_sender_is_gateway(self, msg: Message, is_reply: bool) -> bool:
         """The SDP's sender is a listed gateway of its side (by IP, as route[AUTH] trusts it)."""

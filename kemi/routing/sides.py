@@ -37,6 +37,10 @@ class OneSide:
     def leaving(self, msg: Message) -> None:
         """route[RELAY]: one network, no egress side to record."""
 
+    def failover_possible(self, msg: Message) -> bool:
+        """route[RELAY]: does the failure route have a gateway to fail over to? No."""
+        return False
+
     def failover(self, msg: Message) -> bool:
         """failure_route: no gateway set to fail over in."""
         return False
@@ -52,3 +56,7 @@ class OneSide:
 
     def sdp_sender_is_gateway(self, msg: Message, is_reply: bool) -> bool:
         return False
+
+    def media_securities(self, msg: Message) -> tuple[None, None]:
+        """Media security of a request SDP's sender's and receiver's side: none (media.security)."""
+        return (None, None)

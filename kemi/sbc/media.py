@@ -31,9 +31,11 @@ from kemi.sbc.direction import CallSides
 
 @dataclass(frozen=True)
 class SideMedia:
-    """What media needs of one side: its rtpengine interface, the profile for SDP sent to it."""
+    """What media needs of one side: its rtpengine interface, the profile for SDP sent to it,
+    its media security (None: media.security)."""
     interface: str
     profile: str
+    security: str | None = None
 
 
 def side_media(sbc, default_profile: str) -> dict[str, SideMedia]:
@@ -41,7 +43,8 @@ def side_media(sbc, default_profile: str) -> dict[str, SideMedia]:
 
     A side's interface defaults to the side's name, its profile to media.profile.
     """
-    return {side.name: SideMedia(side.media_interface, side.media_profile or default_profile)
+    return {side.name: SideMedia(side.media_interface, side.media_profile or default_profile,
+                                 side.media_security or None)
             for side in sbc.sides}
 
 
@@ -59,3 +62,9 @@ def directions(call: CallSides, is_reply: bool, media: Mapping[str, SideMedia]) 
 def profile_name(call: CallSides, is_reply: bool, media: Mapping[str, SideMedia]) -> str:
     """The profile of the side the SDP is sent to (its rtcp-mux and codec needs)."""
     return media[sdp_sides(call, is_reply)[1]].profile
+
+
+def securities(call: CallSides, media: Mapping[str, SideMedia]) -> tuple[str | None, str | None]:
+    """Media security of the sender's and the receiver's side of a request's SDP."""
+    sender, receiver = sdp_sides(call, False)
+    return media[sender].security, media[receiver].security

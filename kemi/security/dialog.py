@@ -48,7 +48,3 @@ def rr_param(secret: str, call_id: str) -> str:
     """What add_rr_param() gets: ';kd=<token>'."""
     return f";{ROUTE_PARAM}={route_token(secret, call_id)}"
 
-
-def route_param_pattern(secret: str, call_id: str) -> str:
-    """What check_route_param() matches (a regex; the token is hex, so literal)."""
-    return f"{ROUTE_PARAM}={route_token(secret, call_id)}"

@@ -17,6 +17,8 @@ _PRINTABLE_ASCII = range(0x20, 0x7F)
 
 
 def has_bad_escape(user: str) -> bool:
+    if "%" not in user:             # nearly every user: no regex scan
+        return False
     for m in _ESCAPE.finditer(user):
         digits = m.group(1)
         if len(digits) != 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
@@ -44,6 +46,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def has_unsupported_scheme(uri: str) -> bool:
     """True for a well-formed scheme we do not route ("soap.beep:", "mailto:"); a URI
     without a recognisable scheme ("<sip:...>") is malformed instead: sanity answers 400."""
+    if uri.startswith(("sip:", "sips:", "tel:")):     # nearly every request: no regex
+        return False
     m = _SCHEME.match(uri)
     return m is not None and m.group(1).lower() not in SUPPORTED_SCHEMES
 
@@ -57,5 +61,7 @@ def request_line_uri(request_line: str) -> str:
 def unsupported_extensions(proxy_require: str) -> str:
     """Option tags of a Proxy-Require header, all unsupported (this proxy implements none):
     the value of the Unsupported header of the 420 answer, "" when there is none."""
+    if not proxy_require:           # nearly every request has none
+        return ""
     tags = [t.strip() for t in proxy_require.split(",") if t.strip()]
     return ", ".join(dict.fromkeys(tags))

@@ -12,7 +12,7 @@ from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, META_FIELDS, PRO
 from kemi.settings.environment import environment_digest
 from kemi.settings.validate import gateway_socket_name
 from kemi.names import (AUTH_FAILURE_TABLE, BAN_TABLE, CLUSTER_TABLE, DECISION_LOG_GROUP, DECISION_LOG_VAR, FLAGS,  # noqa: F401
-                        METRICS_SOCKET_NAME, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
+                        ENTRY_STATS, METRICS_SOCKET_NAME, ON_SL_REPLY_CALLBACK, OTHER_ENTRY_STAT, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
                         RTPENGINE_INSTANCE_PV, XHTTP_CALLBACK)
 from kemi.observe.metrics import COUNTERS
 
@@ -38,6 +38,8 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define KEMI_ENVIRONMENT "{environment_digest(s.environment)}"',
         f'#!define KEMI_ROOT "{kemi_root}"',
         f'#!define KEMI_ENTRY "{entry}"',
+        # "auto": kamailio.cfg picks app_python3s on Kamailio 6+ (KAMAILIO_5 is Kamailio's own define)
+        *([f"#!define KEMI_ENGINE_{s.python.engine.upper()}"] if s.python.engine != "auto" else []),
         # with failover servers every module talks to db_cluster, which tries them in order
         f'#!define DBURL "{DB_CLUSTER_URL if s.database.failover else s.database.url}"',
         f'#!define SIP_DOMAIN "{s.sip.domain}"',
@@ -76,6 +78,10 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
     lines += database_cluster_defines(s)
     if s.runtime.shm_mb:
         lines.append(f"shm_mem_size={s.runtime.shm_mb}")
+    if s.metrics.enabled or s.websocket.enabled:
+        lines.append("#!define WITH_XHTTP")          # xhttp: /metrics and the WebSocket handshake
+    if s.websocket.enabled:
+        lines.append("#!define WITH_WEBSOCKET")
     lines += media_defines(s)
     lines += security_defines(s)
     lines += cluster_defines(s)
@@ -122,6 +128,14 @@ def observe_lines(s: Settings) -> list[str]:
         f"{DECISION_LOG_GROUP}.{DECISION_LOG_VAR} = {int(s.logging.decisions)} "
         f'desc "kemi decision log: 1 on, 0 off"',
     ]
+    if s.metrics.count_python_entries:
+        stats = [*ENTRY_STATS.values(), OTHER_ENTRY_STAT]
+        lines += [
+            # kemi/kamailio_entry.py counts each entry when this is defined
+            "#!define KEMI_COUNT_ENTRIES 1",
+            "#!define ENTRY_STAT_DECLARATIONS " + " \\\n".join(
+                f'modparam("statistics", "variable", "{name}")' for name in stats),
+        ]
     if not s.metrics.enabled:
         return lines
     declarations = [f'modparam("xhttp_prom", "prom_counter", "{c.declaration}")' for c in COUNTERS]
@@ -271,7 +285,7 @@ def describe(obj, prefix: str = "") -> list[str]:
             continue
         if is_dataclass(value) and not isinstance(value, Listen):
             out += describe(value, f"{prefix}{f.name}.")
-        elif f.name == "listen" and isinstance(value, tuple):
+        elif f.name == "listen" and isinstance(value, tuple) and all(isinstance(l, Listen) for l in value):
             out.append(f"{prefix}{f.name} = {[l.socket for l in value]}")
         elif "secret" in f.name and value:
             out.append(f"{prefix}{f.name} = '(set, not shown)'")

@@ -21,6 +21,7 @@ META_FIELDS = ("source", "environment")
 LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+PYTHON_ENGINES = ("auto", "app_python3", "app_python3s")
 USRLOC_DB_MODES = {1: "write-through", 2: "write-back", 3: "DB only"}
 LOG_LEVELS = {-3: "alert", -2: "crit", -1: "err", 0: "warn", 1: "notice", 2: "info", 3: "debug"}
 # dispatcher algorithms a gateway set may use (the others need extra modules or parameters)
@@ -150,6 +151,9 @@ class PythonSettings:
     router: str = "kemi.routing:Router"
     # folders added to sys.path first, where a site keeps its own routing modules
     path: tuple[str, ...] = ()
+    # the Kamailio module that runs the routing: "auto" (app_python3s on Kamailio 6+, where it
+    # exists and enters Python cheaper, app_python3 on 5.x), "app_python3" or "app_python3s"
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,15 @@ class MediaSettings:
     ping_when_all_down: bool = True
     rtpengine: RtpengineDaemon = field(default_factory=RtpengineDaemon)
     profiles: tuple[MediaProfile, ...] = (DEFAULT_MEDIA_PROFILE,)
+    # media security (kemi/media/security.py, docs/media.md): what a party is sent and must
+    # offer, one of any, rtp, srtp, sdes, dtls, webrtc. "any": the offer passes as it is
+    security: str = "any"
+    # [media.transport_security]: by the SIP transport a party uses (udp, tcp, tls, ws, wss);
+    # browsers (WebSocket) need WebRTC media
+    transport_security: tuple[tuple[str, str], ...] = (("ws", "webrtc"), ("wss", "webrtc"))
+    # [media.extension_security]: per extension (the To user an SDP is sent to, the From user
+    # it comes from); the most specific rule wins: extension, transport, side, security
+    extension_security: tuple[tuple[str, str], ...] = ()
 
     def get_profile(self, name: str | None = None) -> MediaProfile:
         wanted = name or self.profile
@@ -296,6 +309,9 @@ class SbcSide:
     # this side (its rtcp-mux and codec handling), "" = media.profile
     rtpengine_interface: str = ""
     media_profile: str = ""
+    # media security of the parties on this side (any, rtp, srtp, sdes, dtls, webrtc),
+    # "" = media.security; e.g. "srtp" on a public side: SRTP only, a plain offer gets 488
+    media_security: str = ""
 
     @property
     def media_interface(self) -> str:
@@ -383,6 +399,9 @@ class MetricsSettings:
     # Kamailio's own statistics beside the package's counters (xhttp_prom_stats):
     # "all", "" (none), a group "tm:" or one statistic name
     core_stats: str = "all"
+    # count every entry into Python per callback (Kamailio statistics kemi_entries_*, also on
+    # /metrics with core_stats): what make bench reports per call; one KSR call per entry
+    count_python_entries: bool = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -392,6 +411,35 @@ class MetricsSettings:
     @property
     def socket(self) -> str:
         return f"tcp:{self.listen}"
+
+
+WEBSOCKET_SCHEMES = {"ws": "tcp", "wss": "tls"}        # WebSocket listen scheme -> Kamailio's socket proto
+WEBSOCKET_LISTEN_RE = re.compile(r"^(ws|wss):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class WebsocketSettings:
+    # true: SIP over WebSocket (RFC 7118) for browsers: the websocket module, on the sockets below
+    enabled: bool = False
+    # "ws:ADDRESS:PORT" (plain, over TCP) and "wss:ADDRESS:PORT" (over TLS: needs [tls] with a
+    # certificate). Browsers refuse ws: from an https page: use wss in production
+    listen: tuple[str, ...] = ("ws:127.0.0.1:8080",)
+    # Origin headers a handshake may carry (e.g. "https://phone.example.com"); [] = any origin
+    origins: tuple[str, ...] = ()
+
+    @property
+    def sockets(self) -> tuple[tuple[Listen, str], ...]:
+        """(Listen, socket name) per listen entry: "ws", "wss", then "ws-2", ..."""
+        out, count = [], {}
+        for entry in self.listen:
+            m = WEBSOCKET_LISTEN_RE.match(entry)
+            if not m:
+                continue
+            scheme = m.group(1)
+            count[scheme] = count.get(scheme, 0) + 1
+            name = scheme if count[scheme] == 1 else f"{scheme}-{count[scheme]}"
+            out.append((Listen(WEBSOCKET_SCHEMES[scheme], m.group(2), int(m.group(3))), name))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -475,6 +523,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     source: str = ""
@@ -496,6 +545,8 @@ class Settings:
                 out += [(Listen(proto, _bracket(c.floating_address), port), "") for proto, port in ports]
             if c.address:
                 out.append((Listen("udp", _bracket(c.address), c.dmq_port), DMQ_SOCKET_NAME))
+        if self.websocket.enabled:
+            out += list(self.websocket.sockets)
         return tuple(out)
 
     @property

@@ -28,6 +28,8 @@ _METHOD_LETTERS = {"I": "INVITE", "A": "ACK", "B": "BYE", "C": "CANCEL", "R": "R
                    "U": "UPDATE", "K": "KDMQ", "M": "MESSAGE", "G": "GET", "F": "INFO"}
 _URI_RE = re.compile(r"^(?:sips?|tel):(?:(?P<user>[^@;>]*)@)?(?P<host>\[[^\]]+\]|[^:;>]+)(?::(?P<port>\d+))?")
 _HDR_PV = re.compile(r"^\$hdr\((?P<name>[^)]+)\)$")
+# a header's first name-addr URI's parameters: $(hdr(Route){nameaddr.uri}{uri.params})
+_HDR_URI_PARAMS_PV = re.compile(r"^\$\(hdr\((?P<name>[^)]+)\)\{nameaddr\.uri\}\{uri\.params\}\)$")
 _SHT_PV = re.compile(r"^\$sht\((?P<table>\w+)=>(?P<key>.*)\)$")
 _CFG_PV = re.compile(r"^\$sel\(cfg_get\.(?P<var>\w+\.\w+)\)$")
 
@@ -38,6 +40,17 @@ def parse_uri(uri: str) -> tuple[str, str, str]:
     if not m:
         return "", "", ""
     return m.group("user") or "", m.group("host"), m.group("port") or ""
+
+
+def uri_params(name_addrs: str | None) -> str | None:
+    """The parameters of the first URI in a header value ("<sip:h;lr;kd=x>, <sip:...>" ->
+    "lr;kd=x"), as {nameaddr.uri}{uri.params} give them; None without one."""
+    if not name_addrs:
+        return None
+    first = name_addrs.split(",", 1)[0].strip()
+    uri = first[first.find("<") + 1:first.find(">")] if "<" in first else first.split(";", 1)[0]
+    uri = uri.split("?", 1)[0]
+    return uri.split(";", 1)[1] if ";" in uri else None
 
 
 @dataclass
@@ -266,6 +279,8 @@ class FakeKSR:
             return simple[name]
         if m := _HDR_PV.match(name):
             return msg.header(m.group("name"))
+        if m := _HDR_URI_PARAMS_PV.match(name):
+            return uri_params(msg.header(m.group("name")))
         if name == "$hu":
             return msg.http_url or None
         if m := _CFG_PV.match(name):

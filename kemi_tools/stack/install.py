@@ -216,7 +216,7 @@ class Installer:
         if missing:
             raise Refused(f"Kamailio module(s) missing in {':'.join(map(str, dirs))}: {', '.join(missing)}. "
                           f"Install them (Debian: kamailio-python3-modules, kamailio-mysql-modules, "
-                          f"kamailio-extra-modules, kamailio-utils-modules, kamailio-tls-modules) "
+                          f"kamailio-extra-modules, kamailio-utils-modules, kamailio-tls-modules, kamailio-websocket-modules) "
                           f"or set KAMAILIO_MODULES to the folder that has them")
         return text
 

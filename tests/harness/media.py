@@ -8,7 +8,6 @@ ports and the SIPp phones' media ports. rtpengine relays on its own loopback add
 """
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import signal
@@ -22,6 +21,8 @@ from pathlib import Path
 
 from harness import stack
 from kemi.settings import RtpengineDaemon, MediaInterface
+# the socket-level capture pieces (BPF port filter, draining) are shared with make bench
+from kemi_tools.capture import ETH_P_ALL, PACKET_OUTGOING, attach_udp_port_filter, drop_queued  # noqa: F401
 from kemi_tools.stack import rtpengine as rtpengine_stack
 from kemi_tools.stack.ng import NgClient
 from kemi_tools.stack.process import Daemon
@@ -185,60 +186,13 @@ def write_call_pcaps(workdir: Path, ssrc_base: int, rtcp_mux: bool = False) -> d
 
 # --- a loopback capture (AF_PACKET, filtered in the kernel to this slot's media ports) ------
 
-ETH_P_ALL = 0x0003
-SO_ATTACH_FILTER = 26
-PACKET_OUTGOING = 4            # lo shows each packet twice: as sent and as received
-
-
-def _bpf_udp_port_range(low: int, high: int) -> bytes:
-    """Classic BPF: accept IPv4 UDP (unfragmented) whose source or destination port is in range."""
-    ld_h_abs, ld_b_abs, ld_h_ind, ldx_msh = 0x28, 0x30, 0x48, 0xB1
-    jeq, jge, jgt, jset, ret = 0x15, 0x35, 0x25, 0x45, 0x06
-    # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
-    prog = [
-        ("ethertype", ld_h_abs, None, None, 12), ("", jeq, None, "drop", 0x0800),
-        ("", ld_b_abs, None, None, 23), ("", jeq, None, "drop", socket.IPPROTO_UDP),
-        ("", ld_h_abs, None, None, 20), ("", jset, "drop", None, 0x1FFF),       # a fragment
-        ("", ldx_msh, None, None, 14),                                          # X = IP header length
-        ("", ld_h_ind, None, None, 14), ("", jge, None, "dport", low),          # source port
-        ("", jgt, "dport", "accept", high),
-        ("dport", ld_h_ind, None, None, 16), ("", jge, None, "drop", low),      # destination port
-        ("", jgt, "drop", "accept", high),
-        ("accept", ret, None, None, 0xFFFF),
-        ("drop", ret, None, None, 0),
-    ]
-    where = {label: i for i, (label, *_rest) in enumerate(prog) if label}
-    rel = lambda i, label: 0 if label is None else where[label] - i - 1
-    return b"".join(struct.pack("HBBI", code, rel(i, jt), rel(i, jf), k)
-                    for i, (_l, code, jt, jf, k) in enumerate(prog))
-
-
-def attach_udp_port_filter(sock: socket.socket, low: int, high: int) -> None:
-    """Make an AF_PACKET socket see only UDP with a source or destination port in [low, high]."""
-    code = _bpf_udp_port_range(low, high)
-    prog = ctypes.create_string_buffer(code)
-    fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(prog))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)     # the kernel copies prog
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-
-
-def drop_queued(sock: socket.socket) -> None:
-    """Throw away what was queued before the filter was attached (any port, any test slot),
-    then leave the socket with a short timeout for the capture loop."""
-    sock.setblocking(False)
-    try:
-        while sock.recv(65535):
-            pass
-    except BlockingIOError:
-        pass
-    sock.settimeout(0.2)
-
-
 @dataclass
 class Captured:
     src: tuple[str, int]
     dst: tuple[str, int]
     payload_type: int          # byte 1 of the UDP payload (RTCP: 200-204)
+    payload: bytes = b""       # the UDP payload (kept when the capture is asked to: keep_payloads)
+    at: float = 0.0            # time.monotonic() when the capture read it
 
     @property
     def is_rtcp(self) -> bool:
@@ -251,6 +205,7 @@ class LoopbackCapture:
     low: int = MEDIA_BASE
     high: int = MEDIA_BASE + 1999
     packets: list[Captured] = field(default_factory=list)
+    keep_payloads: bool = False
 
     SKIP_OUTGOING = True       # lo shows each packet twice: keep the received copy only
 
@@ -282,7 +237,8 @@ class LoopbackCapture:
             src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])
             sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
             payload = data[14 + ihl + 8:]
-            self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1))
+            self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1,
+                                         payload if self.keep_payloads else b"", time.monotonic()))
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -98,10 +98,40 @@ def test_report_publishes_between_markers_only():
 
 def test_targets_summary_counts_and_names_misses():
     from bench.report import targets_summary
-    s = {"name": "call", "ratios": {"max_rate": 1.0, "cpu_per_1000": 1.3, "p99_ms": 1.0},
+    s = {"name": "call", "ratios": {"max_rate": 1.0, "cpu_per_1000": 1.3, "p99_server_us": 1.0},
          "route_time_extra_us": 20.0,
-         "targets_met": {"max_rate": True, "cpu_per_1000": False, "p99_ms": True, "route_time_extra_us": False}}
+         "targets_met": {"max_rate": True, "cpu_per_1000": False, "p99_server_us": True, "route_time_extra_us": False}}
     text = targets_summary({"scenarios": [s]})
     assert "| CPU per call ≤ 1.15 | 0 of 1 | call 1.30 |" in text
-    assert "| route time ≤ +15 µs per request | 0 of 1 | call +20 |" in text
+    assert "| route time ≤ +15 µs per request (low rate) | 0 of 1 | call +20 |" in text
     assert "| highest clean rate ≥ 0.95 | 1 of 1 | - |" in text
+
+
+# --- response times by capture (kemi_tools/capture.py): the pairing of packets ---------------
+
+def test_capture_pairs_each_message_with_the_first_packet_kamailio_sent_for_it():
+    from kemi_tools.capture import SipPacket, SipTimes
+    first, second, ack = (b"c1", b"1", b"INVITE"), (b"c1", b"2", b"INVITE"), (b"c1", b"1", b"ACK")
+    times = SipTimes(5060)
+    times.packets = [
+        SipPacket(1_000_000, True, first, 0), SipPacket(1_050_000, False, first, 407),     # answered: 50 µs
+        SipPacket(4_000_000, True, ack, 0),                                               # absorbed: no pair
+        SipPacket(2_000_000, True, second, 0), SipPacket(2_020_000, False, second, 100),  # 100 Trying: 20 µs
+        SipPacket(2_030_000, False, second, 0),                                           # relayed: not again
+        SipPacket(3_000_000, True, second, 200), SipPacket(3_010_000, False, second, 200),  # reply relayed: 10 µs
+    ]
+    assert times.response_times_us() == [50.0, 20.0, 10.0]
+
+
+def test_sip_messages_are_keyed_by_call_id_and_cseq():
+    from kemi_tools.capture import parse_sip
+    assert parse_sip(b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nCSeq: 2 INVITE\r\n\r\nv=0") == ((b"x", b"2", b"INVITE"), 0)
+    assert parse_sip(b"SIP/2.0 407 Proxy Auth\r\ni: x\r\nCSeq: 1 INVITE\r\n\r\n") == ((b"x", b"1", b"INVITE"), 407)
+    assert parse_sip(b"\x80\x00 RTP, not SIP") is None
+
+
+def test_entries_per_call_from_a_runs_counters():
+    from bench.run import entries_per_call
+    run = RunResult("python", 100, 300, successful=300, entries={"request_route": 1200, "onreply_manage": 600})
+    assert entries_per_call(run) == {"onreply_manage": 2.0, "request_route": 4.0, "total": 6.0}
+    assert entries_per_call(RunResult("python", 100, 300)) == {}

@@ -11,7 +11,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 DOC_OF_TABLE = {"sip": "settings.md", "database": "settings.md", "registrar": "settings.md",
                 "python": "settings.md", "runtime": "settings.md", "media": "media.md",
                 "sbc": "sbc.md", "security": "security.md", "tls": "security.md",
-                "metrics": "observability.md", "logging": "observability.md", "cluster": "cluster.md"}
+                "metrics": "observability.md", "logging": "observability.md",
+                "websocket": "media.md", "cluster": "cluster.md"}
 
 
 def test_every_table_has_a_doc():

@@ -270,3 +270,24 @@ def test_make_reload_generation_swaps_the_code_before_the_next_message(copy):
     assert len([e for e in errors(ksr) if "reload failed" in e and "registrar.py" in e]) == 1
     # the same object serves throughout: app_python3 keeps calling what mod_init returned
     assert entry.mod_init() is handler
+
+
+def test_app_python3s_calls_module_functions_that_route_like_the_handler(copy):
+    """app_python3s (Kamailio 6+) calls kamailio_entry's functions by name with no message
+    object; they reach the same router as app_python3's handler methods, reload included."""
+    ksr = FakeKSR()
+    entry = load_entry(copy, ksr)
+    assert entry.mod_init() is not None                  # script_init: any object will do
+    assert entry.child_init(1) == 0                      # script_child_init(rank)
+    ksr.message = SipMessage(method="INFO", ruri="sip:6150@127.0.0.1", to_tag="t-1")
+    assert entry.ksr_request_route() == 1 and ksr.replies[-1] == (404, "Not Found")
+    copy.edit(("routing", "router.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+        "sip.NOT_FOUND", 'sip.Reply(404, "Edited")'))
+    ksr.cfg_vars["kemi_reload.generation"] = 1
+    entry.ksr_request_route()
+    assert ksr.replies[-1] == (404, "Edited")
+    assert entry.ksr_failure_manage() == 1
+    # any other callback name is the router's, found as app_python3 finds it (no argument here)
+    assert entry.ksr_reply_route() == 1
+    with pytest.raises(AttributeError):
+        entry.ksr_no_such_route

@@ -183,3 +183,15 @@ def test_control_an_sbc_call_with_media_runs_both():
                                 socket_name="public", received_on="udp:203.0.113.1:5060")
     ran, ksr = relayed_call(SBC_TABLES, gateway_invite)
     assert ksr.relayed and {"SbcSides", "Rtpengine"} <= ran and "OneSide" not in ran
+
+
+def test_no_two_test_files_share_a_basename():
+    """pytest imports test modules by basename (rootdir mode): two test_x.py in tests/unit
+    and tests/e2e stop the whole suite from being collected (it happened twice)."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        if "node_modules" in path.parts:
+            continue
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a basename: rename one"
+        seen[path.name] = path

@@ -12,6 +12,7 @@ listing every one: `kemi check` prints them all, Kamailio's start logs them all.
     security.py   [security] [tls]
     observe.py    [metrics] [logging]
     cluster.py    [cluster]
+    websocket.py  [websocket]
 """
 from __future__ import annotations
 
@@ -29,14 +30,15 @@ from kemi.settings.validate.observe import validate_logging, validate_metrics
 from kemi.settings.validate.problems import build_table, checked, collecting, reject_unknown
 from kemi.settings.validate.sbc import gateway_socket_name, validate_sbc, validate_sbc_media
 from kemi.settings.validate.security import validate_security, validate_tls
+from kemi.settings.validate.websocket import parse_websocket, validate_websocket
 
 __all__ = ["gateway_socket_name", "load_settings", "parse_settings", "settings_path"]
 
 # tables read by a parser of their own (nested tables); the others by problems.build_table
-TABLE_PARSERS = {"media": parse_media}
+TABLE_PARSERS = {"media": parse_media, "websocket": parse_websocket}
 # each table's checks, in file order; each gets the whole Settings (checks may span tables)
 TABLE_CHECKS = (validate_core, validate_media, validate_sbc, validate_sbc_media, validate_security,
-                validate_tls, validate_metrics, validate_logging, validate_cluster)
+                validate_tls, validate_metrics, validate_websocket, validate_logging, validate_cluster)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from kemi.settings.schema import LOG_LEVELS, USRLOC_DB_MODES, Settings
+from kemi.settings.schema import LOG_LEVELS, PYTHON_ENGINES, USRLOC_DB_MODES, Settings
 from kemi.settings.validate.problems import is_host, require
 
 
@@ -44,6 +44,9 @@ def validate_core(s: Settings, source: str) -> None:
             "use 0 (unlimited) to 1000", source)
     require(re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", s.python.router) is not None, "python.router",
             f"{s.python.router!r} is not 'module:Class'", 'write e.g. "kemi.routing:Router"', source)
+    require(s.python.engine in PYTHON_ENGINES, "python.engine", f"{s.python.engine!r} is not supported",
+            "use " + ", ".join(f'"{e}"' for e in PYTHON_ENGINES) + ' ("app_python3s" needs Kamailio 5.8 or newer)',
+            source)
     require(rt.dir.startswith("/") and '"' not in rt.dir, "runtime.dir", f"{rt.dir!r} is not an absolute path",
             'write e.g. "/run/kamailio"', source)
     require(rt.log_level in LOG_LEVELS, "runtime.log_level", f"{rt.log_level} is not a Kamailio debug level",

@@ -7,6 +7,7 @@ from dataclasses import fields
 
 from kemi.settings.schema import (DEFAULT_MEDIA_PROFILE, MediaInterface, MediaProfile, MediaSettings,
     RtpengineDaemon, RtpengineInstance, Settings, SettingsError)
+from kemi.media.security import SECURITIES
 from kemi.settings.validate.problems import record, report, require, table_list
 
 NG_SOCKET_RE = re.compile(r"^(udp):([0-9.]+|[A-Za-z0-9.-]+):(\d{1,5})$|^(udp6):\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$")
@@ -14,6 +15,9 @@ MEDIA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 RTP_FLAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=/:+-]*$")
 CODEC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+/-]*$")
 RTCP_MUX_MODES = ("accept", "offer", "demux", "reject", "require")
+# the transports a party's SIP can use ($pr), for media.transport_security
+SIP_TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
+EXTENSION_RE = re.compile(r"^[A-Za-z0-9_.+*#-]{1,64}$")
 # flags the routes set themselves: a profile listing them would contradict NAT detection
 # (trust-address / SIP-source-address) or the SBC's interface choice (direction=)
 ROUTE_OWNED_FLAGS = ("trust-address", "SIP-source-address", "direction=", "internal", "external")
@@ -32,7 +36,7 @@ MAX_OFFER_WAIT_MS = 10_000
 
 
 def parse_media(name: str, raw, factory, source: str) -> MediaSettings:
-    nested = ("instances", "rtpengine", "profiles")
+    nested = ("instances", "rtpengine", "profiles", "transport_security", "extension_security")
     scalars = {k: v for k, v in raw.items() if k not in nested} if isinstance(raw, dict) else raw
     plain = record(name, scalars, MediaSettings, source,
                    **{k: None for k in nested})
@@ -57,8 +61,26 @@ def parse_media(name: str, raw, factory, source: str) -> MediaSettings:
     profiles = {DEFAULT_MEDIA_PROFILE.name: DEFAULT_MEDIA_PROFILE}
     for pname, table in p_raw.items():
         profiles[pname] = record(f"media.profiles.{pname}", table, MediaProfile, source, name=pname)
+    security_tables = {key: security_table(f"media.{key}", raw[key], source) if key in raw else getattr(DEFAULTS, key)
+                       for key in ("transport_security", "extension_security")}
     return MediaSettings(**{f.name: getattr(plain, f.name) for f in fields(MediaSettings) if f.name not in nested},
-                         instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()))
+                         instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()),
+                         **security_tables)
+
+
+def security_table(key: str, raw, source: str) -> tuple[tuple[str, str], ...]:
+    """[media.transport_security] / [media.extension_security]: NAME = "security" lines."""
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise SettingsError(key, f"expected a table of strings, found {raw!r}",
+                            f'write [{key}] with lines like ws = "webrtc" or "2001" = "sdes"', source)
+    if key.endswith("transport_security"):         # over the defaults (ws, wss: webrtc)
+        merged = dict(DEFAULTS.transport_security)
+        merged.update((str(k).lower(), v) for k, v in raw.items())
+        return tuple(merged.items())
+    return tuple((str(k), v) for k, v in raw.items())
+
+
+DEFAULTS = MediaSettings()
 
 
 DEFAULT_DAEMON = RtpengineDaemon()
@@ -93,6 +115,28 @@ def validate_media(s: Settings, source: str) -> None:
     require(len(set(socks)) == len(socks), "media.instances", "names one ng socket twice",
             "list each rtpengine once (use weight to prefer one)", source)
     require_local_instance(m, source)
+    validate_security(m, source)
+
+
+def require_security(value: str, key: str, source: str, empty_ok: bool = False) -> bool:
+    ok = value in SECURITIES or (empty_ok and value == "")
+    return require(ok, key, f"{value!r} is not a media security",
+                   "use one of " + ", ".join(SECURITIES) + (' (or "" for media.security)' if empty_ok else "")
+                   + ": docs/media.md, \"Media security\"", source)
+
+
+def validate_security(m: MediaSettings, source: str) -> None:
+    require_security(m.security, "media.security", source)
+    for name, value in m.transport_security:
+        key = f"media.transport_security.{name}"
+        require(name in SIP_TRANSPORTS, key, f"{name!r} is not a SIP transport",
+                "use one of " + ", ".join(SIP_TRANSPORTS), source)
+        require_security(value, key, source)
+    for name, value in m.extension_security:
+        key = f"media.extension_security.{name}"
+        require(EXTENSION_RE.match(name) is not None, key, f"{name!r} is not an extension",
+                'write the username as in the subscriber table, e.g. "2001"', source)
+        require_security(value, key, source)
 
 
 def validate_profile(p: MediaProfile, source: str) -> None:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from kemi.settings.schema import GATEWAY_SOURCES, GATEWAY_URI_RE, DS_ALGORITHMS, SOCKET_NAME_RE, SbcSide, Settings, SettingsError
-from kemi.settings.validate.media import MEDIA_NAME_RE
+from kemi.settings.validate.media import MEDIA_NAME_RE, require_security
 from kemi.settings.validate.problems import report, require
 
 
@@ -97,6 +97,7 @@ def validate_sbc_media(s: Settings, source: str) -> None:
                 "give each side its own interface: media must leave each NIC from that NIC's address",
                 source)
         used[name] = role
+        require_security(side.media_security, f"{key}.media_security", source, empty_ok=True)
         require(not side.media_profile or side.media_profile in profiles, f"{key}.media_profile",
                 f"{side.media_profile!r} is not a profile",
                 f"define [media.profiles.{side.media_profile}] or use one of: {', '.join(profiles)}", source)

@@ -32,12 +32,14 @@ def validate_security(s: Settings, source: str) -> None:
 
 def validate_tls(s: Settings, source: str) -> None:
     tls, has_tls_socket = s.tls, any(l.proto == "tls" for l in s.sip.listen)
+    # a wss: WebSocket socket is a TLS socket too ([websocket], docs/media.md)
+    has_wss_socket = s.websocket.enabled and any(l.proto == "tls" for l, _ in s.websocket.sockets)
     if not tls.enabled:
         require(not has_tls_socket, "sip.listen", "has a tls: socket but tls.enabled is false",
                 "set tls.enabled = true with a certificate and key, or remove the tls: socket", source)
         return
-    require(has_tls_socket, "tls.enabled", "is true but sip.listen has no tls: socket",
-            'add e.g. "tls:127.0.0.1:5061" to sip.listen', source)
+    require(has_tls_socket or has_wss_socket, "tls.enabled", "is true but sip.listen has no tls: socket",
+            'add e.g. "tls:127.0.0.1:5061" to sip.listen (or a "wss:" socket to websocket.listen)', source)
     require(tls.method in TLS_METHODS, "tls.method", f"{tls.method!r} is not supported",
             "use " + " or ".join(TLS_METHODS), source)
     for key in ("certificate", "private_key", "ca_list"):
