@@ -5,6 +5,7 @@ another. Three nodes in namespaces; controls: share_bans off, a node with anothe
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -49,9 +50,10 @@ def attacker(net, address: str, node) -> SipClient:
 def options(client: SipClient, node, user_agent: str = "kemi-test-phone", wait: float | None = 1.0):
     """An OPTIONS to the node; its answer (None: dropped), or at once with wait=None."""
     client.server = node.sip
+    call_id = f"{uuid.uuid4().hex}@kemi-test"
     client.send(client.build("OPTIONS", f"sip:{node.address}:{SIP_PORT}", from_uri=f"sip:probe@{DOMAIN}",
-                             headers={"User-Agent": user_agent}))
-    return None if wait is None else client.final_reply(wait)
+                             call_id=call_id, headers={"User-Agent": user_agent}))
+    return None if wait is None else client.final_reply(wait, call_id)
 
 
 def banned_on(node, address: str) -> bool:
@@ -96,6 +98,29 @@ def test_password_guessing_spread_over_the_nodes_is_counted_once(net, users):
                                 user=users[0], password="wrong", headers={"Contact": None})
         time.sleep(0.05)
     wait_until(lambda: all(banned_on(n, PHONE_ADDRESSES[1]) for n in net.nodes), 5, "the guesser banned everywhere")
+
+
+def test_a_flood_on_one_node_bans_the_source_on_all(net):
+    """pike on k1 (a low limit for this test) bans a flooding source: k2 and k3 drop it too."""
+    k1 = net.start_node(0, {"security": {"flood_requests": 10, "flood_interval": 2}})
+    try:
+        net.wait_joined()
+        k2, k3 = net.nodes[1], net.nodes[2]
+        flooder = attacker(net, PHONE_ADDRESSES[6], k1)
+        assert options(flooder, k2) is not None
+        sent = time.monotonic()
+        for _ in range(60):                         # bounded: 60 requests in ~0.3 s
+            options(flooder, k1, wait=None)
+            time.sleep(0.005)
+        took = wait_until(lambda: banned_on(k2, PHONE_ADDRESSES[6]) and banned_on(k3, PHONE_ADDRESSES[6]), 5,
+                          "the flooder banned on k2 and k3")
+        FIGURES["flood_ban_on_all_s_after_first_request"] = round(time.monotonic() - sent, 2)
+        assert banned_on(k1, PHONE_ADDRESSES[6])
+        assert options(flooder, k3) is None
+        assert took < 5
+    finally:
+        net.start_node(0)
+        net.wait_joined()
 
 
 def test_control_without_shared_bans_the_other_nodes_still_answer(net, users):
