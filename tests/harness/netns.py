@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from kemi_tools.stack.netns import (DOCUMENTATION_NETS, Namespace, NetnsError,  # noqa: F401
+from kemi_tools.stack.netns import (DOCUMENTATION_NETS, Namespace, NetnsError, _ip,  # noqa: F401
                                     check_documentation_address, supported)
 from kemi_tools.stack.netns import Topology as _Topology
 
