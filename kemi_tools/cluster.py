@@ -131,7 +131,8 @@ def main(argv: list[str]) -> int:
         for user in USERS:
             done = nodes_ns[0].run(["kamctl", "add", user, PASSWORD], check=False,
                                    env=dict(os.environ, HOME=str(_kamctl_home(workdir, settings[0]))))
-            if done.returncode != 0 and "already exists" not in done.stdout:
+            # kamctl exits 0 even when its INSERT failed: its own words say what happened
+            if f"new user '{user}' added" not in done.stdout and "already exists" not in done.stdout:
                 raise StartError(f"kamctl add {user} failed: {done.stdout}{done.stderr}")
         say(f"3 nodes on {', '.join(NODES)}, floating address {FLOATING}, subscribers {', '.join(USERS)} "
             f"(password {PASSWORD}); logs and settings in {workdir}")

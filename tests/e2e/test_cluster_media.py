@@ -146,8 +146,12 @@ def test_server_ids_keep_the_ng_cookies_of_nodes_apart(net, users):
 
     def first_offers(nodes, phone_address, user):
         callee = registered_callee(net, user, nodes[0], phone_address)
-        # (registered through both: without [cluster] the nodes share nothing)
-        assert net.caller(user, nodes[1].sip, phone_address).register(callee.contact) is not None
+        # the second node must know the contact before any call (a call that finds no contact
+        # makes no offer, so the waiting keeps both nodes' ng sequence numbers in step)
+        deadline = time.monotonic() + 10
+        while not nodes[1].contacts(user):
+            assert time.monotonic() < deadline, f"k2 never learnt {user}'s contact"
+            time.sleep(0.1)
         calls = []
         for node in nodes:
             caller = net.caller(users[3], node.sip)
@@ -161,12 +165,19 @@ def test_server_ids_keep_the_ng_cookies_of_nodes_apart(net, users):
         return anchors, sessions
 
     try:
-        # the control: no [cluster] on either, so both have Kamailio's default server_id 0
-        control_anchors, control_sessions = first_offers(pair({"cluster": {"enabled": False}}), PHONE_ADDRESSES[2], users[5])
+        # the control: no [cluster] on either, so both have Kamailio's default server_id 0; they
+        # share contacts through the database (usrloc db_mode 3). (Registering through both
+        # instead, with db_mode 1: usrloc's ruid is uloc-<start time>-<pid>-<n> without a
+        # server_id, and two nodes started in the same second with the same PIDs collided in
+        # the location table: 500, Duplicate entry for ruid_idx. server_id prevents that too.)
+        control_anchors, control_sessions = first_offers(
+            pair({"cluster": {"enabled": False}, "database": {"usrloc_db_mode": 3}}), PHONE_ADDRESSES[2], users[5])
         FIGURES["shared_server_id"] = {"anchors": control_anchors, "sessions": control_sessions}
         assert control_anchors[0] == control_anchors[1], control_anchors      # k2 got k1's answer
         assert control_sessions == 1
-        anchors, sessions = first_offers(pair({}), PHONE_ADDRESSES[3], users[6])
+        own = pair({})
+        net.wait_joined()
+        anchors, sessions = first_offers(own, PHONE_ADDRESSES[3], users[6])
         FIGURES["own_server_id"] = {"anchors": anchors, "sessions": sessions}
         assert anchors[0] != anchors[1] and sessions == 2
     finally:
