@@ -52,7 +52,8 @@ def kamailio() -> int:
     write_kamailio_defines(settings, KAMAILIO_DIR)
     Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
     os.chdir(KAMAILIO_DIR)                        # include_file looks in the working directory first
-    os.execvp("kamailio", command(Path("kamailio.cfg")))
+    argv = command(Path("kamailio.cfg"))        # through env PYTHONHOME=: the system's Python
+    os.execvp(argv[0], argv)
 
 
 def rtpengine() -> int:
