@@ -53,6 +53,7 @@ def kamailio() -> int:
     Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
     os.chdir(KAMAILIO_DIR)                        # include_file looks in the working directory first
     argv = command(Path("kamailio.cfg"))        # through env PYTHONHOME=: the system's Python
+    sys.stdout.flush()                            # exec drops what is still buffered (a pipe, a log file)
     os.execvp(argv[0], argv)
 
 

@@ -17,10 +17,10 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
          kamailio-utils-modules kamailio-tls-modules kamailio-websocket-modules mariadb-server mariadb-client
          rtpengine-daemon sip-tester make "${PYTHON[@]}")
 # python3-yaml: tests/unit/test_docker_files.py reads the compose file;
-# python3-setuptools: `pip install --no-build-isolation .` (tests/e2e/test_install.py), which
-# Debian 12 happens to pull in and Debian 13 does not;
+# python3-pip, python3-setuptools: `pip install --no-build-isolation .` with Debian's python3
+# (tests/e2e/test_install.py); Debian 13 pulls in neither by itself;
 # baresip-core, chromium: the real softphone and browser of the media-security tests (docs/media.md)
-TESTING=(python3-venv iproute2 openssl python3-yaml python3-setuptools baresip-core chromium)
+TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
 BENCH=(python3-matplotlib)
 # the image: the base is a debootstrap root (no registry), podman runs it with runc (crun fails
