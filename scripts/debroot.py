@@ -149,8 +149,7 @@ def build_root(suite: str) -> Path:
         if (final / "etc" / "debian_version").is_file():
             return final
         if shutil.which("debootstrap") is None:
-            _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"], 600,
-                 env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            _run([str(PROJECT / "scripts" / "install.sh"), "--debroot"], 900)
         found = machine_mirrors()
         tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)

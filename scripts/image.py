@@ -92,10 +92,10 @@ def build_base(version: str) -> str:
     return tag
 
 
-def build(version: str, checkout: Path = debroot.PROJECT) -> str:
-    """kemi:debian<version>: docker/Dockerfile on debian:<version>; returns the tag."""
+def build(version: str, checkout: Path = debroot.PROJECT, tag: str | None = None) -> str:
+    """kemi:debian<version> (or `tag`): docker/Dockerfile on debian:<version>; returns the tag."""
     build_base(version)
-    tag = image_tag(version)
+    tag = tag or image_tag(version)
     before = image_id(tag)
     started = time.monotonic()
     podman("build", "--pull=never", "--build-arg", f"DEBIAN={version}", "-f", str(checkout / "docker" / "Dockerfile"),

@@ -7,6 +7,7 @@
 #                               (make install: Kamailio itself is already there)
 #   scripts/install.sh --image  what building and running the container image needs
 #                               (podman, buildah, runc, debootstrap: tests/e2e/test_image.py)
+#   scripts/install.sh --debroot debootstrap only (scripts/debroot.py: make test-debian13)
 # Package scripts must not start daemons with Debian's default configs (those are not
 # ours): a policy-rc.d forbids service starts during the install and is removed after.
 set -euo pipefail
@@ -41,6 +42,7 @@ want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
 [[ "${1:-}" == "--image" ]] && want=("${IMAGE[@]}")
+[[ "${1:-}" == "--debroot" ]] && want=(debootstrap)
 
 missing=()
 for pkg in "${want[@]}"; do

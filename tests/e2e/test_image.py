@@ -42,10 +42,11 @@ def engine():
 
 @pytest.mark.parametrize("debian", ["12", "13"])
 def test_the_image_registers_and_calls(engine, debian, tmp_path):
-    tag = image.build(debian)
+    # a tag of this slot's: parallel runs (other checkouts) build their own
+    tag = image.build(debian, tag=f"kemi-test{netns.SLOT}:debian{debian}")
     topo = netns.Topology()
     ns = topo.namespace(f"img{debian}")
-    run = ComposeRun(f"kemi{netns.SLOT}-{os.getpid()}-d{debian}", tag, ns.name and {
+    run = ComposeRun(f"kemi{netns.SLOT}-{os.getpid()}-d{debian}", tag, {
         "KEMI_ADDRESS": "127.0.0.1", "KEMI_DOMAIN": DOMAIN,
         "KEMI_ROUTE_SECRET": hashlib.sha256(os.urandom(16)).hexdigest()}, netns=ns.name)
     try:
