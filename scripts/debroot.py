@@ -255,10 +255,23 @@ def checkout_files(checkout: Path) -> list[str]:
     return [f for f in done.stdout.decode().split("\0") if f and (checkout / f).exists()]
 
 
+RUN_PARENT = "/var/tmp"
+
+
+def sweep_run_dirs() -> None:
+    """Remove the overlay folders of runs whose process is gone (killed with SIGKILL: their
+    mounts went with their namespace, the folder stayed)."""
+    for old in Path(RUN_PARENT).glob("kemi-debroot-*-*-*"):
+        pid = old.name.split("-")[3]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def run(suite: str, checkout: Path, command: str, prepare: str = "scripts/install.sh --test",
         interactive: bool = False, timeout: float = RUN_TIMEOUT) -> int:
     lower = build_root(suite)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"kemi-debroot-{suite}-", dir="/var/tmp"))
+    sweep_run_dirs()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"kemi-debroot-{suite}-{os.getpid()}-", dir=RUN_PARENT))
     try:
         upper, work, root = (run_dir / n for n in ("upper", "work", "root"))
         for d in (upper, work, root):

@@ -98,7 +98,7 @@ def build(version: str, checkout: Path = debroot.PROJECT, tag: str | None = None
     tag = tag or image_tag(version)
     before = image_id(tag)
     started = time.monotonic()
-    podman("build", "--pull=never", "--build-arg", f"DEBIAN={version}", "-f", str(checkout / "docker" / "Dockerfile"),
+    podman("build", "--pull=never", "--network", "host", "--build-arg", f"DEBIAN={version}", "-f", str(checkout / "docker" / "Dockerfile"),
            "-t", tag, str(checkout), timeout=BUILD_TIMEOUT)
     if before and before != image_id(tag):
         podman("rmi", before, check=False)       # the build it replaced (kept if a container uses it)

@@ -40,8 +40,16 @@ def engine():
     subprocess.run([str(image.debroot.PROJECT / "scripts" / "install.sh"), "--image"], check=True, timeout=900)
 
 
+def host_forwarding() -> str:
+    return open("/proc/sys/net/ipv4/ip_forward").read().strip()
+
+
 @pytest.mark.parametrize("debian", ["12", "13"])
 def test_the_image_registers_and_calls(engine, debian, tmp_path):
+    # podman's bridge network would switch the host's IPv4 forwarding on (and every new network
+    # namespace inherits it: the SBC tests check it is off); the build and the services use
+    # none of it (build --network host; services host = our namespace, or none)
+    forwarding = host_forwarding()
     # a tag of this slot's: parallel runs (other checkouts) build their own
     tag = image.build(debian, tag=f"kemi-test{netns.SLOT}:debian{debian}")
     topo = netns.Topology()
@@ -87,3 +95,4 @@ def test_the_image_registers_and_calls(engine, debian, tmp_path):
         problems = run.down()
         problems += topo.teardown()
     assert problems == []
+    assert host_forwarding() == forwarding, "the host's net.ipv4.ip_forward was changed"
