@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 from harness import stack
 from harness.fakepython import fake_python
@@ -41,12 +42,16 @@ def test_make_run_routes_with_another_python_first_on_path(db, tmp_path):
     db.add_subscriber("6400")
     home = tmp_path / "home"
     home.mkdir()
-    runner = subprocess.Popen(["make", "--no-print-directory", "run", f"SETTINGS={inst.settings_file}"],
-                              cwd=stack.project_file(), env=trapped_env(tmp_path, HOME=str(home)),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    # a file, not a pipe: make run's Kamailio logs to its terminal, and an unread pipe fills up
+    # and stops it
+    log = tmp_path / "make-run.log"
+    with open(log, "wb") as out:
+        runner = subprocess.Popen(["make", "--no-print-directory", "run", f"SETTINGS={inst.settings_file}"],
+                                  cwd=stack.project_file(), env=trapped_env(tmp_path, HOME=str(home)),
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: sip_options_ok("127.0.0.1", port) or runner.poll() is not None, 90, "make run's Kamailio")
-        assert runner.poll() is None, runner.stdout.read()[-3000:]
+        assert runner.poll() is None, log.read_text(errors="replace")[-3000:]
         # a digest REGISTER: the Python routing, its DB-backed subscriber check, usrloc in MySQL
         reg = Sipp("register.xml", tmp_path / "sipp", target=f"127.0.0.1:{port}",
                    rows=[auth_row("6400", stack.PASSWORD, stack.DOMAIN)],
@@ -57,7 +62,31 @@ def test_make_run_routes_with_another_python_first_on_path(db, tmp_path):
         environ = open(f"/proc/{kamailio_pid}/environ", "rb").read().split(b"\0")
         assert f"PYTHONHOME={interpreter.system_home()}".encode() in environ
     finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGTERM)       # make and the runner: it stops Kamailio by PID
-            runner.wait(30)
-    assert not sip_options_ok("127.0.0.1", port)
+        stop_make_run(runner, inst.settings.pid_file, log)
+    assert not sip_options_ok("127.0.0.1", port), log.read_text(errors="replace")[-3000:]
+    assert "kemi: stopping" in log.read_text(errors="replace")
+
+
+def _alive(pid: int, group: bool = False) -> bool:
+    try:
+        (os.killpg if group else os.kill)(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_make_run(runner: subprocess.Popen, pid_file: str, log, timeout: float = 30) -> None:
+    """SIGTERM to make's process group (make and the runner); wait for every member, then for
+    the Kamailio the runner stops by PID (it has a session of its own)."""
+    kamailio_pid = int(open(pid_file).read()) if os.path.exists(pid_file) else None
+    if _alive(runner.pid, group=True):
+        os.killpg(runner.pid, signal.SIGTERM)
+    runner.wait(timeout)                              # make itself (reaped: no zombie in the group)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (_alive(runner.pid, group=True) or
+                                           (kamailio_pid and _alive(kamailio_pid))):
+        time.sleep(0.2)
+    if kamailio_pid and _alive(kamailio_pid):
+        os.killpg(kamailio_pid, signal.SIGKILL)       # never leave it behind; and say so
+        raise AssertionError(f"make run left Kamailio (pid {kamailio_pid}) running:\n"
+                             f"{log.read_text(errors='replace')[-3000:]}")
