@@ -4,6 +4,9 @@
 #                 $(PREFIX)/etc/kamailio), PREFIX, SETTINGS, DB_URL, DB_RO_URL, KAMAILIO, KAMAILIO_MODULES
 # make uninstall  puts back what make install replaced, removes the rest (KAMAILIO_DIR, PREFIX)
 # make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, rtpengine, SIPp)
+# make test-debian13  make test of this checkout on a fresh Debian 13 root (Kamailio 6.0): a
+#             debootstrap root from this machine's apt mirror, cached in /var/cache/kemi (scripts/debroot.py)
+# make image  DEBIAN=12|13: the kemi image with podman, base image from a debootstrap root (scripts/image.py)
 # make unit   unit tests only (no root, no daemons)
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
@@ -26,7 +29,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test unit e2e check install-test install-bench fuzz bench sipp reload cluster
+.PHONY: run deps install uninstall test test-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -56,6 +59,14 @@ bench: install-bench
 
 test: install-test
 	$(PYTEST) -q tests
+
+test-debian13:
+	$(PY) scripts/debroot.py test trixie
+
+DEBIAN ?= 12
+image:
+	scripts/install.sh --image
+	$(PY) scripts/image.py build $(DEBIAN)
 
 unit: install-test
 	$(PYTEST) -q tests/unit

@@ -4,8 +4,11 @@
     entrypoint.py kamailio          check the settings (every problem), create missing tables
                                     (KEMI_PROVISION_DB=1), render, exec Kamailio in the foreground
     entrypoint.py rtpengine         exec rtpengine with the settings' [media.rtpengine]
+    entrypoint.py mariadb           exec MariaDB on its unix socket only (/run/mysqld, shared with
+                                    the kamailio container; no network); a new data folder first
     entrypoint.py health-kamailio   exit 0 when Kamailio answers an OPTIONS on its first socket
     entrypoint.py health-rtpengine  exit 0 when rtpengine answers an ng ping
+    entrypoint.py health-mariadb    exit 0 when MariaDB answers a query on its socket
 
 The settings are the ones `make install` put in KAMAILIO_DIR (default /etc/kamailio) with the
 KEMI__SECTION__KEY environment variables on top (the settings loader applies them), so the
@@ -52,13 +55,28 @@ def kamailio() -> int:
     write_kamailio_defines(settings, KAMAILIO_DIR)
     Path(settings.runtime.dir).mkdir(parents=True, exist_ok=True)
     os.chdir(KAMAILIO_DIR)                        # include_file looks in the working directory first
-    os.execvp("kamailio", command(Path("kamailio.cfg")))
+    argv = command(Path("kamailio.cfg"))        # through env PYTHONHOME=: the system's Python
+    sys.stdout.flush()                            # exec drops what is still buffered (a pipe, a log file)
+    os.execvp(argv[0], argv)
 
 
 def rtpengine() -> int:
     from kemi_tools.stack.rtpengine import argv
     cmd = argv(load().media.rtpengine)
     os.execvp(cmd[0], cmd)
+
+
+def mariadb() -> int:
+    from kemi_tools.stack import mariadb as db
+    db.prepare_dirs()
+    argv = db.server_argv(networking=False)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+def health_mariadb() -> int:
+    from kemi_tools.stack import mariadb as db
+    return 0 if db.is_up() else 1
 
 
 def health_kamailio() -> int:
@@ -72,8 +90,9 @@ def health_rtpengine() -> int:
     return 0 if NgClient(load().media.rtpengine.ng_address, timeout=HEALTH_TIMEOUT).ping() else 1
 
 
-COMMANDS = {"kamailio": kamailio, "rtpengine": rtpengine,
-            "health-kamailio": health_kamailio, "health-rtpengine": health_rtpengine}
+COMMANDS = {"kamailio": kamailio, "rtpengine": rtpengine, "mariadb": mariadb,
+            "health-kamailio": health_kamailio, "health-rtpengine": health_rtpengine,
+            "health-mariadb": health_mariadb}
 
 
 if __name__ == "__main__":

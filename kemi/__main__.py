@@ -3,11 +3,15 @@
 Checks a settings file before it goes live: every problem is printed, one per line, with the
 key and the fix, and the exit code is 1. A valid file prints "valid" and exits 0. The file is
 FILE, else $KEMI_SETTINGS, else settings.toml beside the kemi package (as Kamailio reads it).
+It also names an interpreter mismatch that would stop a Kamailio started from this shell:
+another Python 3.X first on PATH, a foreign PYTHONHOME, app_python3 built for another Python
+than /usr/bin/python3 (kemi/interpreter.py).
 """
 from __future__ import annotations
 
 import sys
 
+from kemi import interpreter
 from kemi.check import check
 
 USAGE = "usage: kemi check [SETTINGS_FILE]"
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return EXIT_USAGE
     file, problems = check(args[0] if args else None)
+    problems += interpreter.problems_here()
     if not problems:
         print(f"{file}: valid")
         return EXIT_OK

@@ -34,10 +34,10 @@ from pathlib import Path
 # compares it on each call (kemi/kamailio_entry.py spells the same select out: it must run
 # even when this package does not import)
 from kemi.check import check as check_settings, describe_failure
+from kemi.interpreter import SYSTEM_PYTHON as KAMAILIO_PYTHON     # the one app_python3 embeds
 from kemi.names import RELOAD_GENERATION_GROUP, RELOAD_GENERATION_PV, RELOAD_GENERATION_VAR  # noqa: F401
 
 PACKAGE = "kemi"
-KAMAILIO_PYTHON = "/usr/bin/python3"    # the interpreter app_python3 embeds (Debian's)
 # a pycache folder that never exists: during a reload every module is compiled from its
 # source, since a .pyc is trusted when the source's size and mtime (whole seconds) match,
 # and an edit of the same length within that second would otherwise load the old code

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Install what the project needs from Debian 12 packages, only what is missing.
+# Install what the project needs from Debian 12 or 13 packages, only what is missing.
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
 #   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
 #   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot)
 #   scripts/install.sh --cluster plus what `make cluster` needs (Galera, keepalived; docs/cluster.md)
 #   scripts/install.sh --python only the Python packages Kamailio's embedded python3 imports
 #                               (make install: Kamailio itself is already there)
+#   scripts/install.sh --image  what building and running the container image needs
+#                               (podman, buildah, runc, debootstrap: tests/e2e/test_image.py)
+#   scripts/install.sh --debroot debootstrap only (scripts/debroot.py: make test-debian13)
 # Package scripts must not start daemons with Debian's default configs (those are not
 # ours): a policy-rc.d forbids service starts during the install and is removed after.
 set -euo pipefail
@@ -15,20 +18,36 @@ PYTHON=(python3-mysqldb python3-cachetools)
 RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra-modules
          kamailio-utils-modules kamailio-tls-modules kamailio-websocket-modules mariadb-server mariadb-client
          rtpengine-daemon sip-tester make "${PYTHON[@]}")
-# python3-yaml: tests/unit/test_docker_files.py reads the compose file
+# python3-yaml: tests/unit/test_docker_files.py reads the compose file;
+# python3-pip, python3-setuptools: `pip install --no-build-isolation .` with Debian's python3
+# (tests/e2e/test_install.py); Debian 13 pulls in neither by itself;
 # baresip-core, chromium: the real softphone and browser of the media-security tests (docs/media.md)
-TESTING=(python3-venv iproute2 openssl python3-yaml baresip-core chromium)
+TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
 BENCH=(python3-matplotlib)
 # the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the
 # floating address (keepalived); the same package names on Debian 12 and 13
 CLUSTER=(galera-4 rsync keepalived iproute2)
+# the image: the base is a debootstrap root (no registry), podman runs it with runc (crun fails
+# on hybrid cgroups: docs/docker.md)
+IMAGE=(podman buildah runc debootstrap)
+
+# Debian 12 (Kamailio 5.6) and 13 (Kamailio 6.0) are the tested releases; the same package
+# names serve both. Anything else gets a warning and the same names.
+. /etc/os-release
+case "${ID:-}:${VERSION_ID:-}" in
+    debian:12|debian:13) ;;
+    *) echo "install: warning: kemi is tested on Debian 12 and 13, this is ${PRETTY_NAME:-unknown}:" \
+            "trying Debian's package names (docs/install.md)" >&2 ;;
+esac
 
 want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--python" ]] && want=("${PYTHON[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}" "${CLUSTER[@]}")
 [[ "${1:-}" == "--cluster" ]] && want+=("${CLUSTER[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
+[[ "${1:-}" == "--image" ]] && want=("${IMAGE[@]}")
+[[ "${1:-}" == "--debroot" ]] && want=(debootstrap)
 
 missing=()
 for pkg in "${want[@]}"; do

@@ -29,9 +29,12 @@ KEEP_CREDENTIALS = frozenset({"REGISTER", "PUBLISH"})
 
 class Registrar:
     def __init__(self, ksr, realm: str, subscribers, observe: Observer, screen: Screen, nat: Nat,
-                 reply: Callable[[sip.Reply], None], location_complete: Callable[[], bool] = lambda: True):
+                 reply: Callable[[sip.Reply], None], reply_error: Callable[[], int] | None = None,
+                 location_complete: Callable[[], bool] = lambda: True):
         self.ksr, self.realm, self.subscribers = ksr, realm, subscribers
         self.observe, self.screen, self.nat, self.reply = observe, screen, nat, reply
+        # save() failed: the answer from its internal error code (kemi/features.py)
+        self.reply_error = reply_error or ksr.sl.sl_reply_error
         # cluster: False while this node is still receiving its location set from its peers
         self.location_complete = location_complete
 
@@ -61,7 +64,7 @@ class Registrar:
     def save(self, msg: Message) -> None:
         self.nat.mark_registration()
         if self.ksr.registrar.save(LOCATION_TABLE, 0) < 0:
-            self.ksr.sl.sl_reply_error()
+            self.reply_error()
             self.observe.note_registration(msg, REG_ERROR, sip.SERVER_ERROR.code)
         else:
             self.observe.note_registration(msg, REG_OK, sip.OK_KEEPALIVE.code)

@@ -22,6 +22,7 @@ docs/routing.md, "Override points") and names its class in settings python.route
 from __future__ import annotations
 
 from kemi import sip
+from kemi.features import error_reply
 from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
 from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWAY, CALL_REJECTED,
                                   DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
@@ -51,6 +52,9 @@ class Router:
 
     def __init__(self, ksr, settings: Settings, subscribers, dids=None):
         self.ksr, self.settings, self.subscribers, self.dids = ksr, settings, subscribers, dids
+        # answers from Kamailio's internal error code: 5.8+ statefully when there is a
+        # transaction (sl.send_reply_error), 5.6 statelessly (kemi/features.py); chosen once
+        self.reply_error = error_reply(ksr)
         self.observe = Observer(ksr, settings)
         self.guard = Guard(ksr, self.reply)
         if settings.sbc.enabled:
@@ -67,7 +71,7 @@ class Router:
         # a cluster signs with its one secret, so any node passes what another signed
         self.dialogs = RecordRouteSigner(ksr, self.cluster.secret or settings.security.route_secret, self.reply)
         self.registrar = Registrar(ksr, settings.sip.domain, subscribers, self.observe, self.screen, self.nat,
-                                   self.reply, location_complete=self.cluster.location_complete)
+                                   self.reply, self.reply_error, location_complete=self.cluster.location_complete)
         if settings.media.enabled:
             self.media: Rtpengine | NoMedia = Rtpengine(
                 ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
@@ -306,7 +310,7 @@ class Router:
             ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
             self.media.relay_failed(msg)
-            ksr.sl.sl_reply_error()
+            self.reply_error()
 
     # --- what tm calls back while a relayed request is in flight ---------------------------------
 

@@ -1,4 +1,5 @@
-"""Unit-test your routing without Kamailio: a fake KSR modelled on Kamailio 5.6's KEMI API.
+"""Unit-test your routing without Kamailio: a fake KSR with the KEMI API of the Kamailio you
+target (5.6 or 6.0; by default the installed one: kemi/testing/fake_ksr.py).
 
     from kemi.testing import FakeKSR, SipMessage, make_router
     ksr = FakeKSR(SipMessage(method="OPTIONS", ruri="sip:127.0.0.1"))

@@ -1,9 +1,11 @@
 """A fake KSR object for unit-testing routing code without Kamailio.
 
-It exposes exactly the KEMI functions Kamailio 5.6 exports for the modules kamailio.cfg
-loads (snapshot in ksr_api_5_6.json), checks argument count and types like the real one
-(5.6 raises SystemError on a wrong type), records every call, and answers from a model of
-one SIP message. Any answer can be overridden per test:
+It exposes exactly the KEMI functions the targeted Kamailio version exports for the modules
+kamailio.cfg loads (snapshots ksr_api_5_6.json, ksr_api_6_0.json; scripts/ksr-api/snapshot.sh
+makes them), checks argument count and types like the real one (5.6 raises SystemError on a
+wrong type; 5.7+ returns False silently, the fake raises on every version so the bug shows),
+records every call, and answers from a model of one SIP message. Any answer can be overridden
+per test:
 
     ksr = FakeKSR(SipMessage(method="INVITE", ruri="sip:2001@127.0.0.1",
                              headers={"Proxy-Authorization": "Digest ..."}))
@@ -12,16 +14,85 @@ one SIP message. Any answer can be overridden per test:
     router.ksr_request_route(None)
     assert ksr.replies == [(407, "Proxy Authentication Required")]
     assert ksr.called("tm.t_relay")
+
+The version targeted is FakeKSR(kamailio="6.0"), else $KEMI_KAMAILIO_VERSION, else the
+installed Kamailio's (`kamailio -v`), else the oldest supported (5.6). Its API is the newest
+snapshot not above it (an installed 5.8 is checked against 5.6's API, which 5.8 only extends),
+so a function that version lacks is refused: AttributeError, as `hasattr(KSR.tm, ...)` is
+False on the real one.
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-API_FILE = Path(__file__).with_name("ksr_api_5_6.json")
-_API = json.loads(API_FILE.read_text())
+API_DIR = Path(__file__).parent
+_API_FILE_RE = re.compile(r"^ksr_api_(\d+)_(\d+)\.json$")
+_VERSION_RE = re.compile(r"(\d+)\.(\d+)")
+VERSION_VARIABLE = "KEMI_KAMAILIO_VERSION"
+
+
+def api_versions() -> list[tuple[int, int]]:
+    """The Kamailio versions with an API snapshot here, oldest first."""
+    return sorted((int(m.group(1)), int(m.group(2))) for p in API_DIR.iterdir() if (m := _API_FILE_RE.match(p.name)))
+
+
+@functools.lru_cache(maxsize=None)
+def load_api(version: tuple[int, int]) -> dict:
+    return json.loads((API_DIR / f"ksr_api_{version[0]}_{version[1]}.json").read_text())
+
+
+def parse_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) of "6.0", "5.8.4" or `kamailio -v`'s "version: kamailio 5.6.3 (...)"."""
+    m = re.search(r"kamailio (\d+)\.(\d+)", text) or _VERSION_RE.search(text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@functools.lru_cache(maxsize=None)
+def installed_kamailio() -> tuple[int, int] | None:
+    """The installed Kamailio's version, or None when there is none."""
+    binary = shutil.which("kamailio") or next((p for p in ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio")
+                                               if os.access(p, os.X_OK)), None)
+    if binary is None:
+        return None
+    try:
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_version(out.stdout + out.stderr)
+
+
+def target_version(explicit: str | tuple[int, int] | None = None) -> tuple[int, int]:
+    """The Kamailio version the user targets (see the module docstring)."""
+    chosen = explicit if explicit is not None else os.environ.get(VERSION_VARIABLE) or None
+    if isinstance(chosen, str):
+        parsed = parse_version(chosen)
+        if parsed is None:
+            raise ValueError(f"not a Kamailio version: {chosen!r} (write it like 6.0)")
+        return parsed
+    if chosen is not None:
+        return tuple(chosen[:2])
+    return installed_kamailio() or api_versions()[0]
+
+
+def snapshot_for(version: tuple[int, int]) -> tuple[int, int]:
+    """The newest API snapshot not above `version`."""
+    known = [v for v in api_versions() if v <= version]
+    if not known:
+        oldest = api_versions()[0]
+        raise ValueError(f"Kamailio {version[0]}.{version[1]} is older than the oldest supported, "
+                         f"{oldest[0]}.{oldest[1]}")
+    return known[-1]
+
+
+# kept for code that read the 5.6 snapshot directly
+API_FILE = API_DIR / "ksr_api_5_6.json"
 
 _METHOD_LETTERS = {"I": "INVITE", "A": "ACK", "B": "BYE", "C": "CANCEL", "R": "REGISTER",
                    "P": "PUBLISH", "S": "SUBSCRIBE", "N": "NOTIFY", "O": "OPTIONS", "E": "PRACK",
@@ -103,13 +174,13 @@ class _Module:
     def __getattr__(self, func: str):
         if func.startswith("__"):
             raise AttributeError(func)
-        spec = _API[self._name].get(func)
+        spec = self._ksr._api[self._name].get(func)
         if spec is None:
-            raise AttributeError(f"KSR.{self._name} has no function {func!r} in Kamailio 5.6")
+            raise AttributeError(f"KSR.{self._name} has no function {func!r} in Kamailio {self._ksr.api_label}")
         return lambda *args: self._ksr._call(self._name, func, spec, args)
 
     def __dir__(self):
-        return list(_API[self._name])
+        return list(self._ksr._api[self._name])
 
 
 class _HtableStore(dict):
@@ -128,7 +199,14 @@ class _HtableStore(dict):
 
 class FakeKSR:
     def __init__(self, message: SipMessage | None = None, local_addresses=("127.0.0.1",),
-                 local_domains=("127.0.0.1",)):
+                 local_domains=("127.0.0.1",), kamailio: str | tuple[int, int] | None = None):
+        """`kamailio`: the version whose KEMI API this fake has ("5.6", "6.0"; see the module doc)."""
+        self.kamailio_version = target_version(kamailio)
+        self.api_version = snapshot_for(self.kamailio_version)
+        self._api = load_api(self.api_version)
+        api = ".".join(map(str, self.api_version))
+        self.api_label = api if self.api_version == self.kamailio_version else \
+            f"{api} (the API snapshot for {'.'.join(map(str, self.kamailio_version))})"
         self.message = message or SipMessage()
         self.local_addresses = set(local_addresses)
         self.local_domains = set(local_domains) | self.local_addresses
@@ -175,13 +253,13 @@ class FakeKSR:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in _API and name != "":
+        if name in self._api and name != "":
             module = _Module(self, name)
             setattr(self, name, module)
             return module
-        spec = _API[""].get(name)
+        spec = self._api[""].get(name)
         if spec is None:
-            raise AttributeError(f"KSR has no function or module {name!r} in Kamailio 5.6")
+            raise AttributeError(f"KSR has no function or module {name!r} in Kamailio {self.api_label}")
         return lambda *args: self._call("", name, spec, args)
 
     def _call(self, module: str, func: str, spec: dict, args: tuple):
@@ -370,6 +448,9 @@ class FakeKSR:
     def _m_sl__sl_send_reply(self, code, reason): return self._reply(code, reason)
     def _m_sl__send_reply(self, code, reason): return self._reply(code, reason)
     def _m_sl__sl_reply_error(self): return self._reply(500, "Server Internal Error")
+    # 5.8+: the same reply from the internal error code, statefully when a transaction exists
+    def _m_sl__send_reply_error(self): return self._reply(500, "Server Internal Error")
+    def _m_tm__t_reply_error(self): return self._reply(500, "Server Internal Error")
     def _m_tm__t_reply(self, code, reason): return self._reply(code, reason)
     def _m_tm__t_send_reply(self, code, reason): return self._reply(code, reason)
 

@@ -26,6 +26,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from kemi import interpreter
 from kemi.settings import (DISPATCHER_LIST_NAME, PROJECT_ROOT, RENDERED_CFG_NAME, SettingsError, parse_settings,
                            render_kamailio_defines)
 
@@ -36,7 +37,7 @@ SETTINGS_NAME = "settings.toml"       # beside the package: the installed kemi's
 TOP_CFGS = ("kamailio.cfg", "kamailio-common.cfg")
 PACKAGE = "kemi"
 # Debian's python3 is the interpreter app_python3 embeds: the dependencies go there
-KAMAILIO_PYTHON = "/usr/bin/python3"
+KAMAILIO_PYTHON = interpreter.SYSTEM_PYTHON
 PYTHON_IMPORTS = ("MySQLdb", "cachetools")
 SETTINGS_MODE = 0o640                 # it holds the database password
 FILE_MODE, DIR_MODE = 0o644, 0o755
@@ -249,7 +250,7 @@ class Installer:
             self.remove(rel, manifest)
         manifest.save()
         checked = subprocess.run([self.kamailio, "-c", "-f", str(self.target / "kamailio.cfg")], cwd=self.target,
-                                 capture_output=True, text=True, timeout=120)
+                                 capture_output=True, text=True, timeout=120, env=interpreter.environment())
         if checked.returncode != 0:
             self.uninstall()
             raise Refused(f"`kamailio -c` rejected the installed configuration; uninstalled again "
@@ -359,6 +360,13 @@ class Installer:
             manifest.save()
 
 
+def start_command(target: Path) -> str:
+    """The shell command that starts the installed Kamailio: from its folder (include_file looks
+    in the working directory first), tlsf (docs/benchmark.md), and PYTHONHOME pinned so the
+    embedded Python is the system one whatever python3 is first on PATH (kemi/interpreter.py)."""
+    return f"cd {target} && {interpreter.shell_prefix()} kamailio -DD -E -x tlsf -f kamailio.cfg"
+
+
 def _group_readable_by_kamailio(path: Path) -> None:
     """Debian's Kamailio runs as user kamailio: its group may read the settings (DB password)."""
     import grp
@@ -387,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             inst.install()
             print(f"kemi: installed into {target} (Kamailio {'.'.join(map(str, inst.version))}); replaced "
                   f"files are in {target / BACKUP_DIR_NAME}, `make uninstall KAMAILIO_DIR={target}` puts them back.\n"
-                  f"kemi: start it from that folder:  cd {target} && kamailio -DD -E -x tlsf -f kamailio.cfg\n"
+                  f"kemi: start it from that folder:  {start_command(target)}\n"
                   f"kemi: after editing {target / SETTINGS_NAME}:  cd {target} && python3 -m kemi check && "
                   f"python3 -m kemi.settings render {SETTINGS_NAME} .")
         else:

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, Settings, write_kamailio_defines
+from kemi import interpreter
 from kemi_tools.stack.process import Daemon, StartError, sip_options_ok, wait_for
 
 KAMAILIO_CFG = PROJECT_ROOT / "kamailio.cfg"
@@ -40,7 +41,7 @@ def prepare(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, kemi_ro
 
 def check_config(cfg: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60,
-                          cwd=cfg.parent)
+                          cwd=cfg.parent, env=interpreter.environment())
 
 
 def require_valid_config(cfg: Path) -> None:
@@ -52,8 +53,12 @@ def require_valid_config(cfg: Path) -> None:
 
 def command(cfg: Path, pid_file: str | None = None, memory_manager: str = MEMORY_MANAGER) -> list[str]:
     """Kamailio in the foreground, logging to stderr, with our memory manager (docs/benchmark.md).
-    Run it with cwd = the cfg's folder: include_file looks in the working directory first."""
-    argv = ["kamailio", "-DD", "-E"]
+    Run it with cwd = the cfg's folder: include_file looks in the working directory first.
+
+    It starts through `env PYTHONHOME=...`: whatever python3 comes first on the caller's PATH,
+    the embedded interpreter is the system one (kemi/interpreter.py). env execs
+    Kamailio, so the PID is Kamailio's."""
+    argv = ["env", interpreter.shell_prefix(), "kamailio", "-DD", "-E"]
     if memory_manager:
         argv += ["-x", memory_manager]
     argv += ["-f", str(cfg)]

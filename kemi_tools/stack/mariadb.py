@@ -49,21 +49,33 @@ def is_up() -> bool:
         return False
 
 
-def start(logdir: Path) -> Daemon | None:
-    """Start mariadbd unless one already answers; returns the Daemon we started, or None."""
-    if is_up():
-        return None
+def prepare_dirs() -> None:
+    """The socket folder (owned by mysql) and, when empty, a data folder with root on unix_socket."""
     run_dir = Path(SOCKET).parent
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.chown(run_dir, "mysql", "mysql")
     if not (DATADIR / "mysql").is_dir():
+        DATADIR.mkdir(parents=True, exist_ok=True)
+        shutil.chown(DATADIR, "mysql", "mysql")
         subprocess.run(["mariadb-install-db", "--user=mysql", f"--datadir={DATADIR}",
                         "--auth-root-authentication-method=socket"],
                        check=True, capture_output=True, timeout=300)
-    daemon = Daemon("mariadbd", ["mariadbd", "--user=mysql", f"--datadir={DATADIR}",
-                                 f"--socket={SOCKET}", "--pid-file=/run/mysqld/mysqld.pid",
-                                 "--bind-address=127.0.0.1", "--max-connections=500"],
-                    logdir / "mariadb.log")
+
+
+def server_argv(networking: bool = True) -> list[str]:
+    """mariadbd in the foreground: on 127.0.0.1 and the socket, or (networking=False, the
+    image's compose service) on the unix socket only."""
+    return ["mariadbd", "--user=mysql", f"--datadir={DATADIR}", f"--socket={SOCKET}",
+            "--pid-file=/run/mysqld/mysqld.pid", "--max-connections=500",
+            "--bind-address=127.0.0.1" if networking else "--skip-networking"]
+
+
+def start(logdir: Path) -> Daemon | None:
+    """Start mariadbd unless one already answers; returns the Daemon we started, or None."""
+    if is_up():
+        return None
+    prepare_dirs()
+    daemon = Daemon("mariadbd", server_argv(), logdir / "mariadb.log")
     wait_for(is_up, 60, "MariaDB to accept connections", daemon, interval=0.3)
     return daemon
 

@@ -19,7 +19,18 @@ class _Stop(Exception):
     pass
 
 
+_stopping = False
+
+
 def _raise_stop(signum, frame):
+    # once: `make run` gets the same SIGTERM/SIGINT and forwards it to us, and a second
+    # _Stop raised while the finally below stops the daemons would leave them running
+    global _stopping
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _stopping:
+        return
+    _stopping = True
     raise _Stop()
 
 

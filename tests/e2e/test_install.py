@@ -6,14 +6,15 @@ Extensions 6000-6099 belong to this file.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 from harness import stack
+from harness.fakepython import fake_python
 from harness.sipp import Sipp, auth_row
 from harness.stack import free_port
 from kemi.settings import load_settings, toml_dump
-from kemi_tools.stack.kamailio import MEMORY_MANAGER
 from kemi_tools.stack.process import Daemon, sip_options_ok, wait_for
 
 # bytes a site's own kamailio.cfg might hold (no trailing newline, a non-ASCII byte): restored exactly
@@ -82,12 +83,15 @@ def test_install_starts_from_the_installed_folder_and_uninstall_restores(db, tmp
     assert f'#!define KEMI_ENTRY "{kamdir}/kemi/kamailio_entry.py"' in rendered
     assert str(stack.project_file()) not in rendered
 
-    # Kamailio as a site starts it: from the installed folder, nothing of the source tree
+    # Kamailio as a site starts it: the start command make install printed, from a shell whose
+    # PATH has another Python 3.X first (pyenv, conda): nothing of the source tree is used
     db.add_subscriber("6001")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    start = re.search(r"start it from that folder:\s+(.+)", done.stdout).group(1)
+    assert start.startswith(f"cd {kamdir} && ")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME")}
+    env["PATH"] = f"{fake_python(tmp_path / 'pyenv-like')}:{env['PATH']}"
     Path(installed.runtime.dir).mkdir(parents=True, exist_ok=True)
-    kam = Daemon("kamailio", ["kamailio", "-DD", "-E", "-x", MEMORY_MANAGER, "-f", "kamailio.cfg",
-                              "-P", installed.pid_file], tmp_path / "kamailio.log", env=env, cwd=kamdir)
+    kam = Daemon("kamailio", ["bash", "-c", f"{start} -P {installed.pid_file}"], tmp_path / "kamailio.log", env=env)
     try:
         wait_for(lambda: sip_options_ok("127.0.0.1", port), 60, "the installed Kamailio", kam, interval=0.2)
         wrong = register(tmp_path / "sipp", port, "6001", password="not-the-password")
@@ -218,8 +222,10 @@ def test_the_docker_entrypoint_runs_rtpengine_and_kamailio_from_an_install(db, t
                 f"DB_URL={stack.TEST_DB_URL}", f"DB_RO_URL={stack.TEST_DB_RO_URL}")
     assert done.returncode == 0, done.stdout + done.stderr
     entry = ["/usr/bin/python3", str(stack.project_file("docker", "entrypoint.py"))]   # as in the image
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KEMI_SETTINGS")}
-    env.update(KAMAILIO_DIR=str(kamdir), KEMI_PROVISION_DB="1")
+    # the output is a file, not a terminal (as under a container engine); another Python first on PATH
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KEMI_SETTINGS", "PYTHONUNBUFFERED")}
+    env.update(KAMAILIO_DIR=str(kamdir), KEMI_PROVISION_DB="1",
+               PATH=f"{fake_python(tmp_path / 'conda-like')}:{env['PATH']}")
     health = lambda what: subprocess.run([*entry, f"health-{what}"], env=env, timeout=30).returncode
     assert health("rtpengine") == 1 and health("kamailio") == 1         # control: nothing runs yet
     started = []

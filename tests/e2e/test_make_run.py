@@ -67,3 +67,33 @@ def test_kamailio_itself_refuses_to_start_with_bad_settings(db, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
     assert "kemi: cannot start: setting 'sip.bogus'" in out
+
+
+def test_a_second_sigterm_while_stopping_still_stops_everything(db, tmp_path):
+    """make forwards the SIGTERM (or Ctrl-C's SIGINT) it gets to the runner, which gets the
+    group's own too: the second one must not cut the stopping short and leave Kamailio."""
+    port = stack.kamailio_port()
+    inst = stack.KamailioInstance(tmp_path / "run", port)
+    home = tmp_path / "home"
+    home.mkdir()
+    log = tmp_path / "runner.log"
+    with open(log, "wb") as out:
+        runner = subprocess.Popen([sys.executable, "-m", "kemi_tools.stack", str(inst.settings_file)],
+                                  cwd=stack.project_file(), env=dict(os.environ, HOME=str(home)), stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    kamailio_pid = None
+    try:
+        wait_for(lambda: sip_options_ok("127.0.0.1", port), 30, "the runner's Kamailio")
+        kamailio_pid = int(open(inst.settings.pid_file).read())
+        runner.send_signal(signal.SIGTERM)
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(20) == 0, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+        assert _children(kamailio_pid) == set(), "Kamailio processes left behind"
+        assert "Traceback" not in log.read_text(errors="replace")
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait(10)
+        if kamailio_pid and _children(kamailio_pid):
+            os.killpg(kamailio_pid, signal.SIGKILL)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import netns, stack
+from harness import kamcmd, netns, stack
 from harness.sbc import (DOMAIN, GATEWAY_PORT, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, PUBLIC_HOST,
                          SBC_PORT, SBC_PRIVATE, SBC_PUBLIC, SPOOFED_SOURCE, UNKNOWN_SOURCE, SbcNetwork,
                          gateway_uri, send_raw, wait_until)
@@ -76,8 +76,8 @@ def headers(message: str, name: str) -> list[str]:
 
 def test_kamailio_listens_on_named_sockets(sbc):
     k = sbc.start_kamailio()
-    listed = k.kamcmd("corex.list_sockets")
-    sockets = dict(re.findall(r"ADDR: (\S+)\s+}\s+PORT: \d+.*?SOCKNAME: (\S+)", listed, re.S))
+    listed = kamcmd.list_sockets(k.kamcmd("corex.list_sockets"))     # 5.6's layout or 6.0's
+    sockets = {s["addr"]: s["sockname"] for s in listed}
     assert sockets == {"127.0.0.1": "-", SBC_PUBLIC: "public", SBC_PRIVATE: "private"}
 
 

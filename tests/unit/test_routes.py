@@ -152,9 +152,26 @@ def test_register_is_saved_to_location_and_keeps_credentials():
     assert not ksr.relayed
 
 
-def test_register_that_cannot_be_saved_gets_the_registrar_error_reply():
-    ksr = run(register(), lambda k: k.results.__setitem__("registrar.save", -1))
-    assert ksr.called("sl.sl_reply_error")
+@pytest.mark.parametrize("kamailio, answer", [("5.6", "sl.sl_reply_error"), ("6.0", "sl.send_reply_error")])
+def test_register_that_cannot_be_saved_gets_the_registrar_error_reply(kamailio, answer):
+    """save()'s own error code answers it: 5.8+'s send_reply_error where Kamailio has it."""
+    ksr = FakeKSR(register(), kamailio=kamailio)
+    ksr.results["registrar.save"] = -1
+    make_router(ksr).ksr_request_route(None)
+    assert [k for k, _ in ksr.calls if "reply_error" in k] == [answer]
+    assert ksr.replies == [(500, "Server Internal Error")]
+
+
+@pytest.mark.parametrize("kamailio, answer", [("5.6", "sl.sl_reply_error"), ("6.0", "sl.send_reply_error")])
+def test_a_relay_that_fails_is_answered_from_tms_error(kamailio, answer):
+    ksr = FakeKSR(SipMessage(method="INVITE", ruri="sip:2001@127.0.0.1", headers=dict(CREDS)),
+                  kamailio=kamailio)
+    ksr.results["auth_db.auth_check"] = 1
+    ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
+    ksr.results["tm.t_relay"] = -1
+    make_router(ksr).ksr_request_route(None)
+    assert [k for k, _ in ksr.calls if "reply_error" in k] == [answer]
+    assert ksr.replies == [(500, "Server Internal Error")]
 
 
 def test_register_from_behind_nat_is_fixed_and_pinged():

@@ -1,0 +1,342 @@
+#!/usr/bin/python3
+"""Debian roots made with debootstrap from this machine's own apt mirror: CI and `make test-debian13`.
+
+    scripts/debroot.py root SUITE               build (or reuse) the cached root; print its path
+    scripts/debroot.py test SUITE [CHECKOUT]    `make test` of CHECKOUT (default: this checkout)
+                                                on a fresh copy of the root (Debian 13: trixie)
+    scripts/debroot.py shell SUITE [CHECKOUT]   the same copy, an interactive shell (development)
+    scripts/debroot.py run SUITE CHECKOUT CMD   the same copy, CMD instead of `make test`
+
+The root is Debian's own packages only: `debootstrap --variant=minbase` from the first URIs:
+line of /etc/apt/sources.list.d/*.sources (the mirror this machine's apt uses), plus make and
+ca-certificates (a fresh machine has both), the machine's CA bundle, resolver, apt Acquire
+options and pip configuration, and a policy-rc.d that forbids service starts. It is built once
+per suite and mirror into CACHE/roots/ (default /var/cache/kemi; KEMI_CACHE) and never changed
+afterwards: every run gets an overlay of it whose writes are thrown away, so each run starts
+from a fresh machine (scripts/install.sh runs there as the README says) and concurrent runs do
+not share a MariaDB data folder. Downloaded .debs and pip wheels are kept in CACHE/apt-SUITE
+and CACHE/pip-SUITE.
+
+A run is one process tree in its own mount and PID namespaces (`unshare --mount --pid
+--kill-child`): the overlay, proc, sys, dev and run mounts exist only there and go with it,
+also when the run fails or is killed, and every process in it ends with it. The install step
+uses the machine's network (apt, pip); `make test` then runs in a network namespace of its own
+with only loopback up, so its MariaDB (TCP 3306, /run/mysqld), its Kamailios and SIPps cannot
+collide with the host's, and its test namespaces are its own.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("KEMI_CACHE", "/var/cache/kemi"))
+SUITES = {"bookworm": "12", "trixie": "13"}
+SOURCES_DIR = Path("/etc/apt/sources.list.d")
+# beside minbase: what the README's two commands need before they run (make) and what apt
+# and pip need to trust the mirror (ca-certificates, then the machine's own bundle on top)
+INCLUDE = ("make", "ca-certificates")
+# bump when the root's setup below changes: a new key builds a new root
+SETUP_VERSION = "1"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PIP_CONFIGS = (Path("/etc/pip.conf"), Path("/etc/xdg/pip"), Path("/root/.config/pip"))
+DEBOOTSTRAP_TIMEOUT = 1200
+RUN_TIMEOUT = 3600                       # a whole `make test` in the root, install included
+CHECKOUT_IN_ROOT = "/root/kemi"
+PATH_IN_ROOT = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class RootError(RuntimeError):
+    pass
+
+
+# --- decisions: plain functions of text -------------------------------------------------
+
+
+def mirrors(sources_text: str) -> dict[str, str]:
+    """{"debian": URI, "security": URI} from deb822 .sources text (the URIs: lines, in order).
+
+    The first URI of a stanza whose suites are not -security ones is the mirror; the first
+    URI of a stanza with a -security suite is the security mirror (absent when there is none).
+    """
+    found: dict[str, str] = {}
+    for stanza in re.split(r"\n\s*\n", sources_text):
+        fields = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.split()
+        if not fields.get("uris") or "deb" not in fields.get("types", ["deb"]):
+            continue
+        kind = "security" if any(s.endswith("-security") for s in fields.get("suites", [])) else "debian"
+        found.setdefault(kind, fields["uris"][0])
+    if "debian" not in found:
+        raise RootError("no Debian mirror (URIs: line) in /etc/apt/sources.list.d/*.sources")
+    return found
+
+
+def sources_for(suite: str, found: dict[str, str]) -> str:
+    """The root's deb822 apt sources: the suite and its updates, and security when known."""
+    out = [f"Types: deb\nURIs: {found['debian']}\nSuites: {suite} {suite}-updates\nComponents: main\n"
+           f"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"]
+    if "security" in found:
+        out.append(f"Types: deb\nURIs: {found['security']}\nSuites: {suite}-security\nComponents: main\n"
+                   f"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+    return "\n".join(out)
+
+
+def root_key(suite: str, found: dict[str, str]) -> str:
+    text = "\n".join([suite, found["debian"], found.get("security", ""), " ".join(INCLUDE), SETUP_VERSION])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def acquire_options(conf_texts: dict[str, str]) -> dict[str, str]:
+    """The apt.conf.d files (name -> text) that set Acquire:: options: the machine's mirror
+    may need them in the root too (e.g. Check-Valid-Until for a snapshot mirror)."""
+    return {name: text for name, text in conf_texts.items() if re.search(r"^\s*Acquire::", text, re.M)}
+
+
+def local_pip_paths(conf_text: str) -> list[str]:
+    """Folders a pip configuration names: find-links folders, and for a local index
+    (file:///X/simple) its parent X, since its pages link to files beside it."""
+    paths = []
+    for m in re.finditer(r"^\s*(find-links|extra-index-url|index-url)\s*=\s*(.+)$", conf_text, re.M):
+        for item in m.group(2).split():
+            path = item[len("file://"):] if item.startswith("file://") else item
+            if path.startswith("/"):
+                path = path.rstrip("/")
+                paths.append(path if m.group(1) == "find-links" else str(Path(path).parent))
+    return paths
+
+
+# --- the cached root ----------------------------------------------------------------------
+
+
+def machine_mirrors() -> dict[str, str]:
+    texts = [p.read_text() for p in sorted(SOURCES_DIR.glob("*.sources"))]
+    return mirrors("\n\n".join(texts))
+
+
+def root_path(suite: str) -> Path:
+    if suite not in SUITES:
+        raise RootError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
+    return CACHE / "roots" / f"{suite}-{root_key(suite, machine_mirrors())}"
+
+
+def _run(argv: list[str], timeout: float, **kw) -> None:
+    done = subprocess.run(argv, timeout=timeout, capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise RootError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+
+
+def build_root(suite: str) -> Path:
+    """The cached root of `suite` (debootstrap on first use, under a lock); its path."""
+    final = root_path(suite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f"{suite}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "etc" / "debian_version").is_file():
+            return final
+        if shutil.which("debootstrap") is None:
+            _run([str(PROJECT / "scripts" / "install.sh"), "--debroot"], 900)
+        found = machine_mirrors()
+        tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        started = time.monotonic()
+        print(f"debroot: debootstrap {suite} from {found['debian']} into {final} (first run on this machine)",
+              flush=True)
+        try:
+            _run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", suite, str(tmp),
+                  found["debian"]], DEBOOTSTRAP_TIMEOUT)
+            _setup(tmp, suite, found)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        os.rename(tmp, final)
+        print(f"debroot: {suite} root ready in {time.monotonic() - started:.0f} s", flush=True)
+        return final
+
+
+def _setup(root: Path, suite: str, found: dict[str, str]) -> None:
+    (root / "etc/apt/sources.list").unlink(missing_ok=True)
+    (root / "etc/apt/sources.list.d/debian.sources").write_text(sources_for(suite, found))
+    confs = {p.name: p.read_text() for p in Path("/etc/apt/apt.conf.d").iterdir() if p.is_file()}
+    for name, text in acquire_options(confs).items():
+        (root / "etc/apt/apt.conf.d" / name).write_text(text)
+    # package scripts must not start daemons on Debian's configs (scripts/install.sh does the
+    # same on a host; here it stays: nothing in the root is ever started by a package)
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    # after ca-certificates was installed (it regenerates the bundle): the machine's own
+    if CA_BUNDLE.is_file():
+        shutil.copyfile(CA_BUNDLE, root / CA_BUNDLE.relative_to("/"))
+    for conf in PIP_CONFIGS:
+        if conf.exists():
+            dest = root / conf.relative_to("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if conf.is_dir():
+                shutil.copytree(conf, dest, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(conf, dest)
+    (root / "etc/hostname").write_text(f"kemi-{suite}\n")
+
+
+def pip_local_folders() -> list[str]:
+    """Local package folders the machine's pip configuration names (bound read-only)."""
+    texts = []
+    for conf in PIP_CONFIGS:
+        files = sorted(conf.glob("*.conf")) if conf.is_dir() else [conf]
+        texts += [f.read_text() for f in files if f.is_file()]
+    texts.append("\n".join(f"find-links = {v}" for k, v in os.environ.items() if k == "PIP_FIND_LINKS"))
+    return sorted({p for t in texts for p in local_pip_paths(t) if Path(p).is_dir()})
+
+
+# --- a run in a throwaway overlay, own mount/PID (and, for the tests, network) namespaces -----
+
+INNER = r"""
+set -euo pipefail
+lower=$1 upper=$2 work=$3 root=$4 command=$5; shift 5
+binds=("$@")
+mount --make-rprivate /
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$root"
+undo() { umount -R "$root" 2>/dev/null || umount -R -l "$root" 2>/dev/null || true; }
+trap undo EXIT
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys" && mount --make-rslave "$root/sys"
+mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
+mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+mount -t tmpfs -o mode=755 tmpfs "$root/run"
+for spec in "${binds[@]}"; do
+    src=${spec%%=*}; rest=${spec#*=}; dst=${rest%:*}; mode=${rest##*:}
+    mkdir -p "$root$dst"
+    mount --bind "$src" "$root$dst"
+    [[ $mode == ro ]] && mount -o remount,bind,ro "$root$dst"
+done
+in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH="$PATH_IN_ROOT" LANG=C.UTF-8 TERM="${TERM:-dumb}" \
+    "${PASS_ENV[@]}" /bin/bash -c "$1"; }
+PASS_ENV=()
+for v in $(compgen -e); do
+    case $v in PIP_*|KEMI_TEST_SLOT|CI|KEMI_FUZZ_COUNT) PASS_ENV+=("$v=${!v}");; esac
+done
+PASS_ENV+=("KEMI_DEBROOT=$SUITE")
+# the install step needs the mirror: the machine's network
+in_root "cd $CHECKOUT && $PREPARE"
+# the tests: a network namespace of their own, loopback only; sysfs of that namespace
+status=0
+unshare --net /bin/bash -c '
+    set -e
+    mount -t sysfs sysfs "$1/sys"
+    ip link set lo up 2>/dev/null || chroot "$1" ip link set lo up
+    shift; exec "$@"' _ "$root" chroot "$root" /usr/bin/env -i HOME=/root PATH="$PATH_IN_ROOT" LANG=C.UTF-8 \
+    TERM="${TERM:-dumb}" "${PASS_ENV[@]}" /bin/bash -c "cd $CHECKOUT && $command" || status=$?
+exit $status
+"""
+
+
+def checkout_files(checkout: Path) -> list[str]:
+    """The checkout's files as git sees them (tracked and new, not ignored: no .venv, no caches)."""
+    done = subprocess.run(["git", "-C", str(checkout), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                          capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise RootError(f"{checkout} is not a git checkout: {done.stderr.decode().strip()}")
+    return [f for f in done.stdout.decode().split("\0") if f and (checkout / f).exists()]
+
+
+RUN_PARENT = "/var/tmp"
+
+
+def sweep_run_dirs() -> None:
+    """Remove the overlay folders of runs whose process is gone (killed with SIGKILL: their
+    mounts went with their namespace, the folder stayed)."""
+    for old in Path(RUN_PARENT).glob("kemi-debroot-*-*-*"):
+        pid = old.name.split("-")[3]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def run(suite: str, checkout: Path, command: str, prepare: str = "scripts/install.sh --test",
+        interactive: bool = False, timeout: float = RUN_TIMEOUT) -> int:
+    lower = build_root(suite)
+    sweep_run_dirs()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"kemi-debroot-{suite}-{os.getpid()}-", dir=RUN_PARENT))
+    try:
+        upper, work, root = (run_dir / n for n in ("upper", "work", "root"))
+        for d in (upper, work, root):
+            d.mkdir()
+        # the checkout is written straight into the overlay's upper layer (the root's /root/kemi)
+        dest = upper / CHECKOUT_IN_ROOT.lstrip("/")
+        dest.mkdir(parents=True)
+        (upper / "root").chmod(0o700)
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                for rel in checkout_files(checkout):
+                    tar.add(checkout / rel, arcname=rel, recursive=False)
+            buf.seek(0)
+            with tarfile.open(fileobj=buf) as tar:
+                tar.extractall(dest)       # our own archive, just made
+        binds = []
+        for name, inside in ((f"apt-{suite}", "/var/cache/apt/archives"), (f"pip-{suite}", "/root/.cache/pip")):
+            (CACHE / name / "partial").mkdir(parents=True, exist_ok=True)
+            binds.append(f"{CACHE / name}={inside}:rw")
+        binds += [f"{p}={p}:ro" for p in pip_local_folders()]
+        env = dict(os.environ, SUITE=suite, CHECKOUT=CHECKOUT_IN_ROOT, PREPARE=prepare, PATH_IN_ROOT=PATH_IN_ROOT)
+        argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "/bin/bash", "-c", INNER, "inner",
+                str(lower), str(upper), str(work), str(root), "exec bash -i" if interactive else command, *binds]
+        proc = subprocess.Popen(argv, env=env, start_new_session=not interactive)
+        try:
+            return proc.wait(None if interactive else timeout)
+        except subprocess.TimeoutExpired:
+            print(f"debroot: {suite} run exceeded {timeout:.0f} s: stopped", file=sys.stderr)
+            os.killpg(proc.pid, 9)      # unshare's child is PID 1 of the run: all of it ends
+            proc.wait(30)
+            return 124
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, 9)
+            proc.wait(30)
+            return 130
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/debroot.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("root", "test", "shell", "run"))
+    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("checkout", nargs="?", type=Path, default=PROJECT)
+    parser.add_argument("command", nargs="?", default="make test", help="run: the command (default make test)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("debroot: needs root (debootstrap, mounts, namespaces)", file=sys.stderr)
+        return 1
+    try:
+        if args.action == "root":
+            print(build_root(args.suite))
+            return 0
+        started = time.monotonic()
+        if args.action == "shell":
+            return run(args.suite, args.checkout.resolve(), "", interactive=True)
+        command = args.command if args.action == "run" else "make test"
+        status = run(args.suite, args.checkout.resolve(), command)
+        print(f"debroot: {command} on Debian {SUITES[args.suite]} ({args.suite}) exited {status} "
+              f"after {time.monotonic() - started:.0f} s", flush=True)
+        return status
+    except RootError as exc:
+        print(f"debroot: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
