@@ -14,6 +14,8 @@
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
+# make cluster  a demo cluster in network namespaces: 3 Kamailio nodes (DMQ), Galera, keepalived,
+#               2 rtpengines (docs/cluster.md); Ctrl-C stops it
 PY      := /usr/bin/python3
 VENV_PY := .venv/bin/python
 PYTEST  := $(VENV_PY) -m pytest
@@ -27,7 +29,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test test-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload
+.PHONY: run deps install uninstall test test-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -47,6 +49,10 @@ install-test:
 
 install-bench:
 	scripts/install.sh --bench
+
+cluster:
+	scripts/install.sh --cluster
+	$(PY) -m kemi_tools.cluster $(CLUSTER_ARGS)
 
 bench: install-bench
 	$(PY) -m bench $(BENCH_ARGS)

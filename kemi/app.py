@@ -36,7 +36,7 @@ def create_router(ksr, settings: Settings):
             sys.path.insert(0, extra)
     cls = load_router_class(settings.python.router)
     warn_disabled_callbacks(ksr, cls)
-    db = Database(settings.database.connect_args(), log=ksr.err)
+    db = Database(settings.database.all_connect_args(), log=ksr.err)
     subscribers = SubscriberDirectory(db, settings.database.cache_ttl, settings.database.cache_size)
     sbc = settings.sbc
     dids = DidMap(db, sbc.did_cache_ttl, sbc.did_cache_size) if sbc.enabled else None

@@ -39,6 +39,10 @@ FLAGS = {"FLT_NATS": FLT_NATS, "FLB_NATB": FLB_NATB, "FLB_NATSIPPING": FLB_NATSI
 # --- htables (declared in kamailio-common.cfg from the rendered HTABLE_* defines) -----------
 BAN_TABLE = "ipban"               # source address -> banned (expires after security.ban_time)
 AUTH_FAILURE_TABLE = "authfail"   # source address -> failed digest attempts
+CLUSTER_TABLE = "kemicluster"     # cluster: this node's sync state, the peers' contact counts
+
+# --- DMQ (cluster): the channel (R-URI user of KDMQ requests) the routing itself answers ----
+CLUSTER_CHANNEL = "kemi"          # "count?" -> each peer answers "count=N" (its contacts)
 
 # --- cfg-group variables (declared in kamailio-settings.cfg; kamcmd cfg.seti GROUP VAR N) ----
 RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR = "kemi_reload", "generation"   # make reload bumps it
@@ -57,6 +61,7 @@ DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"           # dispatcher's xavp_dst: th
 
 # --- sockets and tables ----------------------------------------------------------------------
 METRICS_SOCKET_NAME = "metrics"   # the listen socket's name=: the only one serving /metrics
+DMQ_SOCKET_NAME = "dmq"           # cluster: the DMQ socket (KDMQ from peers only)
 WEBSOCKET_SOCKET_NAMES = ("ws", "wss")   # [websocket] sockets' names (then ws-2, ...): the WebSocket handshake
 LOCATION_TABLE = "location"       # usrloc's table (registrar save / lookup, usrloc preload)
 SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it

@@ -3,6 +3,7 @@
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
 #   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
 #   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot)
+#   scripts/install.sh --cluster plus what `make cluster` needs (Galera, keepalived; docs/cluster.md)
 #   scripts/install.sh --python only the Python packages Kamailio's embedded python3 imports
 #                               (make install: Kamailio itself is already there)
 #   scripts/install.sh --image  what building and running the container image needs
@@ -24,6 +25,9 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
 TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
 BENCH=(python3-matplotlib)
+# the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the
+# floating address (keepalived); the same package names on Debian 12 and 13
+CLUSTER=(galera-4 rsync keepalived iproute2)
 # the image: the base is a debootstrap root (no registry), podman runs it with runc (crun fails
 # on hybrid cgroups: docs/docker.md)
 IMAGE=(podman buildah runc debootstrap)
@@ -39,7 +43,8 @@ esac
 
 want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--python" ]] && want=("${PYTHON[@]}")
-[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}")
+[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}" "${CLUSTER[@]}")
+[[ "${1:-}" == "--cluster" ]] && want+=("${CLUSTER[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
 [[ "${1:-}" == "--image" ]] && want=("${IMAGE[@]}")
 [[ "${1:-}" == "--debroot" ]] && want=(debootstrap)

@@ -56,6 +56,7 @@ SIDE_NONE = "none"                   # ingress/egress without the SBC, or not le
 UNAVAILABLE_NO_GATEWAY = "no_gateway"         # no active gateway in the set at the start
 UNAVAILABLE_GATEWAYS_FAILED = "gateways_failed"   # every gateway tried failed (failover)
 UNAVAILABLE_RTPENGINE = "rtpengine"           # rtpengine did not answer the offer
+UNAVAILABLE_SYNCING = "syncing"               # cluster: the location set is still arriving
 
 # kemi_rtpengine_errors_total{operation, error}
 RTP_OFFER, RTP_ANSWER, RTP_DELETE = OFFER, ANSWER, DELETE     # the rtpengine operations' names
@@ -72,6 +73,7 @@ DROP_BANNED = "banned"               # from a banned source (no log line: one pe
 DROP_FLOOD = "flood"
 DROP_SCANNER = "scanner"
 DROP_METRICS_SOCKET = "metrics_socket"   # SIP sent to the HTTP metrics socket
+DROP_NOT_A_PEER = "not_a_peer"       # cluster: a request on the DMQ socket from no peer
 
 # --- the counters -----------------------------------------------------------------------
 
@@ -104,6 +106,7 @@ INITIAL_SERIES = (
     *((BANS, (r,)) for r in (BAN_FLOOD, BAN_SCANNER, BAN_PASSWORD_GUESSING)),
     *((DROPPED, (r,)) for r in (DROP_BANNED, DROP_FLOOD, DROP_SCANNER, DROP_METRICS_SOCKET)),
 )
+# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, appear when they first happen)
 
 
 def full_name(counter: Counter) -> str:

@@ -13,8 +13,9 @@ from typing import Callable
 
 from kemi import sip
 from kemi.names import DONE, LOCATION_TABLE, NEXT, SUBSCRIBER_TABLE
+from kemi.cluster import RETRY_AFTER
 from kemi.observe.metrics import (CALL_ERROR, CALL_NOT_FOUND, CALL_REJECTED, CALL_UNAVAILABLE, REG_ERROR,
-                                  REG_OK)
+                                  REG_OK, UNAVAILABLE_SYNCING)
 from kemi.routing.message import Message
 from kemi.routing.nat import Nat
 from kemi.routing.observe import Observer
@@ -28,11 +29,14 @@ KEEP_CREDENTIALS = frozenset({"REGISTER", "PUBLISH"})
 
 class Registrar:
     def __init__(self, ksr, realm: str, subscribers, observe: Observer, screen: Screen, nat: Nat,
-                 reply: Callable[[sip.Reply], None], reply_error: Callable[[], int] | None = None):
+                 reply: Callable[[sip.Reply], None], reply_error: Callable[[], int] | None = None,
+                 location_complete: Callable[[], bool] = lambda: True):
         self.ksr, self.realm, self.subscribers = ksr, realm, subscribers
         self.observe, self.screen, self.nat, self.reply = observe, screen, nat, reply
         # save() failed: the answer from its internal error code (kemi/features.py)
         self.reply_error = reply_error or ksr.sl.sl_reply_error
+        # cluster: False while this node is still receiving its location set from its peers
+        self.location_complete = location_complete
 
     # route[AUTH], for a source that is not trusted by address
     def authenticate(self, msg: Message) -> bool:
@@ -83,6 +87,12 @@ class Registrar:
         elif rc == sip.LOOKUP_METHOD_UNSUPPORTED:
             self.reply(sip.METHOD_NOT_ALLOWED)
             self.observe.note_call(msg, CALL_REJECTED, sip.METHOD_NOT_ALLOWED.code)
+        elif rc == sip.LOOKUP_NO_CONTACT and not self.location_complete():
+            # the contact may be on its way (cluster sync): "try again", never "not registered"
+            ksr.info(f"kemi: cluster: location set incomplete, answered 503: {msg.describe()}\n")
+            ksr.hdr.append_to_reply(f"Retry-After: {RETRY_AFTER}\r\n")
+            self.reply(sip.SERVICE_UNAVAILABLE)
+            self.observe.note_503(msg, UNAVAILABLE_SYNCING)
         elif rc == sip.LOOKUP_NO_CONTACT:
             reply = self.no_contact_reply(msg.ruri_user)
             self.reply(reply)

@@ -13,6 +13,7 @@ without the SBC has no SBC code on its path, one without media anchoring no rtpe
     self.registrar  registrar.py  digest auth, save, lookup
     self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off), media security
     self.websocket  websocket.py  the WebSocket handshake for browsers (NoWebSocket: websocket off)
+    self.cluster    cluster.py    KDMQ from peers, a starting node's location set (NoCluster: one node)
     self.guard      guard.py      every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
@@ -25,6 +26,7 @@ from kemi.features import error_reply
 from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
 from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWAY, CALL_REJECTED,
                                   DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
+from kemi.routing.cluster import Cluster, NoCluster
 from kemi.routing.dialogs import RecordRouteSigner
 from kemi.routing.guard import ROUTE_OK, Guard
 from kemi.routing.media import NoMedia, Rtpengine, build_security
@@ -64,9 +66,12 @@ class Router:
         self.nat = Nat(ksr, websocket=settings.websocket.enabled)
         ws = settings.websocket
         self.websocket: WebSocket | NoWebSocket = WebSocket(ksr, ws.origins) if ws.enabled else NoWebSocket()
-        self.dialogs = RecordRouteSigner(ksr, settings.security.route_secret, self.reply)
+        self.cluster: Cluster | NoCluster = Cluster(ksr, settings, self.observe) if settings.cluster.enabled \
+            else NoCluster()
+        # a cluster signs with its one secret, so any node passes what another signed
+        self.dialogs = RecordRouteSigner(ksr, self.cluster.secret or settings.security.route_secret, self.reply)
         self.registrar = Registrar(ksr, settings.sip.domain, subscribers, self.observe, self.screen, self.nat,
-                                   self.reply, self.reply_error)
+                                   self.reply, self.reply_error, location_complete=self.cluster.location_complete)
         if settings.media.enabled:
             self.media: Rtpengine | NoMedia = Rtpengine(
                 ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
@@ -148,6 +153,8 @@ class Router:
             ksr.info(f"kemi: request on the metrics socket dropped: {msg.describe()}\n")
             self.observe.note_drop(DROP_METRICS_SOCKET)
             return
+        if not self.route_cluster(msg):
+            return
         if not self.route_sbc_ingress(msg):
             return
         if not self.route_reqinit(msg):
@@ -183,6 +190,10 @@ class Router:
             self.observe.note_call(msg, CALL_REJECTED, sip.ADDRESS_INCOMPLETE.code)
             return
         self.route_location(msg)
+
+    # (cluster): KDMQ from a peer on the DMQ socket goes to dmq; a stranger there is dropped
+    def route_cluster(self, msg: Message) -> bool:
+        return self.cluster.takes(msg)
 
     # (SBC ingress): which NIC it came from; a source on neither side gets 403
     def route_sbc_ingress(self, msg: Message) -> bool:

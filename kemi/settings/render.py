@@ -11,7 +11,7 @@ from kemi.settings.schema import (DISPATCHER_LIST_NAME, Listen, META_FIELDS, PRO
     Settings, TM_FR_TIMER_DEFAULT)
 from kemi.settings.environment import environment_digest
 from kemi.settings.validate import gateway_socket_name
-from kemi.names import (AUTH_FAILURE_TABLE, BAN_TABLE, DECISION_LOG_GROUP, DECISION_LOG_VAR, FLAGS,  # noqa: F401
+from kemi.names import (AUTH_FAILURE_TABLE, BAN_TABLE, CLUSTER_TABLE, DECISION_LOG_GROUP, DECISION_LOG_VAR, FLAGS,  # noqa: F401
                         ENTRY_STATS, METRICS_SOCKET_NAME, ON_SL_REPLY_CALLBACK, OTHER_ENTRY_STAT, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
                         RTPENGINE_INSTANCE_PV, XHTTP_CALLBACK)
 from kemi.observe.metrics import COUNTERS
@@ -40,9 +40,10 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define KEMI_ENTRY "{entry}"',
         # "auto": kamailio.cfg picks app_python3s on Kamailio 6+ (KAMAILIO_5 is Kamailio's own define)
         *([f"#!define KEMI_ENGINE_{s.python.engine.upper()}"] if s.python.engine != "auto" else []),
-        f'#!define DBURL "{s.database.url}"',
+        # with failover servers every module talks to db_cluster, which tries them in order
+        f'#!define DBURL "{DB_CLUSTER_URL if s.database.failover else s.database.url}"',
         f'#!define SIP_DOMAIN "{s.sip.domain}"',
-        f"#!define USRLOC_DB_MODE {s.database.usrloc_db_mode}",
+        f"#!define USRLOC_DB_MODE {usrloc_db_mode(s)}",
         f"#!define REG_MAX_EXPIRES {s.registrar.max_expires}",
         f"#!define REG_MIN_EXPIRES {s.registrar.min_expires}",
         f"#!define REG_DEFAULT_EXPIRES {s.registrar.default_expires}",
@@ -74,12 +75,16 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
     # the metrics endpoint is a TCP socket too
     if s.metrics.enabled or any(l.proto in ("tcp", "tls") for l, _ in listens):
         lines.append("#!define WITH_TCP")
+    lines += database_cluster_defines(s)
+    if s.runtime.shm_mb:
+        lines.append(f"shm_mem_size={s.runtime.shm_mb}")
     if s.metrics.enabled or s.websocket.enabled:
         lines.append("#!define WITH_XHTTP")          # xhttp: /metrics and the WebSocket handshake
     if s.websocket.enabled:
         lines.append("#!define WITH_WEBSOCKET")
     lines += media_defines(s)
     lines += security_defines(s)
+    lines += cluster_defines(s)
     lines += observe_lines(s)
     lines += [f'listen={l.socket} name "{name}"' if name else f"listen={l.socket}" for l, name in listens]
     if s.metrics.enabled:
@@ -174,14 +179,16 @@ HTABLE_TIMER_INTERVAL = 5
 def security_defines(s: Settings) -> list[str]:
     """#!define lines for pike, htable and tls modparams (kamailio.cfg uses them by name)."""
     sec, tls = s.security, s.tls
+    # cluster: bans and failure counts replicated over DMQ, and sent whole to a node that joins
+    shared = ";dmqreplicate=1" if s.cluster.enabled and s.cluster.share_bans else ""
     lines = [
         f"#!define PIKE_SAMPLING_TIME {sec.flood_interval}",
         f"#!define PIKE_REQS_DENSITY {sec.flood_requests}",
         # pike forgets a source (its hit counts) after this many seconds without requests
         f"#!define PIKE_REMOVE_LATENCY {max(sec.flood_interval * 2, 4)}",
-        f'#!define HTABLE_BAN "{BAN_TABLE}=>size=10;autoexpire={sec.ban_time};"',
+        f'#!define HTABLE_BAN "{BAN_TABLE}=>size=10;autoexpire={sec.ban_time}{shared};"',
         # initval=0: sht_inc() creates a missing counter (without it, it fails on a new key)
-        f'#!define HTABLE_AUTHFAIL "{AUTH_FAILURE_TABLE}=>size=10;autoexpire={sec.auth_failure_window};initval=0;"',
+        f'#!define HTABLE_AUTHFAIL "{AUTH_FAILURE_TABLE}=>size=10;autoexpire={sec.auth_failure_window};initval=0{shared};"',
         f"#!define HTABLE_TIMER_INTERVAL {HTABLE_TIMER_INTERVAL}",
     ]
     if tls.enabled:
@@ -193,6 +200,67 @@ def security_defines(s: Settings) -> list[str]:
         ]
         if tls.ca_list:
             lines += ["#!define WITH_TLS_CLIENT_CA", f'#!define TLS_CA_LIST "{tls.ca_list}"']
+    return lines
+
+
+DB_CLUSTER_NAME = "kemi"
+DB_CLUSTER_URL = f"cluster://{DB_CLUSTER_NAME}"
+
+
+def database_cluster_defines(s: Settings) -> list[str]:
+    """db_cluster over database.url then each failover server: serial, in that order (read
+    and write), so a server that fails is skipped and the next one answers the same query."""
+    db = s.database
+    if not db.failover:
+        return []
+    urls = (db.url, *db.failover_urls())
+    names = [f"db{i + 1}" for i in range(len(urls))]
+    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls)]
+    spec = ";".join(f"{n}={9 - i}s{9 - i}s" for i, n in enumerate(names))
+    return [
+        "#!define WITH_DB_CLUSTER",
+        "#!define DB_CLUSTER_CONNECTIONS " + " \\\n".join(connections),
+        f'#!define DB_CLUSTER_SPEC "{DB_CLUSTER_NAME}=>{spec}"',
+    ]
+
+
+def usrloc_db_mode(s: Settings) -> int:
+    """usrloc db_mode: database.usrloc_db_mode, unless the cluster decides where contacts live
+    (dmq: each node's memory, 0; database: the shared database only, 3)."""
+    c = s.cluster
+    if not c.enabled:
+        return s.database.usrloc_db_mode
+    return 0 if c.registrations == "dmq" else 3
+
+
+def cluster_defines(s: Settings) -> list[str]:
+    """#!define lines for dmq, dmq_usrloc and the node's server_id (kamailio-common.cfg WITH_CLUSTER)."""
+    c = s.cluster
+    if not c.enabled:
+        return []
+    address = f"[{c.address}]" if ":" in c.address else c.address
+    notify = [f'modparam("dmq", "notification_address", "{c.dmq_uri(peer)}")' for peer in c.peers]
+    lines = [
+        "#!define WITH_CLUSTER",
+        # Kamailio's server_id: part of every rtpengine ng cookie (server_id_pid_seq), so two
+        # nodes whose workers have the same PIDs (containers) never get each other's answers
+        f"#!define SERVER_ID {c.node}",
+        f'#!define DMQ_SERVER_ADDRESS "{c.dmq_uri(c.address)}"',
+        f'#!define DMQ_SERVER_SOCKET "udp:{address}:{c.dmq_port}"',
+        # one notification_address per peer (a multi-line define, as METRICS_DECLARATIONS)
+        "#!define DMQ_NOTIFICATION_ADDRESSES " + " \\\n".join(notify),
+        f'#!define HTABLE_CLUSTER "{CLUSTER_TABLE}=>size=4;"',
+    ]
+    if c.registrations == "dmq":
+        lines += [
+            "#!define WITH_DMQ_USRLOC",
+            f"#!define DMQ_USRLOC_SYNC {int(c.sync)}",
+            f"#!define DMQ_USRLOC_BATCH_MSG_CONTACTS {c.sync_contacts_per_message}",
+            f"#!define DMQ_USRLOC_BATCH_SIZE {c.sync_batch}",
+            f"#!define DMQ_USRLOC_BATCH_USLEEP {c.sync_pause_ms * 1000}",
+        ]
+    if c.share_bans:
+        lines.append("#!define WITH_SHARED_BANS")
     return lines
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from kemi.names import DMQ_SOCKET_NAME
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "settings.toml"
 SETTINGS_ENV = "KEMI_SETTINGS"
@@ -32,6 +34,10 @@ GATEWAY_URI_RE = re.compile(r"^sip:(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?
                             r"(?:;transport=(?P<transport>udp|tcp|tls))?$")
 TM_FR_TIMER_DEFAULT = 30000          # ms, tm fr_timer when the SBC is off (RFC 3261 timer F is 32 s)
 DISPATCHER_LIST_NAME = "dispatcher.list"
+
+
+def _bracket(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 class SettingsError(ValueError):
@@ -96,6 +102,10 @@ class DatabaseSettings:
     # seconds a subscriber-exists answer is cached by the Python side
     cache_ttl: int = 30
     cache_size: int = 10000
+    # more servers of the same (replicated, e.g. Galera) database, "HOST[:PORT]", tried in
+    # order when url's host fails: Kamailio through db_cluster, the Python side by itself.
+    # Same user, password and database name as url
+    failover: tuple[str, ...] = ()
 
     def connect_args(self) -> dict:
         """mysqlclient keyword arguments for this URL (host 'localhost' = unix socket)."""
@@ -106,6 +116,24 @@ class DatabaseSettings:
         if parts.port:
             args["port"] = parts.port
         return args
+
+    def failover_urls(self) -> tuple[str, ...]:
+        """url with its host replaced by each failover server, in order."""
+        parts = urlsplit(self.url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        return tuple(parts._replace(netloc=f"{userinfo}@{server}").geturl() for server in self.failover)
+
+    def all_connect_args(self) -> tuple[dict, ...]:
+        """connect_args() for url, then for each failover server."""
+        out = [self.connect_args()]
+        for server in self.failover:
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+            args = dict(out[0], host=host or server)
+            args.pop("port", None)
+            if port:
+                args["port"] = int(port)
+            out.append(args)
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -134,6 +162,9 @@ class RuntimeSettings:
     dir: str = "/run/kamailio"
     # Kamailio debug level: -3 alert .. 3 debug
     log_level: int = 2
+    # Kamailio's shared memory (MB, its shm_mem_size); 0 = Kamailio's default (64). A cluster
+    # node with many contacts needs more: each replicated save holds shm per peer for seconds
+    shm_mb: int = 0
 
 
 # --- [media]: rtpengine media anchoring (parsed by _parse_media, rendered by media_defines) ---
@@ -420,6 +451,66 @@ class LoggingSettings:
     decision_level: str = "info"
 
 
+# --- [cluster]: several nodes share registrations, bans and the Record-Route secret (docs/cluster.md) ---
+CLUSTER_REGISTRATIONS = {"dmq": "in memory on every node, replicated by DMQ (dmq_usrloc)",
+                         "database": "usrloc db_mode 3 on the shared (Galera) database"}
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    # off: one node, exactly as without this table
+    enabled: bool = False
+    # this node: its position in `nodes`, from 1 (also Kamailio's server_id, so the
+    # rtpengine ng cookies of two nodes never collide)
+    node: int = 1
+    # every node's cluster address (IPv4 or IPv6), in the same order on every node
+    nodes: tuple[str, ...] = ()
+    # the DMQ socket's UDP port on each node's address (KDMQ requests, peers only)
+    dmq_port: int = 5090
+    # the shared secret of the cluster: signs the Record-Route, so an in-dialog request a
+    # node signed passes any other (security.route_secret stays "")
+    secret: str = ""
+    # where the location set lives: "dmq" (every node's memory, dmq_usrloc) or "database"
+    # (usrloc db_mode 3 on the shared database)
+    registrations: str = "dmq"
+    # bans and failed-auth counts replicated to every node (htable over DMQ)
+    share_bans: bool = True
+    # the floating address (keepalived/VRRP) in front of the nodes: every node listens on it
+    # too (it needs net.ipv4.ip_nonlocal_bind=1). "" = none
+    floating_address: str = ""
+    # keepalived (kemi_tools/stack/keepalived.py): the NIC and prefix length the floating
+    # address goes on, the VRRP router id (unique on that LAN), the advert interval (ms): a
+    # dead holder is replaced after about 3 intervals
+    floating_interface: str = "eth0"
+    floating_prefix: int = 24
+    floating_router_id: int = 51
+    floating_advert_ms: int = 500
+    # dmq mode: a starting node asks its peers for every contact they hold (dmq_usrloc sync)
+    sync: bool = True
+    # dmq mode: a starting node asks its peers how many contacts they hold and answers a
+    # call for an unregistered user 503 (Retry-After) instead of 480 until it holds as many,
+    # for at most this many seconds (0: no wait)
+    sync_wait: int = 30
+    # dmq_usrloc full sync: contacts per KDMQ message (up to 150), and per batch, between
+    # which the sender pauses sync_pause_ms
+    sync_contacts_per_message: int = 50
+    sync_batch: int = 2000
+    sync_pause_ms: int = 20
+
+    @property
+    def address(self) -> str:
+        """This node's cluster address ("" while `node` names no entry: the check reports it)."""
+        return self.nodes[self.node - 1] if 1 <= self.node <= len(self.nodes) else ""
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(a for i, a in enumerate(self.nodes, 1) if i != self.node)
+
+    def dmq_uri(self, address: str) -> str:
+        host = f"[{address}]" if ":" in address else address
+        return f"sip:{host}:{self.dmq_port}"
+
+
 @dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
@@ -434,6 +525,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
     environment: tuple[tuple[str, str], ...] = ()
@@ -445,6 +537,14 @@ class Settings:
         if self.sbc.enabled:
             for side in self.sbc.sides:
                 out += list(zip(side.listen, side.socket_names()))
+        c = self.cluster
+        if c.enabled:
+            # the floating address on every SIP port; the DMQ socket on this node's address
+            if c.floating_address:
+                ports = dict.fromkeys((l.proto, l.port) for l in self.sip.listen if l.proto in ("udp", "tcp"))
+                out += [(Listen(proto, _bracket(c.floating_address), port), "") for proto, port in ports]
+            if c.address:
+                out.append((Listen("udp", _bracket(c.address), c.dmq_port), DMQ_SOCKET_NAME))
         if self.websocket.enabled:
             out += list(self.websocket.sockets)
         return tuple(out)

@@ -5,6 +5,10 @@ import would be shared by every child: we open it on first use, in the child. A 
 connection (DB restarted, network blip) is dropped and the query retried once on a fresh
 one. While the DB is down, reconnect attempts are spaced by RETRY_AFTER seconds so a SIP
 worker is never stuck waiting on connect timeouts message after message.
+
+With several servers (database.url, then database.failover: a Galera cluster) a lost or
+refused connection moves on to the next server at once; the DB is "down" only when none
+answers.
 """
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class Database:
-    def __init__(self, connect_args: dict, log=None, clock=time.monotonic):
-        self._args = dict(connect_args, connect_timeout=CONNECT_TIMEOUT,
-                          read_timeout=IO_TIMEOUT, write_timeout=IO_TIMEOUT)
+    def __init__(self, connect_args: dict | tuple[dict, ...] | list[dict], log=None, clock=time.monotonic):
+        servers = [connect_args] if isinstance(connect_args, dict) else list(connect_args)
+        self._servers = [dict(a, connect_timeout=CONNECT_TIMEOUT, read_timeout=IO_TIMEOUT,
+                              write_timeout=IO_TIMEOUT) for a in servers]
+        self._current = 0           # the server in use (or tried next)
         self._conn = None
         self._down_since: float | None = None
         self._log = log or (lambda text: None)
@@ -46,6 +52,7 @@ class Database:
             except MySQLdb.OperationalError as exc:   # lost connection, server gone: retry once
                 last_error = exc
                 self._drop()
+                self._next_server(exc)
             except MySQLdb.Error as exc:              # bad query or data: no point retrying
                 raise DatabaseUnavailable(f"query failed: {exc}") from exc
         self._mark_down(last_error)
@@ -58,17 +65,35 @@ class Database:
         if self._down_since is not None and now - self._down_since < RETRY_AFTER:
             raise DatabaseUnavailable("MySQL is unreachable; next reconnect attempt in "
                                       f"{RETRY_AFTER - (now - self._down_since):.1f}s")
-        try:
-            self._conn = MySQLdb.connect(**self._args)
-        except MySQLdb.Error as exc:
-            self._mark_down(exc)
-            raise DatabaseUnavailable(f"cannot connect to MySQL: {exc}") from exc
+        error = None
+        for _ in range(len(self._servers)):
+            try:
+                self._conn = MySQLdb.connect(**self._servers[self._current])
+                break
+            except MySQLdb.Error as exc:
+                error = exc
+                self._next_server(exc)
+        else:
+            self._mark_down(error)
+            raise DatabaseUnavailable(f"cannot connect to MySQL: {error}") from error
         self._conn.autocommit(True)
         if self._down_since is not None:
             self._log("kemi: MySQL connection restored\n")
         self._down_since = None
         self.connects += 1
         return self._conn
+
+    def _next_server(self, exc) -> None:
+        if len(self._servers) > 1:
+            failed = self._servers[self._current]["host"]
+            self._current = (self._current + 1) % len(self._servers)
+            self._log(f"kemi: MySQL server {failed} failed ({exc}); moving on to "
+                      f"{self._servers[self._current]['host']}\n")
+
+    @property
+    def server(self) -> str:
+        """The host in use (or tried next)."""
+        return self._servers[self._current]["host"]
 
     def close(self) -> None:
         """Close the connection now (a reconnect happens on the next query, as after a loss)."""

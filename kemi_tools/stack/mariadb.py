@@ -89,12 +89,14 @@ def _account(url: str) -> tuple[str, str, str]:
     return unquote(parts.username or ""), unquote(parts.password or ""), parts.path.lstrip("/")
 
 
-def provision(settings: Settings, modules=SCHEMA_MODULES, socket: str = SOCKET) -> list[str]:
-    """Create database, users and missing tables; returns the tables created."""
+def provision(settings: Settings, modules=SCHEMA_MODULES, socket: str = SOCKET,
+              hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> list[str]:
+    """Create database, users and missing tables; returns the tables created. `hosts`: where
+    the users may connect from (a cluster's nodes connect over the network: "%")."""
     user, password, dbname = _account(settings.database.url)
     ro_user, ro_password, _ = _account(settings.database.ro_url)
     grants = [f"CREATE DATABASE IF NOT EXISTS `{dbname}` CHARACTER SET utf8mb4;"]
-    for host in ("localhost", "127.0.0.1"):
+    for host in hosts:
         for name, pw, privs in ((user, password, "ALL PRIVILEGES"), (ro_user, ro_password, "SELECT")):
             grants.append(f"CREATE USER IF NOT EXISTS {_quote(name)}@{_quote(host)} IDENTIFIED BY {_quote(pw)};")
             grants.append(f"ALTER USER {_quote(name)}@{_quote(host)} IDENTIFIED BY {_quote(pw)};")
@@ -140,12 +142,14 @@ def _statements(path: Path) -> list[tuple[str, str]]:
 def kamctlrc_text(settings: Settings) -> str:
     user, password, dbname = _account(settings.database.url)
     ro_user, ro_password, _ = _account(settings.database.ro_url)
-    host = urlsplit(settings.database.url).hostname or "localhost"
+    url = urlsplit(settings.database.url)
+    host = url.hostname or "localhost"
     return "\n".join([
         "# Written by kemi (make run) from the settings file; edit that, not this.",
         f'SIP_DOMAIN="{settings.sip.domain}"',
         "DBENGINE=MYSQL",
         f'DBHOST="{host}"',
+        *([f"DBPORT={url.port}"] if url.port else []),
         f'DBNAME="{dbname}"',
         f'DBRWUSER="{user}"',
         f'DBRWPW="{password}"',

@@ -87,9 +87,12 @@ class NgError(RuntimeError):
 
 
 class NgClient:
-    def __init__(self, address: tuple[str, int], timeout: float = 1.0):
+    def __init__(self, address: tuple[str, int], timeout: float = 1.0, socket_factory=None):
+        """`socket_factory(family)`: a UDP socket to send from (default: a new one here), e.g.
+        one made inside a test's network namespace."""
         self.address = address
         self.timeout = timeout
+        self.socket_factory = socket_factory
 
     def command(self, command: str, **args) -> dict:
         """Send one command; the reply dictionary (NgError on error or no answer)."""
@@ -103,7 +106,8 @@ class NgClient:
         cookie = os.urandom(6).hex().encode()
         body = {"command": command, **{k.replace("_", "-"): v for k, v in args.items()}}
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
+        made = self.socket_factory(family) if self.socket_factory else socket.socket(family, socket.SOCK_DGRAM)
+        with made as s:
             s.settimeout(self.timeout)
             try:
                 s.connect(self.address)

@@ -25,7 +25,7 @@ class Routes:
 def mod_init(): return Routes()
 PY
 sed -e "s#SNAPSHOT_PORT#$port#; s#SNAPSHOT_CTL#$work/ctl#; s#SNAPSHOT_FIFO#$work/fifo#; s#SNAPSHOT_DB#$work/db#g" \
-    -e "s#SNAPSHOT_NG#$((port + 1))#; s#SNAPSHOT_DS#$work/dispatcher.list#; s#SNAPSHOT_SCRIPT#$work/routes.py#; s#SNAPSHOT_ALLOW#$work/permissions.allow#g" \
+    -e "s#SNAPSHOT_NG#$((port + 1))#; s#SNAPSHOT_DMQ#$((port + 2))#; s#SNAPSHOT_DS#$work/dispatcher.list#; s#SNAPSHOT_SCRIPT#$work/routes.py#; s#SNAPSHOT_ALLOW#$work/permissions.allow#g" \
     "$here/snapshot.cfg" > "$work/kamailio.cfg"
 cd "$work"
 PYTHONHOME=$(/usr/bin/python3 -I -c 'import sys; print(sys.base_prefix)') \

@@ -1,160 +1,17 @@
-"""Network namespaces as test hosts: create, wire with veth pairs, run processes, tear down.
-
-A `Topology` creates every namespace itself, under a name unique to this test run
-(`kemi<slot>-<pid>-<role>`), records it, and at `teardown()` first stops every process it
-started (by PID, process group included), then deletes exactly the namespaces it
-recorded. Nothing it did not create is touched, so several test runs can share a machine.
-
-    topo = Topology()
-    sbc = topo.namespace("sbc")
-    pub = topo.namespace("pub")
-    topo.link(sbc, "pub0", ["203.0.113.1/24"], pub, "eth0", ["203.0.113.10/24"])
-    proc = pub.spawn(["sipp", ...], log=path)      # tracked by PID, stopped at teardown
-    pub.run(["ping", "-c1", "203.0.113.1"])
-    topo.teardown()
-
-Interface names are chosen by the caller and exist only inside the namespaces (veth pairs
-are created directly in their namespaces), so they cannot collide with anybody's links in
-the root namespace. Addresses must come from the documentation ranges (192.0.2.0/24,
-198.51.100.0/24, 203.0.113.0/24): `link()` and `add_address()` refuse anything else, so a
-test can never route traffic to a real network by mistake.
-"""
+"""Network namespaces as test hosts (kemi_tools/stack/netns.py), named per test run:
+`kemi<slot>-<pid>-<role>`, so parallel runs (KEMI_TEST_SLOT) never share a namespace.
+Everything of kemi_tools.stack.netns is here too (tests used to import it from this module)."""
 from __future__ import annotations
 
-import ipaddress
 import os
-import subprocess
-from pathlib import Path
 
-from kemi_tools.stack.process import Daemon
+from kemi_tools.stack.netns import *  # noqa: F401,F403
+from kemi_tools.stack.netns import _ip  # noqa: F401
+from kemi_tools.stack.netns import Topology as _Topology
 
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
-# the only IPv4 networks test hosts may use (RFC 5737)
-DOCUMENTATION_NETS = tuple(ipaddress.ip_network(n) for n in
-                           ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
-IP_TIMEOUT = 15
 
 
-class NetnsError(RuntimeError):
-    pass
-
-
-def _ip(*args: str) -> str:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT)
-    if done.returncode != 0:
-        raise NetnsError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
-def check_documentation_address(cidr: str) -> None:
-    """Refuse an address outside the documentation ranges (the tests' network rule)."""
-    iface = ipaddress.ip_interface(cidr)
-    if not any(iface.ip in net for net in DOCUMENTATION_NETS):
-        raise NetnsError(f"{cidr} is not in a documentation range "
-                         f"({', '.join(map(str, DOCUMENTATION_NETS))}): tests may not use it")
-
-
-class Namespace:
-    """One network namespace this test run created."""
-
-    def __init__(self, topology: "Topology", name: str):
-        self.topology, self.name = topology, name
-
-    def argv(self, argv: list[str]) -> list[str]:
-        """`argv` run inside this namespace (`ip netns exec` execs it: the PID is argv's)."""
-        return ["ip", "netns", "exec", self.name, *argv]
-
-    def run(self, argv: list[str], timeout: float = 30, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        done = subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout, **kw)
-        if check and done.returncode != 0:
-            raise NetnsError(f"[{self.name}] {' '.join(argv)} failed ({done.returncode}): "
-                             f"{done.stdout}{done.stderr}")
-        return done
-
-    def spawn(self, argv: list[str], log: Path, name: str | None = None, env: dict | None = None,
-              cwd: Path | None = None) -> Daemon:
-        """Start a long-running process in this namespace; the topology stops it by PID."""
-        daemon = Daemon(name or Path(argv[0]).name, self.argv(argv), log, env=env, cwd=cwd)
-        self.topology.processes.append(daemon)
-        return daemon
-
-    def popen(self, argv: list[str], **kw) -> subprocess.Popen:
-        """A process the caller waits for itself; still killed by PID at teardown if alive."""
-        proc = subprocess.Popen(self.argv(argv), **kw)
-        self.topology.popens.append(proc)
-        return proc
-
-    def add_address(self, dev: str, cidr: str) -> None:
-        check_documentation_address(cidr)
-        _ip("-n", self.name, "addr", "add", cidr, "dev", dev)
-
-    def add_route(self, dest: str, via: str) -> None:
-        check_documentation_address(dest)
-        check_documentation_address(via)
-        _ip("-n", self.name, "route", "add", dest, "via", via)
-
-
-class Topology:
-    """Namespaces and veth links created for one test run, removed by `teardown()`."""
-
+class Topology(_Topology):
     def __init__(self, prefix: str | None = None):
-        self.prefix = prefix or f"kemi{SLOT}-{os.getpid()}"
-        self.namespaces: list[Namespace] = []
-        self.processes: list[Daemon] = []
-        self.popens: list[subprocess.Popen] = []
-
-    def namespace(self, role: str) -> Namespace:
-        name = f"{self.prefix}-{role}"
-        _ip("netns", "add", name)
-        ns = Namespace(self, name)
-        self.namespaces.append(ns)           # recorded before anything else can fail
-        _ip("-n", name, "link", "set", "lo", "up")
-        return ns
-
-    def link(self, a: Namespace, a_dev: str, a_addrs: list[str],
-             b: Namespace, b_dev: str, b_addrs: list[str]) -> None:
-        """A veth pair between two namespaces, addressed and up (created inside them)."""
-        for cidr in (*a_addrs, *b_addrs):
-            check_documentation_address(cidr)
-        _ip("-n", a.name, "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b.name)
-        for ns, dev, addrs in ((a, a_dev, a_addrs), (b, b_dev, b_addrs)):
-            for cidr in addrs:
-                ns.add_address(dev, cidr)
-            _ip("-n", ns.name, "link", "set", dev, "up")
-
-    def teardown(self) -> list[str]:
-        """Stop our processes (by PID), then delete our namespaces; returns problems seen."""
-        problems = []
-        for daemon in reversed(self.processes):
-            try:
-                daemon.stop()
-            except Exception as exc:  # keep tearing down the rest
-                problems.append(f"stopping {daemon.name} (pid {daemon.pid}): {exc}")
-        for proc in self.popens:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        for ns in reversed(self.namespaces):
-            try:
-                _ip("netns", "del", ns.name)      # its veth ends disappear with it
-            except NetnsError as exc:
-                problems.append(str(exc))
-        self.namespaces.clear()
-        return problems
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.teardown()
-
-
-def supported() -> bool:
-    """Root and a working `ip netns` (the SBC end-to-end tests need both)."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        subprocess.run(["ip", "netns", "list"], capture_output=True, check=True, timeout=IP_TIMEOUT)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
+        super().__init__(prefix or f"kemi{SLOT}-{os.getpid()}")

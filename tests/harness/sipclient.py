@@ -61,10 +61,11 @@ class SipClient:
     """One local socket (UDP, or a TLS connection) talking to one SIP server."""
 
     def __init__(self, server: tuple[str, int], local_ip: str = "127.0.0.1", transport: str = "udp",
-                 cafile: str | None = None, timeout: float = 3.0):
+                 cafile: str | None = None, timeout: float = 3.0, sock: socket.socket | None = None):
+        """`sock`: a UDP socket of the caller's (e.g. made in a network namespace), bound here."""
         self.server, self.transport, self.timeout = server, transport, timeout
         if transport == "udp":
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((local_ip, 0))
         else:
             raw = socket.create_connection(server, timeout=timeout, source_address=(local_ip, 0))
@@ -139,9 +140,12 @@ class SipClient:
         self._buffer = rest[length:]
         return head + sep + rest[:length]
 
-    def final_reply(self, wait: float | None = None) -> bytes | None:
+    def final_reply(self, wait: float | None = None, call_id: str | None = None) -> bytes | None:
+        """The next final reply (to `call_id` only, when given: a late answer to an earlier
+        request that timed out is skipped)."""
         while (reply := self.receive(wait)) is not None:
-            if reply.startswith(b"SIP/2.0 ") and status(reply) >= 200:
+            if reply.startswith(b"SIP/2.0 ") and status(reply) >= 200 and (
+                    call_id is None or header(reply, "Call-ID") == call_id):
                 return reply
         return None
 
@@ -153,7 +157,7 @@ class SipClient:
         call_id, from_tag = f"{uuid.uuid4().hex}@kemi-test", uuid.uuid4().hex[:8]
         common = dict(from_uri=from_uri, to_uri=to_uri, call_id=call_id, from_tag=from_tag, body=body)
         self.send(self.build(method, ruri, cseq=1, headers=headers, **common))
-        reply = self.final_reply(wait)
+        reply = self.final_reply(wait, call_id)
         if reply is None:
             return None
         self._ack_failure(method, ruri, reply, 1, common, self.last_via)
@@ -164,7 +168,7 @@ class SipClient:
             auth = digest_header(method, ruri, user, password, challenge)
             self.send(self.build(method, ruri, cseq=2, headers={**(headers or {}), cred: auth}, **common))
             via = self.last_via
-            reply = self.final_reply(wait)
+            reply = self.final_reply(wait, call_id)
             if reply is not None:
                 self._ack_failure(method, ruri, reply, 2, common, via)
         return reply

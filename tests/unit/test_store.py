@@ -25,10 +25,13 @@ class FakeMySQLdb(types.ModuleType):
         self.executed = []
         self.connections = 0
         self.break_next_query = False
+        self.down_hosts = set()        # servers that refuse connections (a Galera node killed)
+        self.hosts_connected = []
 
     def connect(self, **kw):
-        if not self.up:
+        if not self.up or kw.get("host") in self.down_hosts:
             raise self.OperationalError(2002, "Can't connect")
+        self.hosts_connected.append(kw.get("host"))
         self.connections += 1
         lib = self
 
@@ -105,6 +108,30 @@ def test_db_down_fails_fast_then_recovers(fake_mysql):
     clock.now += mysql.RETRY_AFTER
     assert db.query_one(EXISTS_SQL, ("a",)) is None
     assert "unavailable" in logs[0] and "restored" in logs[-1]
+
+
+def test_a_failed_server_is_left_for_the_next_one_at_once(fake_mysql):
+    """Galera: database.url's server dies; the next query goes to the next server, no wait."""
+    logs = []
+    db = Database(({"host": "g1"}, {"host": "g2"}, {"host": "g3"}), log=logs.append)
+    db.query_one(EXISTS_SQL, ("a",))
+    fake_mysql.down_hosts.add("g1")
+    fake_mysql.break_next_query = True          # the open connection to g1 dies mid-query
+    fake_mysql.rows[("b",)] = (1,)
+    assert db.query_one(EXISTS_SQL, ("b",)) == (1,)
+    assert fake_mysql.hosts_connected == ["g1", "g2"] and db.server == "g2"
+    assert any("g1 failed" in line and "moving on to g2" in line for line in logs)
+    fake_mysql.down_hosts.add("g2")
+    db.close()
+    assert db.query_one(EXISTS_SQL, ("b",)) == (1,)             # g2 refuses too: g3
+    assert fake_mysql.hosts_connected[-1] == "g3"
+
+
+def test_every_server_down_is_down(fake_mysql):
+    db = Database(({"host": "g1"}, {"host": "g2"}))
+    fake_mysql.down_hosts |= {"g1", "g2"}
+    with pytest.raises(DatabaseUnavailable, match="cannot connect"):
+        db.query_one(EXISTS_SQL, ("a",))
 
 
 def test_injection_text_is_only_ever_a_parameter(fake_mysql):

@@ -11,6 +11,7 @@ listing every one: `kemi check` prints them all, Kamailio's start logs them all.
     sbc.py        [sbc]
     security.py   [security] [tls]
     observe.py    [metrics] [logging]
+    cluster.py    [cluster]
     websocket.py  [websocket]
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
 from kemi.settings.schema import DEFAULT_SETTINGS_FILE, META_FIELDS, SETTINGS_ENV, Settings, SettingsError, SettingsProblems
+from kemi.settings.validate.cluster import validate_cluster
 from kemi.settings.validate.core import validate_core
 from kemi.settings.validate.media import parse_media, validate_media
 from kemi.settings.validate.observe import validate_logging, validate_metrics
@@ -36,7 +38,7 @@ __all__ = ["gateway_socket_name", "load_settings", "parse_settings", "settings_p
 TABLE_PARSERS = {"media": parse_media, "websocket": parse_websocket}
 # each table's checks, in file order; each gets the whole Settings (checks may span tables)
 TABLE_CHECKS = (validate_core, validate_media, validate_sbc, validate_sbc_media, validate_security,
-                validate_tls, validate_metrics, validate_websocket, validate_logging)
+                validate_tls, validate_metrics, validate_websocket, validate_logging, validate_cluster)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

@@ -22,6 +22,15 @@ def validate_core(s: Settings, source: str) -> None:
                 key, f"{value!r} is not a MySQL URL", 'write "mysql://USER:PASSWORD@HOST[:PORT]/DATABASE"', source)
     require(urlsplit(db.ro_url).path == urlsplit(db.url).path, "database.ro_url",
             "names another database than database.url", "use the same database name in both URLs", source)
+    for server in db.failover:
+        host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "1")
+        require(is_host(host or server) and port.isdigit() and 1 <= int(port) <= 65535 and '"' not in server,
+                "database.failover", f"{server!r} is not HOST or HOST:PORT",
+                'list the other database servers, e.g. ["192.0.2.22:3306", "192.0.2.23:3306"]', source)
+    require(urlsplit(db.url).hostname not in ("localhost", None) or not db.failover, "database.failover",
+            "is set, but database.url names localhost (a unix socket, one server)",
+            "write the first server's address in database.url, e.g. mysql://kamailio:PW@192.0.2.21:3306/kamailio",
+            source)
     require(db.usrloc_db_mode in USRLOC_DB_MODES, "database.usrloc_db_mode",
             f"{db.usrloc_db_mode} is not supported",
             "use " + ", ".join(f"{k} ({v})" for k, v in USRLOC_DB_MODES.items()), source)
@@ -42,6 +51,8 @@ def validate_core(s: Settings, source: str) -> None:
             'write e.g. "/run/kamailio"', source)
     require(rt.log_level in LOG_LEVELS, "runtime.log_level", f"{rt.log_level} is not a Kamailio debug level",
             "use -3 (alert) to 3 (debug)", source)
+    require(rt.shm_mb == 0 or 16 <= rt.shm_mb <= 65536, "runtime.shm_mb", f"{rt.shm_mb} is out of range",
+            "use 0 (Kamailio's default, 64 MB) or 16 to 65536 MB", source)
     for key, text in (("database.url", db.url), ("sip.domain", sip.domain)):
         require('"' not in text and "\n" not in text, key, "contains a double quote or newline",
                 "remove it (the value is written into kamailio.cfg defines)", source)
