@@ -172,6 +172,10 @@ def plot(doc: dict, path: Path) -> Path | None:
 
 MARK_START = "<!-- bench-table:start (written by `python3 -m bench.report --publish`) -->"
 MARK_END = "<!-- bench-table:end -->"
+# the Debian 13 run's table (make bench-debian13; --publish --debian13) has markers of its own
+MARKS = {"debian12": (MARK_START, MARK_END),
+         "debian13": ("<!-- bench-table-debian13:start (written by `python3 -m bench.report --publish --debian13`) -->",
+                      "<!-- bench-table-debian13:end -->")}
 TARGET_NAMES = {"max_rate": "highest clean rate ≥ 0.95", "cpu_per_1000": "CPU per call ≤ 1.15",
                 "p99_server_us": "p99 response time ≤ 1.2 (Kamailio's, by capture)",
                 "route_time_extra_us": "route time ≤ +15 µs per request (low rate)"}
@@ -193,21 +197,23 @@ def targets_summary(doc: dict) -> str:
     return "\n".join(out)
 
 
-def published_block(doc: dict) -> str:
-    return "\n".join([MARK_START, "", markdown(doc), targets_summary(doc), "", MARK_END])
+def published_block(doc: dict, platform: str = "debian12") -> str:
+    start, end = MARKS[platform]
+    return "\n".join([start, "", markdown(doc), targets_summary(doc), "", end])
 
 
-def replace_between_markers(text: str, block: str) -> str:
-    start, end = text.find(MARK_START), text.find(MARK_END)
+def replace_between_markers(text: str, block: str, platform: str = "debian12") -> str:
+    mark_start, mark_end = MARKS[platform]
+    start, end = text.find(mark_start), text.find(mark_end)
     if start < 0 or end < start:
-        raise ValueError(f"no {MARK_START!r} ... {MARK_END!r} markers")
-    return text[:start] + block + text[end + len(MARK_END):]
+        raise ValueError(f"no {mark_start!r} ... {mark_end!r} markers")
+    return text[:start] + block + text[end + len(mark_end):]
 
 
-def publish(doc: dict, files: list[Path]) -> list[Path]:
-    block = published_block(doc)
+def publish(doc: dict, files: list[Path], platform: str = "debian12") -> list[Path]:
+    block = published_block(doc, platform)
     for f in files:
-        f.write_text(replace_between_markers(f.read_text(encoding="utf-8"), block), encoding="utf-8")
+        f.write_text(replace_between_markers(f.read_text(encoding="utf-8"), block, platform), encoding="utf-8")
     return files
 
 
@@ -221,13 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=root / "bench" / "results" / "bench.json")
     ap.add_argument("--publish", action="store_true",
                     help="write it into README.md and docs/benchmark.md between the bench-table markers")
+    ap.add_argument("--debian13", action="store_true",
+                    help="the Debian 13 run (make bench-debian13): bench/results-trixie/, its own markers")
     args = ap.parse_args(argv)
-    doc = json.loads(args.json.read_text())
+    platform = "debian13" if args.debian13 else "debian12"
+    json_file = root / "bench" / "results-trixie" / "bench.json" if args.debian13 and args.json == ap.get_default("json") \
+        else args.json
+    doc = json.loads(json_file.read_text())
     if args.publish:
-        for f in publish(doc, [root / "README.md", root / "docs" / "benchmark.md"]):
+        for f in publish(doc, [root / "README.md", root / "docs" / "benchmark.md"], platform):
             print(f"bench: table written into {f}")
     else:
-        print(published_block(doc))
+        print(published_block(doc, platform))
     return 0
 
 

@@ -6,6 +6,8 @@
                                                 on a fresh copy of the root (Debian 13: trixie)
     scripts/debroot.py shell SUITE [CHECKOUT]   the same copy, an interactive shell (development)
     scripts/debroot.py run SUITE CHECKOUT CMD   the same copy, CMD instead of `make test`
+    scripts/debroot.py bench SUITE [CHECKOUT]   `make bench` there; its results land in the
+                                                checkout's bench/results-SUITE/ (KEMI_BENCH_ARGS: more)
 
 The root is Debian's own packages only: `debootstrap --variant=minbase` from the first URIs:
 line of /etc/apt/sources.list.d/*.sources (the mirror this machine's apt uses), plus make and
@@ -268,7 +270,8 @@ def sweep_run_dirs() -> None:
 
 
 def run(suite: str, checkout: Path, command: str, prepare: str = "scripts/install.sh --test",
-        interactive: bool = False, timeout: float = RUN_TIMEOUT) -> int:
+        interactive: bool = False, timeout: float = RUN_TIMEOUT, outputs: dict | None = None) -> int:
+    """`outputs`: host folder -> folder in the root, bound read-write (what must outlive the run)."""
     lower = build_root(suite)
     sweep_run_dirs()
     run_dir = Path(tempfile.mkdtemp(prefix=f"kemi-debroot-{suite}-{os.getpid()}-", dir=RUN_PARENT))
@@ -292,6 +295,9 @@ def run(suite: str, checkout: Path, command: str, prepare: str = "scripts/instal
             (CACHE / name / "partial").mkdir(parents=True, exist_ok=True)
             binds.append(f"{CACHE / name}={inside}:rw")
         binds += [f"{p}={p}:ro" for p in pip_local_folders()]
+        for host, inside in (outputs or {}).items():
+            Path(host).mkdir(parents=True, exist_ok=True)
+            binds.append(f"{host}={inside}:rw")
         env = dict(os.environ, SUITE=suite, CHECKOUT=CHECKOUT_IN_ROOT, PREPARE=prepare, PATH_IN_ROOT=PATH_IN_ROOT)
         argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "/bin/bash", "-c", INNER, "inner",
                 str(lower), str(upper), str(work), str(root), "exec bash -i" if interactive else command, *binds]
@@ -313,7 +319,7 @@ def run(suite: str, checkout: Path, command: str, prepare: str = "scripts/instal
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/debroot.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("root", "test", "shell", "run"))
+    parser.add_argument("action", choices=("root", "test", "shell", "run", "bench"))
     parser.add_argument("suite", choices=sorted(SUITES))
     parser.add_argument("checkout", nargs="?", type=Path, default=PROJECT)
     parser.add_argument("command", nargs="?", default="make test", help="run: the command (default make test)")
@@ -328,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         if args.action == "shell":
             return run(args.suite, args.checkout.resolve(), "", interactive=True)
+        if args.action == "bench":
+            out = args.checkout.resolve() / "bench" / f"results-{args.suite}"
+            extra = os.environ.get("KEMI_BENCH_ARGS", "")
+            command = f"make bench BENCH_ARGS='--out /root/bench-out {extra}'"
+            status = run(args.suite, args.checkout.resolve(), command, prepare="scripts/install.sh --bench",
+                         outputs={out: "/root/bench-out"})
+            print(f"debroot: {command} on Debian {SUITES[args.suite]} exited {status} after "
+                  f"{time.monotonic() - started:.0f} s; results in {out}", flush=True)
+            return status
         command = args.command if args.action == "run" else "make test"
         status = run(args.suite, args.checkout.resolve(), command)
         print(f"debroot: {command} on Debian {SUITES[args.suite]} ({args.suite}) exited {status} "
