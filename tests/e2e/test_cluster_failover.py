@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from harness import netns
-from harness.cluster import FLOATING, PHONE_ADDRESSES, SIP_PORT, ClusterNetwork
+from harness.cluster import FLOATING, PHONE_ADDRESSES, SIP_PORT, ClusterNetwork, closed_after, subscribers
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not netns.supported(), reason="needs root and ip netns")]
@@ -33,8 +33,8 @@ VIP = (FLOATING, SIP_PORT)
 
 @pytest.fixture(scope="module")
 def net(db, tmp_path_factory):
-    network = ClusterNetwork(tmp_path_factory.mktemp("cluster-failover"))
-    try:
+    with closed_after(ClusterNetwork(tmp_path_factory.mktemp("cluster-failover")), FIGURES,
+                      "cluster failover") as network:
         network.start_nodes()
         network.wait_joined()
         for i in range(3):
@@ -44,19 +44,11 @@ def net(db, tmp_path_factory):
             assert time.monotonic() < deadline, "no node took the floating address"
             time.sleep(0.2)
         yield network
-    finally:
-        problems = network.close()
-        assert not problems, problems
-        if FIGURES:
-            print("\ncluster failover figures:", FIGURES)
 
 
 @pytest.fixture(scope="module")
 def users(db):
-    made = [f"57{n:02d}" for n in range(10)]
-    for user in made:
-        db.add_subscriber(user)
-    return made
+    return subscribers(db, "57", 10)
 
 
 class Prober:

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from harness import netns, stack
-from harness.cluster import (GALERA, GALERA_DB, PHONE_ADDRESSES, ClusterNetwork, galera_database, galera_url)
+from harness.cluster import (GALERA, GALERA_DB, PHONE_ADDRESSES, ClusterNetwork, closed_after, galera_database,
+                             galera_url)
 from harness.sipclient import status
 
 pytestmark = [pytest.mark.e2e,
@@ -25,8 +26,7 @@ PASSWORD = stack.PASSWORD
 
 @pytest.fixture(scope="module")
 def net(db, tmp_path_factory):
-    network = ClusterNetwork(tmp_path_factory.mktemp("cluster-galera"))
-    try:
+    with closed_after(ClusterNetwork(tmp_path_factory.mktemp("cluster-galera")), FIGURES, "cluster galera") as network:
         started = time.monotonic()
         network.start_galera()
         FIGURES["galera_start_s"] = round(time.monotonic() - started, 1)
@@ -37,11 +37,6 @@ def net(db, tmp_path_factory):
             node.wait_ready()
         network.wait_joined()
         yield network
-    finally:
-        problems = network.close()
-        assert not problems, problems
-        if FIGURES:
-            print("\ncluster galera figures:", FIGURES)
 
 
 def rows(net, galera_index: int, sql: str) -> list[list[str]]:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from harness import netns
-from harness.cluster import PHONE_ADDRESSES, RTPENGINES, ClusterNetwork
+from harness.cluster import PHONE_ADDRESSES, RTPENGINES, ClusterNetwork, closed_after, subscribers
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not netns.supported(), reason="needs root and ip netns")]
@@ -26,8 +26,7 @@ FIGURES: dict[str, object] = {}
 
 @pytest.fixture(scope="module")
 def net(db, tmp_path_factory):
-    network = ClusterNetwork(tmp_path_factory.mktemp("cluster-media"))
-    try:
+    with closed_after(ClusterNetwork(tmp_path_factory.mktemp("cluster-media")), FIGURES, "cluster media") as network:
         network.start_rtpengines()
         for i in range(3):
             network.start_node(i, {"media": network.media_tables()}, wait=False)
@@ -35,19 +34,11 @@ def net(db, tmp_path_factory):
             node.wait_ready()
         network.wait_joined()
         yield network
-    finally:
-        problems = network.close()
-        assert not problems, problems
-        if FIGURES:
-            print("\ncluster media figures:", FIGURES)
 
 
 @pytest.fixture(scope="module")
 def users(db):
-    made = [f"56{n:02d}" for n in range(10)]
-    for user in made:
-        db.add_subscriber(user)
-    return made
+    return subscribers(db, "56", 10)
 
 
 def anchor(callee, call_id: str) -> tuple[str, int] | None:

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from harness import netns
-from harness.cluster import NODES, PHONE_ADDRESSES, ClusterNetwork
+from harness.cluster import NODES, PHONE_ADDRESSES, ClusterNetwork, closed_after, subscribers
+from harness.sbc import wait_until as sbc_wait_until
 from harness.sipclient import status
 
 pytestmark = [pytest.mark.e2e,
@@ -23,24 +24,15 @@ FIGURES: dict[str, object] = {}
 
 @pytest.fixture(scope="module")
 def net(db, tmp_path_factory):
-    network = ClusterNetwork(tmp_path_factory.mktemp("cluster"))
-    try:
+    with closed_after(ClusterNetwork(tmp_path_factory.mktemp("cluster")), FIGURES, "cluster") as network:
         network.start_nodes()
         network.wait_joined()
         yield network
-    finally:
-        problems = network.close()
-        assert not problems, problems
-        if FIGURES:
-            print("\ncluster figures:", FIGURES)
 
 
 @pytest.fixture(scope="module")
 def users(db):
-    made = [f"5{n:03d}" for n in range(60)]
-    for user in made:
-        db.add_subscriber(user)
-    return made
+    return subscribers(db, "5", 60)
 
 
 def code(reply) -> int | None:
@@ -60,14 +52,8 @@ def final_code(caller, callee: str, node, timeout: float = 10) -> int | None:
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.05):
-    start = time.monotonic()
-    while True:
-        value = check()
-        if value:
-            return value, time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """harness.sbc's, polling every 50 ms: propagation is timed with it"""
+    return sbc_wait_until(check, timeout, what, interval)
 
 
 def test_a_phone_registered_through_one_node_is_called_through_every_node(net, users):

@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from harness import netns, stack
-from harness.cluster import ATTACKERS, DOMAIN, FLOATING, PHONE_ADDRESSES, SIP_PORT, ClusterNetwork
+from harness.cluster import (ATTACKERS, DOMAIN, FLOATING, PHONE_ADDRESSES, SIP_PORT, ClusterNetwork, closed_after,
+                             subscribers)
 from harness.sipclient import SipClient, status
 
 pytestmark = [pytest.mark.e2e,
@@ -21,24 +22,15 @@ FIGURES: dict[str, object] = {}
 
 @pytest.fixture(scope="module")
 def net(db, tmp_path_factory):
-    network = ClusterNetwork(tmp_path_factory.mktemp("cluster-sec"))
-    try:
+    with closed_after(ClusterNetwork(tmp_path_factory.mktemp("cluster-sec")), FIGURES, "cluster security") as network:
         network.start_nodes()
         network.wait_joined()
         yield network
-    finally:
-        problems = network.close()
-        assert not problems, problems
-        if FIGURES:
-            print("\ncluster security figures:", FIGURES)
 
 
 @pytest.fixture(scope="module")
 def users(db):
-    made = [f"55{n:02d}" for n in range(10)]
-    for user in made:
-        db.add_subscriber(user)
-    return made
+    return subscribers(db, "55", 10)
 
 
 def attacker(net, address: str, node) -> SipClient:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness import stack
@@ -69,6 +70,28 @@ def galera_database(index: int) -> dict:
     others = [f"{a}:{GALERA_PORTS.sql}" for i, a in enumerate(GALERA) if i != index]
     return {"url": galera_url(GALERA[index]), "ro_url": galera_url(GALERA[index], ro=True),
             "failover": others, "cache_ttl": 1}
+
+
+@contextmanager
+def closed_after(network: "ClusterNetwork", figures: dict, label: str):
+    """A test module's cluster: everything it started goes when the module ends (problems
+    stopping it fail the module); the figures its tests measured are printed."""
+    try:
+        yield network
+    finally:
+        problems = network.close()
+        assert not problems, problems
+        if figures:
+            print(f"\n{label} figures:", figures)
+
+
+def subscribers(db, prefix: str, count: int) -> list[str]:
+    """`kamctl add` for `count` extensions PREFIX00.. (each module its own prefix)."""
+    width = 4 - len(prefix)
+    made = [f"{prefix}{n:0{width}d}" for n in range(count)]
+    for user in made:
+        db.add_subscriber(user)
+    return made
 
 
 class ClusterNetwork:
