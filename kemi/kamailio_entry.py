@@ -81,6 +81,8 @@ class _Handler:
         return _loaded.router
 
     def child_init(self, rank):
+        from kemi import stderr
+        stderr.line_buffered()          # Kamailio's log lines whole (-E, glibc 2.37+): kemi/stderr.py
         return _loaded.router.child_init(rank)      # no message yet: nothing to compare
 
     # the hot callbacks, spelled out (no __getattr__ on the per-message path)
