@@ -49,10 +49,13 @@ PORT_BASE = 10000 + 1000 * SLOT + 500     # clear of the tests' ports in the sam
 # rtpengine's relay ports: the slot's media range, as the media tests use it (tests/harness/media.py)
 MEDIA_PORT_MIN = 20000 + 2000 * SLOT
 MEDIA_PORT_MAX = MEDIA_PORT_MIN + 1999
-DEFAULT_BUDGET_S = 13 * 60                 # `make bench` must end within 15 minutes: each scenario
+DEFAULT_BUDGET_S = 18 * 60                 # `make bench` must end within 20 minutes: each scenario
                                            # may overrun its share by one comparison (<= 60 s)
 RUN_SECONDS = 3.0                          # offered load per run
 REPEATS = 3                                # runs per reported point (median)
+# runs after the ladder, per config: REPEATS at the compared rate, a capture, a route-time run.
+# Their time is kept out of the ladder's share, or the last scenarios get no ladder at all
+TAIL_RUNS = REPEATS + 2
 # rates offered, as multiples of the native capacity estimated from the probe's CPU per call
 LADDER = (0.6, 0.75, 0.9, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0, 2.5)
 # when even the ladder's first rate fails (DB-bound scenarios use less CPU than they can
@@ -391,11 +394,22 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
     try:
         def point(label: str, rate: float, tag: str, latency: bool = False, capture: bool = False) -> RunResult:
             res.runs.append(run_point(env, load, label, rate, f"{scenario.name}/{tag}", latency, capture))
+            if not res.runs[-1].ok:
+                kam = env.kamailios[label]
+                what = kam.lost()
+                if what:        # say so, keep its log, and go on with a fresh one
+                    kept = kam.keep_log(f"{scenario.name}-{tag}-{rate:g}")
+                    res.notes.append(f"the {label} Kamailio {what} after a {tag} run at {rate:g}/s "
+                                     f"(log kept: {kept}); restarted")
+                    log(f"bench: {res.notes[-1]}")
+                    kam.stop()
+                    kam.start()
             return res.runs[-1]
 
         # 1. route time per request (latency_cfg_log) at a low rate; the native run's CPU per
         #    call also tells roughly what one CPU can take, where the ladder of rates goes
         probes = {}
+        probes_started = time.monotonic()
         for label in CONFIGS:
             probes[label] = point(label, scenario.probe_rate, "route-time", latency=True)
             res.route_time[label] = summarize_latency(env.kamailios[label].latency_samples())
@@ -407,6 +421,10 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         if quick:
             ladder = ladder[:4]
         log(f"  native ~{cpu:.3f} CPU s per 1000 calls at {scenario.probe_rate}/s -> ladder {ladder}")
+        # what one run costs here (load, start, stop, counters), from the two probe runs: the
+        # ladder and the confirmations end early enough for the comparison runs to follow
+        run_cost = (time.monotonic() - probes_started) / len(CONFIGS)
+        ladder_deadline = deadline - run_cost * TAIL_RUNS * len(CONFIGS)
         # 2. step up, alternating native/python, until each fails (a marginal failure, a few
         #    calls in a thousand, may be noise from the shared machine: one more step then)
         passed: dict[str, list[float]] = {l: [] for l in CONFIGS}
@@ -415,7 +433,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         for step, rate in enumerate(ladder):
             order = CONFIGS if step % 2 == 0 else CONFIGS[::-1]
             for label in order:
-                if stopped[label] or time.monotonic() > deadline:
+                if stopped[label] or time.monotonic() > ladder_deadline:
                     continue
                 r = point(label, rate, "step")
                 if r.ok:
@@ -427,12 +445,14 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
                     stopped[label] = True
             if all(stopped.values()):
                 break
-        if not all(stopped.values()):
+        if not any(r.tag.endswith("/step") for r in res.runs):
+            res.notes.append("the time budget left no time for the ladder: compared at the probe rate")
+        elif not all(stopped.values()):
             res.notes.append("no failure reached within the ladder or the time budget: max rate is a lower bound")
         rate = ladder[0]
         for _ in range(DOWN_STEPS):
             missing = [l for l in CONFIGS if not passed[l]]
-            if not missing or time.monotonic() > deadline:
+            if not missing or time.monotonic() > ladder_deadline:
                 break
             rate = max(MIN_RATE, round_rate(rate * DOWN_FACTOR))
             for label in missing:
@@ -441,7 +461,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         # one bisection between a config's highest clean rate and the rate it failed at, when
         # the ladder's step there was coarse
         for label in CONFIGS:
-            if not passed[label] or time.monotonic() > deadline:
+            if not passed[label] or time.monotonic() > ladder_deadline:
                 continue
             top = max(passed[label])
             failed_above = [r.rate for r in res.runs if r.config == label and not r.ok and r.rate > top
@@ -455,7 +475,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         for label in CONFIGS:
             res.max_rate[label] = 0
             for rate in sorted(passed[label], reverse=True)[:2]:
-                while len(res.runs_at(label, rate)) < repeats and time.monotonic() < deadline:
+                while len(res.runs_at(label, rate)) < repeats and time.monotonic() < ladder_deadline:
                     point(label, rate, "confirm")
                 if median_ok(res.runs_at(label, rate)):
                     res.max_rate[label] = rate

@@ -100,6 +100,7 @@ def test_security_settings_render_into_pike_and_htable_defines():
 @pytest.mark.parametrize("table,problem", [
     ({"security": {"ban_time": 0}}, "security.ban_time"),
     ({"security": {"flood_requests": 1}}, "security.flood_requests"),
+    ({"security": {"flood_requests": 65_536}}, "security.flood_requests"),   # pike's 16 bits would wrap
     ({"security": {"auth_failure_limit": -1}}, "security.auth_failure_limit"),
     ({"security": {"scanner_user_agents": ["ok", "\n"]}}, "security.scanner_user_agents"),
     ({"security": {"enabled": "yes"}}, "security.enabled"),

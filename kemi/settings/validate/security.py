@@ -8,7 +8,9 @@ from kemi.settings.validate.problems import require
 
 SECURITY_RANGES = {             # key: (lowest, highest, unit) accepted
     "flood_interval": (1, 60, "seconds"),
-    "flood_requests": (2, 100_000, "requests"),
+    # pike keeps this limit in a 16-bit counter (ip_tree.h max_hits): a larger value wraps
+    # silently (100,000 became 34,464, and a branch turns hot at a quarter of it)
+    "flood_requests": (2, 65_535, "requests"),
     "auth_failure_limit": (0, 1000, "failed attempts (0 = never ban for them)"),
     "auth_failure_window": (1, 86400, "seconds"),
     "ban_time": (1, 7 * 86400, "seconds"),
