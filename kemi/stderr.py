@@ -33,5 +33,5 @@ def line_buffered() -> bool:
         if not buffer:
             return False
         return setvbuf(ctypes.c_void_p.in_dll(libc, "stderr"), buffer, _IOLBF, BUFFER_SIZE) == 0
-    except (OSError, AttributeError, ValueError):
+    except Exception:       # never stop a Kamailio process from starting over how it logs
         return False

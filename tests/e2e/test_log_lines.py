@@ -32,7 +32,7 @@ LONG_LINE = b"unsupported URI scheme, answered 416"
 
 
 def glibc_version() -> tuple[int, ...]:
-    name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0").partition(" ")
+    _, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0").partition(" ")
     return tuple(int(p) for p in version.split(".")[:2])
 
 
