@@ -139,7 +139,7 @@ class _NoDids:
 
 
 def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
-    from kemi.settings.validate import parse_settings
+    from kemi.settings import parse_settings
 
     out = []
     sbc_settings = parse_settings(SBC_TABLES, source="bench.python_cost")

@@ -3,9 +3,10 @@
 Runs a path of bench.python_cost (an SBC INVITE with SDP by default) once on its stub KSR
 with a profile hook and prints: the kemi files it enters, how often the running file changes
 (a call into another file or a return to another one), how often it returns into
-kemi/routing/router.py from another file, and the same for what builds the rtpengine flags
-(from the media part's entry to the flag string). A layout where a feature lives in one
-folder shows few changes; issue 18 measured these before and after its restructuring.
+kemi/routing/router.py from another file, and the same for what tells rtpengine about the SDP
+(the media part's on_request, to its return: the SDP's view, the flags, the offer). A layout
+where a feature lives in one folder shows few changes; issue 18 measured both before and after
+its restructuring.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from kemi.routing import Router
 PACKAGE = Path(__file__).resolve().parent.parent / "kemi"
 ROUTER_FILE = PACKAGE / "routing" / "router.py"
 PATH_NAME = "SBC: INVITE public trunk -> gateways"
-# where the rtpengine flags are built: entering the first counts the flags' part of the trip
-FLAG_ENTRIES = ("sdp_flags",)
+# the media part's entry: from it to its return, what it takes to tell rtpengine about the SDP
+FLAG_ENTRIES = ("on_request",)
 
 
 def trace(entry: str, pvs: dict, answers: dict, settings) -> list[tuple[str, str, str]]:

@@ -3,7 +3,7 @@
 A leaf module: it imports nothing, so every other module may import it. Whatever kamailio.cfg
 needs of it is rendered into kamailio-settings.cfg (kemi/settings/render.py), never written
 twice. kemi/kamailio_entry.py spells RELOAD_GENERATION_PV out again because it must run while
-the package does not import (tests/unit/test_names.py keeps the two equal).
+the package does not import (tests/unit/test_package_layout.py keeps the two equal).
 """
 
 # --- what a step of the request path returns -----------------------------------------------

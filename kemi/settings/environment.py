@@ -20,7 +20,9 @@ import tomllib
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Mapping
 
-from kemi.settings.schema import META_FIELDS, MediaProfile, Settings, SettingsError
+from kemi.media.settings import MediaProfile
+from kemi.schema import META_FIELDS, SettingsError
+from kemi.settings.model import Settings
 
 __all__ = ["ENV_PREFIX", "EnvOverride", "EnvSettingsError", "apply_overrides", "blame_environment",
            "environment_digest", "environment_overrides", "parse_env_value"]

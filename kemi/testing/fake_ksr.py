@@ -507,7 +507,7 @@ class FakeKSR:
         A reachable rtpengine that refuses an offer fills rtp_inst_pvar (as the real module
         does for any answer) and, like rtpengine, may keep a half-made session.
         """
-        from kemi.media import RTPENGINE_INSTANCE_PV
+        from kemi.names import RTPENGINE_INSTANCE_PV
 
         if not self.rtpengine_up:
             return -1

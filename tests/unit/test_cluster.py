@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from kemi.cluster import (SETTLE, SyncView, active_peers, count_answer, is_peer, location_complete,
+from kemi.cluster.sync import (SETTLE, SyncView, active_peers, count_answer, is_peer, location_complete,
                           parse_count, peer_set, should_ask)
 from kemi.names import CLUSTER_CHANNEL, CLUSTER_TABLE, DMQ_SOCKET_NAME
-from kemi.routing.cluster import COMPLETE, PEER_COUNT, Cluster, NoCluster
+from kemi.cluster.part import COMPLETE, PEER_COUNT, Cluster, NoCluster
 from kemi.security import dialog
 from kemi.settings import SettingsError, render_kamailio_defines
-from kemi.settings.validate import parse_settings
+from kemi.settings import parse_settings
 from kemi.testing import FakeKSR, SipMessage, make_router
 
 SECRET = "0123456789abcdef-cluster"

@@ -1,4 +1,4 @@
-"""Every setting is documented: a key added to kemi/settings/schema.py without docs fails here."""
+"""Every setting is documented: a key added to a settings table without docs fails here."""
 import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path

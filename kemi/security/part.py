@@ -1,4 +1,6 @@
-"""The security screen part: what every request meets first, and the failed-auth count.
+"""The security parts: the screen every request meets first, and the signed Record-Route.
+
+Screen (NoScreen with security.enabled = false):
 
 admit             route[REQINIT], first: banned? flooding (pike)? a scanner? -> silent drop
 validate          then RFC 3261 16.3 checks sanity does not make: URI scheme (416),
@@ -7,29 +9,40 @@ count_failed_auth from route[AUTH] when auth_check fails: counts guesses, bans a
 drop_stray_reply  tm's on_sl_reply (kamailio.cfg): a reply that matches no transaction of
                   ours is dropped, never forwarded statelessly to whatever its second Via names
 
-Drops are silent (no SIP answer: an attacker learns nothing); each ban logs one line. The
-decisions are plain functions in kemi/security/. With security.enabled = false the Router
-builds NoScreen: no bans, floods or scanner drops (digest auth and the URI checks stay).
+Drops are silent (no SIP answer: an attacker learns nothing); each ban logs one line. With
+security.enabled = false the Router builds NoScreen: no bans, floods or scanner drops (digest
+auth and the URI checks stay).
+
+RecordRouteSigner (kemi/security/dialog.py says why):
+sign     after record_route() on a dialog-forming request we accepted: the Record-Route
+         carries an HMAC of the Call-ID
+signed   after loose_route() > 0: did the Route that names us carry this dialog's token?
+         A loose-routed in-dialog request without it is refused (403; an ACK is dropped):
+         otherwise a To tag and a Route header would make the proxy an open relay.
+
+The decisions are plain functions beside this file (ban.py, scanner.py, uri.py, dialog.py).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kemi import sip
+from kemi.message import Message
 from kemi.names import AUTH_FAILURE_TABLE, BAN_TABLE, DONE, NEXT
 from kemi.observe.metrics import DROP_BANNED, DROP_FLOOD, DROP_SCANNER
-from kemi.routing.message import Message
-from kemi.routing.observe import Observer
-from kemi.security import ban, uri
+from kemi.observe.part import Observer
+from kemi.security import ban, dialog, uri
 from kemi.security.scanner import ScannerFilter
-from kemi.settings import Settings
+
+if TYPE_CHECKING:
+    from kemi.settings import Settings
 
 REQUEST_LINE = "$(mb{line.at,0})"         # the first line of the raw message
 
 
 class Screen:
     def __init__(self, ksr, settings: Settings, observe: Observer, reply: Callable[[sip.Reply], None],
-                 is_listed_gateway: Callable[[Message], bool]):
+                 is_listed_gateway: Callable[[Any], bool]):
         sec = settings.security
         self.ksr, self.observe, self.reply = ksr, observe, reply
         # a listed gateway (SBC) carries many calls from one address: never flood-banned
@@ -125,4 +138,33 @@ class NoScreen(Screen):
         return NEXT
 
     def count_failed_auth(self, msg: Message, auth_result: int) -> bool:
+        return False
+
+
+# the Record-Route secret when settings have none: made at import, which app_python3 does
+# once before Kamailio forks, so every worker process signs and checks with the same one.
+# A live reload imports this module again (a new RUN_SECRET): kemi/reload.py hands the
+# running secret to the new router (Router.take_over), so calls set up before it keep passing.
+RUN_SECRET = dialog.new_secret()
+
+
+class RecordRouteSigner:
+    def __init__(self, ksr, configured_secret: str, reply: Callable[[sip.Reply], None]):
+        self.ksr, self.reply = ksr, reply
+        self.configured_secret = configured_secret      # security.route_secret ("" = none)
+        self.run_secret = RUN_SECRET
+
+    @property
+    def secret(self) -> str:
+        return self.configured_secret or self.run_secret
+
+    def sign(self, msg: Message) -> None:
+        self.ksr.rr.add_rr_param(dialog.rr_param(self.secret, msg.call_id))
+
+    def signed(self, msg: Message) -> bool:
+        if msg.route_param(dialog.ROUTE_PARAM) == dialog.route_token(self.secret, msg.call_id):
+            return True
+        self.ksr.notice(f"kemi: in-dialog request with a Route we did not sign refused: {msg.describe()}\n")
+        if msg.method != "ACK":
+            self.reply(sip.FORBIDDEN)
         return False

@@ -7,19 +7,24 @@ location_complete  route[LOCATION] asks it before answering 480: a node still re
                    its location set from its peers answers 503 + Retry-After instead
 
 State shared by the workers lives in the CLUSTER_TABLE htable (this node only, never
-replicated). The decisions are plain functions in kemi/cluster/. NoCluster: a single node.
+replicated). The decisions are plain functions in kemi/cluster/sync.py. NoCluster: a single node.
 """
 from __future__ import annotations
 
 import json
 import time
 
-from kemi import cluster, sip
+from typing import TYPE_CHECKING
+
+from kemi import sip
+from kemi.cluster import sync
+from kemi.message import Message
 from kemi.names import CLUSTER_CHANNEL, CLUSTER_TABLE, DMQ_SOCKET_NAME, DONE, NEXT
 from kemi.observe.metrics import DROP_NOT_A_PEER
-from kemi.routing.message import Message
-from kemi.routing.observe import Observer
-from kemi.settings import Settings
+from kemi.observe.part import Observer
+
+if TYPE_CHECKING:
+    from kemi.settings import Settings
 
 # htable keys (CLUSTER_TABLE); times in ms since Kamailio started (htable integers are 32-bit)
 COMPLETE = "complete"            # 1 once the location set is complete (a latch)
@@ -47,8 +52,8 @@ class Cluster(NoCluster):
         c = settings.cluster
         self.ksr, self.observe = ksr, observe
         self.secret = c.secret
-        self.peers = cluster.peer_set(c.peers)
-        self.peer_uris = {cluster.normalized(p): c.dmq_uri(p) for p in c.peers}
+        self.peers = sync.peer_set(c.peers)
+        self.peer_uris = {sync.normalized(p): c.dmq_uri(p) for p in c.peers}
         # "database" mode: usrloc reads the shared database, nothing to wait for
         self.sync_wait = c.sync_wait if c.registrations == "dmq" else 0
 
@@ -57,7 +62,7 @@ class Cluster(NoCluster):
     def takes(self, msg: Message) -> bool:
         if msg.received_socket_name != DMQ_SOCKET_NAME:
             return NEXT
-        if msg.method != "KDMQ" or not cluster.is_peer(msg.source_ip, self.peers):
+        if msg.method != "KDMQ" or not sync.is_peer(msg.source_ip, self.peers):
             self.ksr.info(f"kemi: cluster: request on the DMQ socket from a stranger dropped: {msg.describe()}\n")
             self.observe.note_drop(DROP_NOT_A_PEER)
             return DONE
@@ -73,14 +78,14 @@ class Cluster(NoCluster):
         """A peer asks how many contacts we hold, or answers our question."""
         ksr, body = self.ksr, msg.pv("$rb") or ""
         ksr.sl.send_reply(sip.OK_KEEPALIVE.code, sip.OK_KEEPALIVE.reason)
-        if body.strip() == cluster.COUNT_QUESTION:
-            uri = self.peer_uris.get(cluster.normalized(msg.source_ip))
+        if body.strip() == sync.COUNT_QUESTION:
+            uri = self.peer_uris.get(sync.normalized(msg.source_ip))
             if uri:
-                ksr.dmq.send_message(CLUSTER_CHANNEL, uri, cluster.count_answer(self.local_contacts()), "text/plain")
+                ksr.dmq.send_message(CLUSTER_CHANNEL, uri, sync.count_answer(self.local_contacts()), "text/plain")
             return
-        count = cluster.parse_count(body)
+        count = sync.parse_count(body)
         if count is not None:
-            ksr.htable.sht_seti(CLUSTER_TABLE, PEER_COUNT + cluster.normalized(msg.source_ip), count)
+            ksr.htable.sht_seti(CLUSTER_TABLE, PEER_COUNT + sync.normalized(msg.source_ip), count)
 
     # --- route[LOCATION]: may this node say "not registered"? -----------------------------
 
@@ -95,18 +100,18 @@ class Cluster(NoCluster):
             value = ksr.htable.sht_get(CLUSTER_TABLE, PEER_COUNT + peer)
             if isinstance(value, int):
                 counts[peer] = value
-        view = cluster.SyncView(now=now, started=started, sync_wait=self.sync_wait,
+        view = sync.SyncView(now=now, started=started, sync_wait=self.sync_wait,
                                 local_contacts=self.local_contacts(), active_peers=self.active_peers(),
                                 peer_counts=counts)
-        if cluster.location_complete(view):
+        if sync.location_complete(view):
             ksr.htable.sht_seti(CLUSTER_TABLE, COMPLETE, 1)
             ksr.notice(f"kemi: cluster: location set complete after {now - started:.1f}s: "
                        f"{view.local_contacts} contacts, active peers said {counts or 'nothing'}\n")
             return True
         asked = ksr.htable.sht_get(CLUSTER_TABLE, ASKED)
-        if view.active_peers and cluster.should_ask(now - started, asked / 1000 if isinstance(asked, int) else None):
+        if view.active_peers and sync.should_ask(now - started, asked / 1000 if isinstance(asked, int) else None):
             ksr.htable.sht_seti(CLUSTER_TABLE, ASKED, int((now - started) * 1000))
-            ksr.dmq.bcast_message(CLUSTER_CHANNEL, cluster.COUNT_QUESTION, "text/plain")
+            ksr.dmq.bcast_message(CLUSTER_CHANNEL, sync.COUNT_QUESTION, "text/plain")
         return False
 
     def active_peers(self) -> frozenset[str]:
@@ -115,7 +120,7 @@ class Cluster(NoCluster):
         if ksr.jsonrpcs.exec(LIST_NODES) < 0:
             return frozenset()
         try:
-            return cluster.active_peers(json.loads(ksr.jsonrpcs.response() or "{}"), self.peers)
+            return sync.active_peers(json.loads(ksr.jsonrpcs.response() or "{}"), self.peers)
         except ValueError:
             return frozenset()
 

@@ -11,30 +11,36 @@ select_gateway        ds_select_dst() on that set; 503 naming the set when none 
 leaving               route[RELAY], before t_relay: the side the request leaves through
 failover              failure_route: mark the gateway, try the next one, 503 when none is left
 call_sides            (ingress, egress) of the transaction
-media_directions, media_profile_name, sdp_sender_is_gateway
-                      what rtpengine is told about an SDP: direction=<sender's side>
-                      direction=<receiver's side>, the receiving side's profile, and a
-                      listed gateway is never behind NAT (kemi/routing/media.py asks)
+media_view            what the media part needs of an SDP, once per message (kemi/media/view.py):
+                      direction=<sender's side> direction=<receiver's side>, the receiving
+                      side's profile, whether a listed gateway sent it (never behind NAT),
+                      each side's media security
 
-The decisions are plain functions in kemi/sbc/; here are only the KSR calls around them.
+The decisions are plain functions beside this file (direction.py, policy.py, media.py); here
+are only the KSR calls around them. What the steps of one request share (its side, whether a
+gateway sent it, the gateway set it goes to) are the slots of SbcMessage, the message class
+the Router uses when the SBC is on.
 The call's sides live in transaction AVPs (kemi/names.py: AVP_INGRESS, AVP_EGRESS,
 AVP_GATEWAY_SET), set in the request route of every request (initial or in-dialog), so its
 branch, reply and failure routes read what the transaction remembers instead of guessing.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kemi import sip
+from kemi.media.view import SdpView
+from kemi.message import Message
 from kemi.names import (AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS, BRANCH_ROUTE, DONE, DS_CURRENT_GATEWAY,
                         FAILURE_ROUTE, NEXT)
 from kemi.observe.metrics import CALL_NO_GATEWAY, UNAVAILABLE_GATEWAYS_FAILED, UNAVAILABLE_NO_GATEWAY
-from kemi.routing.message import NOT_LOOKED_UP, Message
-from kemi.routing.observe import Observer
+from kemi.observe.part import Observer
 from kemi.sbc import media as sbc_media
 from kemi.sbc.direction import CallSides, Detection, Side, sides_from_settings
 from kemi.sbc.policy import choose_destination, no_gateway_reply, should_fail_over
-from kemi.settings import Settings
+
+if TYPE_CHECKING:
+    from kemi.settings import Settings
 
 # ds_is_from_list mode bits: 1 ignore the port, 2 ignore the protocol (trust is by IP)
 DS_MATCH_IP_ONLY = 1 | 2
@@ -44,7 +50,21 @@ DS_INACTIVE_PROBING = "ip"
 SIDE_CACHE_SIZE = 4096
 
 
+class SbcMessage(Message):
+    """A message on the SBC: what its steps learn about its sides (None: not known yet)."""
+    __slots__ = ("ingress", "egress", "from_gateway", "gateway_side")
+
+    def __init__(self, ksr):
+        super().__init__(ksr)
+        self.ingress: Side | None = None        # the side the request came from (accept)
+        self.egress: str | None = None          # the side's name it is relayed through (leaving)
+        self.from_gateway: bool | None = None   # sent by a listed gateway of its side (asked once)
+        self.gateway_side: Side | None = None   # the side whose gateway set it is sent to (select_gateway)
+
+
 class SbcSides:
+    message_class = SbcMessage
+
     def __init__(self, ksr, settings: Settings, subscribers, dids, observe: Observer,
                  reply: Callable[[sip.Reply], None]):
         self.ksr, self.subscribers, self.dids, self.observe, self.reply = ksr, subscribers, dids, observe, reply
@@ -54,9 +74,11 @@ class SbcSides:
         # side name -> its rtpengine interface and profile (built once)
         self.side_media = sbc_media.side_media(settings.sbc, settings.media.profile)
         self.side_cache: dict[tuple[str, str], Detection] = {}     # see detect_side
+        # (call sides, SDP in a reply, sent by a gateway) -> the media view: a handful, built once each
+        self.views: dict[tuple[CallSides | None, bool, bool], SdpView] = {}
 
     # route[SBC_INGRESS]
-    def accept(self, msg: Message) -> bool:
+    def accept(self, msg: SbcMessage) -> bool:
         """Which side the request comes from; a source on neither side is refused (403)."""
         detection = self.detect_side(msg)
         if detection.side is None:
@@ -82,14 +104,14 @@ class SbcSides:
         return found
 
     # route[AUTH]: which sources need no digest auth
-    def trusts(self, msg: Message) -> bool:
+    def trusts(self, msg: SbcMessage) -> bool:
         """A gateway listed in the gateway set of the side the request came from (by IP).
 
         Never for REGISTER: a gateway's address must not let it register as somebody.
         """
         return msg.method != "REGISTER" and self.is_listed_gateway(msg)
 
-    def is_listed_gateway(self, msg: Message) -> bool:
+    def is_listed_gateway(self, msg: SbcMessage) -> bool:
         """Sent from the address of a gateway listed for the side it came from (asked once)."""
         if msg.ingress is None:
             return False
@@ -99,10 +121,11 @@ class SbcSides:
         return msg.from_gateway
 
     # route[SBC]: after auth and record_route, before SIPOUT / REGISTRAR / LOCATION
-    def gateways_for(self, msg: Message, is_trusted: Callable[[Message], bool]) -> Side | None:
+    def gateways_for(self, msg: SbcMessage, is_trusted: Callable[[Message], bool]) -> Side | None:
         """The side whose gateway set the call goes to; None: on to SIPOUT / LOCATION (a DID
         mapped to an extension, or a call to a local extension, rewrites the R-URI first)."""
-        if msg.method == "REGISTER" or not msg.ruri_user:
+        ingress = msg.ingress                    # set by accept(), which refused a request on no side
+        if msg.method == "REGISTER" or not msg.ruri_user or ingress is None:
             return None
         ksr = self.ksr
         from_gateway = is_trusted(msg)
@@ -110,10 +133,10 @@ class SbcSides:
             return None                          # a subscriber's call to a foreign domain: SIPOUT
         user = msg.ruri_user
         did_target = None
-        if from_gateway and msg.ingress is self.sides.public and self.dids is not None:
+        if from_gateway and ingress is self.sides.public and self.dids is not None:
             did_target = self.dids.extension(user)
         is_subscriber = None if from_gateway else self.subscribers.exists(user)
-        dest = choose_destination(self.sides, msg.ingress, from_gateway=from_gateway, ruri_user=user,
+        dest = choose_destination(self.sides, ingress, from_gateway=from_gateway, ruri_user=user,
                                   did_target=did_target, is_subscriber=is_subscriber)
         ksr.info(f"kemi: sbc: {dest.reason}: {msg.describe()}\n")
         if dest.is_gateway_set:
@@ -123,7 +146,7 @@ class SbcSides:
         return None                               # on to LOCATION
 
     # route[SBC_GATEWAYS]
-    def select_gateway(self, msg: Message, side: Side) -> bool:
+    def select_gateway(self, msg: SbcMessage, side: Side) -> bool:
         """ds_select_dst() on the side's set: True when a gateway is the destination now."""
         ksr = self.ksr
         if ksr.dispatcher.ds_select_dst(side.gateway_set, side.algorithm) < 0:
@@ -139,7 +162,7 @@ class SbcSides:
         return True
 
     # route[RELAY], right before t_relay
-    def leaving(self, msg: Message) -> None:
+    def leaving(self, msg: SbcMessage) -> None:
         """Record the side the request leaves through (the forced send socket's side).
 
         Dispatcher (sockname=), registrar lookup (the contact's socket) and rr (the other
@@ -163,13 +186,13 @@ class SbcSides:
         gwset = self.ksr.pv.gete(AVP_GATEWAY_SET)
         return next((s for s in self.sides.all if s.gateway_set == gwset), None)
 
-    def failover_possible(self, msg: Message) -> bool:
+    def failover_possible(self, msg: SbcMessage) -> bool:
         """route[RELAY]: a call to a gateway set (select_gateway ran): the failure route may
         try the next gateway."""
         return msg.gateway_side is not None
 
     # failure_route
-    def failover(self, msg: Message) -> bool:
+    def failover(self, msg: SbcMessage) -> bool:
         """True when the call went on to the next gateway of its set (the transaction lives on).
 
         False otherwise: not a call to a gateway set, the callee's own answer (486, 404, ...),
@@ -222,34 +245,31 @@ class SbcSides:
         egress = side.name if side is not None else ksr.pv.gete(AVP_EGRESS)
         return CallSides(ingress, egress) if egress else None
 
-    def media_call_sides(self, msg: Message) -> CallSides | None:
-        """call_sides(msg), looked up once per message."""
-        if msg.call_sides is NOT_LOOKED_UP:
-            msg.call_sides = self.call_sides(msg)
-        return msg.call_sides
+    def media_view(self, msg: SbcMessage, is_reply: bool) -> SdpView:
+        """What rtpengine is told about this message's SDP: direction=<sender's interface>
+        direction=<receiver's interface> (none when the sides are unknown, e.g. a subscriber's
+        call to a foreign domain: rtpengine's default interface), the receiving side's
+        profile, whether a listed gateway sent it, each side's media security."""
+        call = self.call_sides(msg)
+        gateway = self.sdp_sender_is_gateway(msg, is_reply, call)
+        key = (call, is_reply, gateway)
+        view = self.views.get(key)
+        if view is None:
+            view = self.views[key] = self.build_view(call, is_reply, gateway)
+        return view
 
-    def media_directions(self, msg: Message, is_reply: bool = False) -> dict:
-        """direction=<sender's interface> direction=<receiver's interface> ({}: sides unknown,
-        e.g. a subscriber's call to a foreign domain: rtpengine's default interface)."""
-        call = self.media_call_sides(msg)
-        return {} if call is None else sbc_media.directions(call, is_reply, self.side_media)
+    def build_view(self, call: CallSides | None, is_reply: bool, gateway: bool) -> SdpView:
+        if call is None:
+            return SdpView(profile=self.default_profile, sender_is_gateway=gateway)
+        directions = sbc_media.directions(call, is_reply, self.side_media)
+        return SdpView(directions=(directions["ingress"], directions["egress"]),
+                       profile=sbc_media.profile_name(call, is_reply, self.side_media),
+                       sender_is_gateway=gateway, securities=sbc_media.securities(call, self.side_media))
 
-    def media_profile_name(self, msg: Message) -> str:
-        """The profile of the side the SDP is sent to (sbc.<side>.media_profile)."""
-        call = self.media_call_sides(msg)
-        return self.default_profile if call is None else sbc_media.profile_name(call, msg.is_reply, self.side_media)
-
-    def media_securities(self, msg: Message) -> tuple[str | None, str | None]:
-        """Media security of the sides a request's SDP goes between (sbc.<side>.media_security;
-        None: media.security). A reply's SDP is judged by what its request remembered."""
-        call = self.media_call_sides(msg)
-        return (None, None) if call is None else sbc_media.securities(call, self.side_media)
-
-    def sdp_sender_is_gateway(self, msg: Message, is_reply: bool) -> bool:
+    def sdp_sender_is_gateway(self, msg: SbcMessage, is_reply: bool, call: CallSides | None) -> bool:
         """The SDP's sender is a listed gateway of its side (by IP, as route[AUTH] trusts it)."""
         if not is_reply:
             return self.is_listed_gateway(msg)
-        call = self.media_call_sides(msg)
         side = self.sides.by_name(call.egress) if call is not None else None
         if side is None:
             return False

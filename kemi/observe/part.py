@@ -1,27 +1,33 @@
-"""The observer part: metrics and the decision log at the routes' decision points, and /metrics.
+"""The observer part: the decision log and metrics at the routes' decision points, and /metrics.
 
+note_*           one call per decision point: writes its decision log line when the log is
+                 on (kemi/observe/decisions.py) and, in MeteredObserver, moves its counter
+                 (kemi/observe/metrics.py)
 serve_http       event_route[xhttp:request] (Router.route_xhttp): /metrics on the metrics
                  socket only (xhttp_prom renders it), 404 for anything else. HTTP never
                  reaches request_route: xhttp takes it before the SIP routing.
-note_*           one call per decision point: moves its counter (kemi/observe/metrics.py)
-                 and, when the decision log is on, writes its line (kemi/observe/decisions.py)
 
-Cost when nothing is watched: with metrics off, one attribute test per event; with metrics
-on, one KSR.xhttp_prom call with constant arguments (and request_route reads $Rn once, to
-refuse SIP on the metrics socket). The decision log costs one KSR.pv read per decision
-while off; the line is built only when it is on.
+Chosen once (observer_for): Observer when metrics are off (nothing counted, no test per
+event), MeteredObserver when they are on (one KSR.xhttp_prom call with constant arguments
+per event; request_route reads $Rn once to refuse SIP on the metrics socket). The decision
+log is switched at runtime (kamcmd), so it costs one KSR.pv read per decision while off;
+the line is built only when it is on.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from kemi.message import Message
 from kemi.names import DECISION_LOG_PV, DS_CURRENT_GATEWAY, METRICS_SOCKET_NAME
 from kemi.observe import decisions as dlog
 from kemi.observe.metrics import (BAN_FLOOD, BAN_PASSWORD_GUESSING, BAN_SCANNER, BANS, CALL_AUTH_FAILED,
                                   CALL_REJECTED, CALLS, DROPPED, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS,
                                   INITIAL_SERIES, REG_AUTH_FAILED, REG_REFUSED, REGISTRATIONS, REPLIES_503,
                                   RTPENGINE_ERRORS, SIDE_NONE)
-from kemi.routing.message import Message
 from kemi.security.ban import Reason, is_failed_guess
-from kemi.settings import Settings
+
+if TYPE_CHECKING:
+    from kemi.settings import Settings
 
 HTTP_NOT_FOUND = (404, "Not Found", "text/plain", "Not Found\n")
 RURI_PV = "$ru"
@@ -35,48 +41,39 @@ PROXY_CHALLENGE_CODE = 407
 PROC_SIPINIT = 1
 
 
+def observer_for(ksr, settings: Settings) -> Observer:
+    """MeteredObserver with metrics on, else Observer: chosen once, like every part."""
+    return (MeteredObserver if settings.metrics.enabled else Observer)(ksr, settings)
+
+
 class Observer:
+    """metrics.enabled = false: the decision log only."""
+
     def __init__(self, ksr, settings: Settings):
         self.ksr = ksr
-        self.metrics_on = settings.metrics.enabled
         # KSR.info or KSR.notice, looked up once
         self.write_decision = getattr(ksr, settings.logging.decision_level)
 
     def create_series(self, rank: int) -> None:
-        """child_init: the known label sets at 0 (inc by 0 never loses a count, so a race is harmless)."""
-        if not self.metrics_on or rank != PROC_SIPINIT:
-            return
-        prom = self.ksr.xhttp_prom
-        for counter, labels in INITIAL_SERIES:
-            getattr(prom, f"counter_inc_l{len(labels)}")(counter.name, 0, *labels)
+        """child_init: the counters' initial series (MeteredObserver)."""
 
     # event_route[xhttp:request]
     def serve_http(self, msg: Message) -> None:
-        ksr = self.ksr
-        if (self.metrics_on and msg.received_socket_name == METRICS_SOCKET_NAME
-                and ksr.xhttp_prom.check_uri() > 0):
-            ksr.xhttp_prom.dispatch()
-            return
-        # any other path, or /metrics asked on a SIP socket (xhttp answers HTTP on every TCP socket)
-        ksr.xhttp.xhttp_reply(*HTTP_NOT_FOUND)
+        # any path, on any socket: xhttp answers HTTP on every TCP socket
+        self.ksr.xhttp.xhttp_reply(*HTTP_NOT_FOUND)
 
     def is_metrics_socket(self, msg: Message) -> bool:
         """request_route: a SIP request on the metrics socket (dropped, never routed)."""
-        return self.metrics_on and msg.received_socket_name == METRICS_SOCKET_NAME
+        return False
 
     # --- one helper per event ---------------------------------------------------------------
 
     def note_registration(self, msg: Message, result: str, code: int) -> None:
-        if self.metrics_on:
-            self.ksr.xhttp_prom.counter_inc_l1(REGISTRATIONS.name, 1, result)
         if self.decision_log_on():
             self.log_decision(msg, dlog.EVENT_REGISTER, result, code)
 
     def note_call(self, msg: Message, decision: str, code: int = 0, egress: str = SIDE_NONE) -> None:
         """An initial request's routing decision (counted for INVITEs: the calls)."""
-        if self.metrics_on and msg.method == "INVITE":
-            ingress = msg.ingress.name if msg.ingress is not None else SIDE_NONE
-            self.ksr.xhttp_prom.counter_inc_l3(CALLS.name, 1, decision, ingress, egress)
         if self.decision_log_on():
             self.log_decision(msg, dlog.EVENT_CALL, decision, code, egress=egress)
 
@@ -99,33 +96,23 @@ class Observer:
 
     def note_gateway_attempt(self) -> None:
         """After ds_select_dst / ds_next_dst: the gateway the INVITE goes to now."""
-        if self.metrics_on:
-            gateway = self.ksr.pv.gete(DS_CURRENT_GATEWAY)
-            self.ksr.xhttp_prom.counter_inc_l1(GATEWAY_ATTEMPTS.name, 1, gateway)
 
     def note_failover(self, msg: Message, gateway: str, code: int) -> None:
-        if self.metrics_on:
-            self.ksr.xhttp_prom.counter_inc_l1(GATEWAY_FAILOVERS.name, 1, gateway)
         if self.decision_log_on():
             self.log_decision(msg, dlog.EVENT_FAILOVER, "next_gateway", code, gateway=gateway)
 
     def note_503(self, msg: Message, reason: str) -> None:
-        if self.metrics_on:
-            self.ksr.xhttp_prom.counter_inc_l1(REPLIES_503.name, 1, reason)
         if self.decision_log_on():
             self.log_decision(msg, dlog.EVENT_UNAVAILABLE, reason, 503)
 
     def note_rtpengine_error(self, operation: str, error: str) -> None:
-        if self.metrics_on:
-            self.ksr.xhttp_prom.counter_inc_l2(RTPENGINE_ERRORS.name, 1, operation, error)
+        """An rtpengine command failed (logged by the media part)."""
 
     def note_ban(self, reason: Reason) -> None:
-        if self.metrics_on:
-            self.ksr.xhttp_prom.counter_inc_l1(BANS.name, 1, BAN_LABELS[reason])
+        """A source was banned (logged by the screen)."""
 
     def note_drop(self, reason: str) -> None:
-        if self.metrics_on:
-            self.ksr.xhttp_prom.counter_inc_l1(DROPPED.name, 1, reason)
+        """A request dropped without a reply."""
 
     # --- the decision log -----------------------------------------------------------------
 
@@ -155,3 +142,57 @@ class Observer:
             return pv.gete(DESTINATION_PV) or pv.gete(RURI_PV)
         except UnicodeDecodeError:
             return "?"
+
+
+class MeteredObserver(Observer):
+    """metrics.enabled = true: each event also moves its Prometheus counter (xhttp_prom)."""
+
+    def create_series(self, rank: int) -> None:
+        """child_init: the known label sets at 0 (inc by 0 never loses a count, so a race is harmless)."""
+        if rank != PROC_SIPINIT:
+            return
+        prom = self.ksr.xhttp_prom
+        for counter, labels in INITIAL_SERIES:
+            getattr(prom, f"counter_inc_l{len(labels)}")(counter.name, 0, *labels)
+
+    def serve_http(self, msg: Message) -> None:
+        ksr = self.ksr
+        if msg.received_socket_name == METRICS_SOCKET_NAME and ksr.xhttp_prom.check_uri() > 0:
+            ksr.xhttp_prom.dispatch()
+            return
+        # any other path, or /metrics asked on a SIP socket
+        super().serve_http(msg)
+
+    def is_metrics_socket(self, msg: Message) -> bool:
+        return msg.received_socket_name == METRICS_SOCKET_NAME
+
+    def note_registration(self, msg: Message, result: str, code: int) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(REGISTRATIONS.name, 1, result)
+        super().note_registration(msg, result, code)
+
+    def note_call(self, msg: Message, decision: str, code: int = 0, egress: str = SIDE_NONE) -> None:
+        if msg.method == "INVITE":
+            ingress = msg.ingress.name if msg.ingress is not None else SIDE_NONE
+            self.ksr.xhttp_prom.counter_inc_l3(CALLS.name, 1, decision, ingress, egress)
+        super().note_call(msg, decision, code, egress)
+
+    def note_gateway_attempt(self) -> None:
+        gateway = self.ksr.pv.gete(DS_CURRENT_GATEWAY)
+        self.ksr.xhttp_prom.counter_inc_l1(GATEWAY_ATTEMPTS.name, 1, gateway)
+
+    def note_failover(self, msg: Message, gateway: str, code: int) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(GATEWAY_FAILOVERS.name, 1, gateway)
+        super().note_failover(msg, gateway, code)
+
+    def note_503(self, msg: Message, reason: str) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(REPLIES_503.name, 1, reason)
+        super().note_503(msg, reason)
+
+    def note_rtpengine_error(self, operation: str, error: str) -> None:
+        self.ksr.xhttp_prom.counter_inc_l2(RTPENGINE_ERRORS.name, 1, operation, error)
+
+    def note_ban(self, reason: Reason) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(BANS.name, 1, BAN_LABELS[reason])
+
+    def note_drop(self, reason: str) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(DROPPED.name, 1, reason)

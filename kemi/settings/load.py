@@ -1,18 +1,12 @@
-"""Loading a settings file: parse the TOML, build the dataclasses, validate every value once.
+"""Loading a settings file: parse the TOML, build each table's dataclass, validate every value once.
 
 Every problem is a SettingsError naming the key, what was found and what is accepted.
 parse_settings() collects them all (a value that cannot be read counts once, its default
 stands in for the rest of the checks) and raises the one problem, or SettingsProblems
 listing every one: `kemi check` prints them all, Kamailio's start logs them all.
 
-    problems.py   collecting problems; reading TOML values into dataclass fields
-    core.py       [sip] [database] [registrar] [python] [runtime]
-    media.py      [media] (its nested tables are parsed there too)
-    sbc.py        [sbc]
-    security.py   [security] [tls]
-    observe.py    [metrics] [logging]
-    cluster.py    [cluster]
-    websocket.py  [websocket]
+Each table's module reads and checks it (TABLE_PARSERS, TABLE_CHECKS below list them);
+reading a value into a field, and collecting problems, is kemi/schema.py.
 """
 from __future__ import annotations
 
@@ -21,24 +15,37 @@ import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 
+from kemi.cluster import settings as cluster
+from kemi.media import settings as media
+from kemi.observe import settings as observe
+from kemi.sbc import settings as sbc
+from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_table, checked, collecting, reject_unknown
+from kemi.security import settings as security
+import kemi.settings.database as database
+import kemi.settings.python as python
+import kemi.settings.registrar as registrar
+import kemi.settings.runtime as runtime
+import kemi.settings.sip as sip
+import kemi.settings.tls as tls
 from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
-from kemi.settings.schema import DEFAULT_SETTINGS_FILE, META_FIELDS, SETTINGS_ENV, Settings, SettingsError, SettingsProblems
-from kemi.settings.validate.cluster import validate_cluster
-from kemi.settings.validate.core import validate_core
-from kemi.settings.validate.media import parse_media, validate_media
-from kemi.settings.validate.observe import validate_logging, validate_metrics
-from kemi.settings.validate.problems import build_table, checked, collecting, reject_unknown
-from kemi.settings.validate.sbc import gateway_socket_name, validate_sbc, validate_sbc_media
-from kemi.settings.validate.security import validate_security, validate_tls
-from kemi.settings.validate.websocket import parse_websocket, validate_websocket
+from kemi.settings.model import Settings
+from kemi.websocket import settings as websocket
 
-__all__ = ["gateway_socket_name", "load_settings", "parse_settings", "settings_path"]
+__all__ = ["DEFAULT_SETTINGS_FILE", "PROJECT_ROOT", "SETTINGS_ENV", "load_settings", "parse_settings",
+           "settings_path"]
 
-# tables read by a parser of their own (nested tables); the others by problems.build_table
-TABLE_PARSERS = {"media": parse_media, "websocket": parse_websocket}
-# each table's checks, in file order; each gets the whole Settings (checks may span tables)
-TABLE_CHECKS = (validate_core, validate_media, validate_sbc, validate_sbc_media, validate_security,
-                validate_tls, validate_metrics, validate_websocket, validate_logging, validate_cluster)
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SETTINGS_FILE = PROJECT_ROOT / "settings.toml"
+SETTINGS_ENV = "KEMI_SETTINGS"
+
+# tables read by a parser of their own (nested tables); the others by schema.build_table
+TABLE_PARSERS = {"media": media.parse, "websocket": websocket.parse}
+# each table's checks, in this order (the order problems are listed in); each gets the whole
+# Settings (checks may span tables)
+TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, python.validate, runtime.validate,
+                database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
+                security.validate, tls.validate, observe.validate_metrics, websocket.validate,
+                observe.validate_logging, cluster.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

@@ -1,16 +1,97 @@
-"""[sbc]: the dual-NIC SBC's sides, gateways and, with media on, each side's rtpengine interface. docs/sbc.md."""
+"""[sbc]: the dual-NIC SBC's sides (sockets, networks, gateways, dispatcher algorithm), failover
+and probing, and with media on each side's rtpengine interface; renders the dispatcher
+defines and the gateways' dispatcher list. docs/sbc.md."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kemi.settings.schema import GATEWAY_SOURCES, GATEWAY_URI_RE, DS_ALGORITHMS, SOCKET_NAME_RE, SbcSide, Settings, SettingsError
-from kemi.settings.validate.media import MEDIA_NAME_RE, require_security
-from kemi.settings.validate.problems import report, require
+from kemi.media.settings import MEDIA_NAME_RE, require_security
+from kemi.schema import Listen, SettingsError, report, require
+
+if TYPE_CHECKING:
+    from kemi.settings.model import Settings
+
+# dispatcher algorithms a gateway set may use (the others need extra modules or parameters)
+DS_ALGORITHMS = {0: "hash over Call-ID", 1: "hash over From URI", 2: "hash over To URI",
+                 3: "hash over R-URI user", 4: "round-robin", 5: "hash over auth username",
+                 6: "random", 8: "priority order", 9: "weight", 11: "relative weight"}
+GATEWAY_SOURCES = ("settings", "file", "database")
+SOCKET_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+GATEWAY_URI_RE = re.compile(r"^sip:(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+                            r"(?:;transport=(?P<transport>udp|tcp|tls))?$")
+TM_FR_TIMER_DEFAULT = 30000          # ms, tm fr_timer when the SBC is off (RFC 3261 timer F is 32 s)
+DISPATCHER_LIST_NAME = "dispatcher.list"
 
 
-def validate_sbc(s: Settings, source: str) -> None:
+@dataclass(frozen=True)
+class SbcSide:
+    """One NIC of the SBC: its sockets, the networks behind it, the gateways reached through it."""
+    # the side's name: Kamailio's listen socket name (a second socket is NAME-2, ...) and
+    # what the routing calls this side (rtpengine's interface for it, in the media part)
+    name: str
+    # gateway set (dispatcher setid) of the gateways on this side
+    gateway_set: int
+    # Kamailio's sockets on this NIC, "proto:address:port"
+    listen: tuple[Listen, ...] = ()
+    # source networks (CIDR, IPv4 or IPv6) that belong to this side; most specific wins
+    networks: tuple[str, ...] = ()
+    # dispatcher algorithm for this side's gateway set (4 = round-robin)
+    algorithm: int = 4
+    # the gateways, "sip:host[:port][;transport=udp|tcp|tls]" (gateways_from = "settings")
+    gateways: tuple[str, ...] = ()
+    # media (media.enabled): the rtpengine interface (a media.rtpengine.interfaces name) this
+    # side's media uses, "" = the side's name; and the [media.profiles] entry for SDP sent to
+    # this side (its rtcp-mux and codec handling), "" = media.profile
+    rtpengine_interface: str = ""
+    media_profile: str = ""
+    # media security of the parties on this side (any, rtp, srtp, sdes, dtls, webrtc),
+    # "" = media.security; e.g. "srtp" on a public side: SRTP only, a plain offer gets 488
+    media_security: str = ""
+
+    @property
+    def media_interface(self) -> str:
+        """The rtpengine interface name for this side (direction=)."""
+        return self.rtpengine_interface or self.name
+
+    def socket_names(self) -> tuple[str, ...]:
+        """Name of each listen socket, in order: NAME, NAME-2, NAME-3, ..."""
+        return tuple(self.name if i == 0 else f"{self.name}-{i + 1}" for i in range(len(self.listen)))
+
+
+@dataclass(frozen=True)
+class SbcSettings:
+    # off: the plain registrar (one install serves both deployments)
+    enabled: bool = False
+    # where the gateway sets come from: "settings" (the gateways lists below, rendered into a
+    # dispatcher list file), "file" (your own dispatcher list, list_file) or "database" (the
+    # dispatcher table). Each is reloadable with `kamcmd dispatcher.reload`.
+    gateways_from: str = "settings"
+    list_file: str = ""
+    # ms without any answer (not even 100 Trying) before a gateway is given up and the next
+    # tried; also the timeout of each OPTIONS probe (tm fr_timer)
+    failover_timeout: int = 3000
+    # seconds between OPTIONS probes of every gateway (0 = no probing)
+    probing_interval: int = 10
+    # failed probes before a gateway goes inactive / answered probes before it is active again
+    probing_threshold: int = 1
+    inactive_threshold: int = 1
+    # the DID map (table did_map): seconds a lookup is cached, and how many are kept
+    did_cache_ttl: int = 30
+    did_cache_size: int = 10000
+    public: SbcSide = SbcSide("public", 1)
+    private: SbcSide = SbcSide("private", 2)
+
+    @property
+    def sides(self) -> tuple[SbcSide, SbcSide]:
+        return (self.public, self.private)
+
+
+def validate(s: Settings, source: str) -> None:
     sbc = s.sbc
     require(sbc.gateways_from in GATEWAY_SOURCES, "sbc.gateways_from", f"{sbc.gateways_from!r} is not supported",
             "use " + ", ".join(f'"{g}"' for g in GATEWAY_SOURCES), source)
@@ -79,7 +160,7 @@ def validate_sbc(s: Settings, source: str) -> None:
                     "add such a socket to the side's listen list", source)
 
 
-def validate_sbc_media(s: Settings, source: str) -> None:
+def validate_media(s: Settings, source: str) -> None:
     """An SBC with media anchoring: each side has its own rtpengine interface, and (when make
     run starts rtpengine) that interface is one of media.rtpengine.interfaces."""
     sbc, m = s.sbc, s.media
@@ -126,3 +207,50 @@ def gateway_socket_name(side: SbcSide, uri: str) -> str | None:
             return name
     return None
 
+
+
+def timer_lines(s: Settings) -> list[str]:
+    # a hop that does not answer at all within this is down (SBC: failover and probes)
+    sbc = s.sbc
+    return [f"#!define TM_FR_TIMER {sbc.failover_timeout if sbc.enabled else TM_FR_TIMER_DEFAULT}"]
+
+
+def cfg_lines(s: Settings, outdir: str | os.PathLike | None, project_root: Path) -> list[str]:
+    """dispatcher's defines: probing, and where the gateway sets come from."""
+    sbc = s.sbc
+    if not sbc.enabled:
+        return []
+    lines = [
+        "#!define WITH_SBC",
+        f"#!define DS_PING_INTERVAL {sbc.probing_interval}",
+        f"#!define DS_PROBING_THRESHOLD {sbc.probing_threshold}",
+        f"#!define DS_INACTIVE_THRESHOLD {sbc.inactive_threshold}",
+    ]
+    if sbc.gateways_from == "database":
+        lines.append("#!define DS_FROM_DB")
+    else:
+        lines.append(f'#!define DS_LIST_FILE "{dispatcher_list_path(s, outdir, project_root)}"')
+    return lines
+
+
+def dispatcher_list_path(s: Settings, outdir: str | os.PathLike | None, project_root: Path) -> Path:
+    """The dispatcher list Kamailio reads: the site's own file, or the one rendered beside the cfg."""
+    if s.sbc.gateways_from == "file":
+        return Path(s.sbc.list_file)
+    return Path(outdir or project_root).resolve() / DISPATCHER_LIST_NAME
+
+
+def render_dispatcher_list(s: Settings) -> str:
+    """dispatcher list file lines for the gateways in the settings (gateways_from = "settings").
+
+    Each gateway is pinned to its side's socket (sockname=), so requests and OPTIONS probes
+    to it leave through the right NIC.
+    """
+    lines = [f"# Generated from {s.source or 'defaults'} by `python3 -m kemi.settings render`.",
+             "# setid destination flags priority attributes. Change the settings, render, then",
+             "# `kamcmd dispatcher.reload` (no restart needed)."]
+    for side in s.sbc.sides:
+        lines.append(f"# {side.name} gateways (set {side.gateway_set})")
+        for uri in side.gateways:
+            lines.append(f"{side.gateway_set} {uri} 0 0 sockname={gateway_socket_name(side, uri)}")
+    return "\n".join(lines) + "\n"

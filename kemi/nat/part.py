@@ -6,44 +6,18 @@ mark_registration   route[REGISTRAR]: a NATed phone's contact is stored with the
                     keepalive branch flags (usrloc nat_bflag, nathelper sipping_bflag)
 manage              route[NATMANAGE], from the branch, reply and failure routes
 tm_work             route[RELAY]: does manage() have work in the branch route, in the reply
-                    route? (tm calls into Python only then: each entry costs ~2 µs plus the
-                    route's own work)
+                    route? (kemi/nat/work.py decides)
 sdp_sender_nated    is the sender of a message's SDP behind NAT? (media: SIP-source-address)
 """
 from __future__ import annotations
 
 from kemi import sip
+from kemi.message import Message
 from kemi.names import FLB_NATB, FLB_NATSIPPING, FLT_NATS
-from kemi.routing.message import Message
+from kemi.nat.work import ROUTE_NAT_PARAM, ROUTE_NAT_VALUE, branch_route_needed, reply_route_needed
 
 # extra branches (forking) lookup() appended to the destination set; branch 0 is the R-URI
 BRANCH_COUNT_PV = "$branch(count)"
-# the Record-Route parameter a NATed caller's dialog carries (route_natmanage adds it)
-ROUTE_NAT_PARAM, ROUTE_NAT_VALUE = "nat", "yes"
-
-
-def branch_route_needed(caller_nated: bool, in_dialog: bool, route_nat: bool,
-                        extra_branches: int, callee_nated: bool) -> bool:
-    """Whether manage() has work in the branch route.
-
-    It acts when the caller is NATed (FLT_NATS), or the branch is (FLB_NATB): for an
-    in-dialog request that flag comes from our Route's nat=yes, for an initial one from the
-    contact lookup() found. Other branches' flags are not visible here, so a forked request
-    always gets the branch route.
-    """
-    if caller_nated:
-        return True
-    if in_dialog:
-        return route_nat
-    return extra_branches > 0 or callee_nated
-
-
-def reply_route_needed(in_dialog: bool, route_nat: bool, extra_branches: int, callee_nated: bool) -> bool:
-    """Whether manage() has work in the reply route: only for a NATed branch (FLB_NATB),
-    whose reply's Contact gets an alias; a NATed caller alone leaves replies as they are."""
-    if in_dialog:
-        return route_nat
-    return extra_branches > 0 or callee_nated
 
 
 # nat_uac_test 64: the request came over a WebSocket (a browser: its Via/Contact name an

@@ -1,18 +1,74 @@
-"""Collecting problems, and reading TOML values into dataclass fields: what every table uses.
+"""What every settings table is made of: its problems, and TOML values read into its fields.
 
-parse_settings() (validate/__init__.py) collects every problem of a file: report() records
-one, require() reports unless a condition holds, checked() runs a step and reports what it
-raises (its fallback stands in, so the later checks still run). Outside parse_settings the
-first problem raises.
+Each settings table is one module beside the code it configures (kemi/sbc/settings.py is
+[sbc]: its dataclass, its checks, the cfg lines it renders); kemi/settings/ puts them together
+(the top-level Settings, the loader, the rendering). They all build on this module, a leaf:
+
+    SettingsError     a key, what is wrong, the fix (SettingsProblems: several at once)
+    report / require  record a problem; parse_settings() collects every problem of a file,
+                      outside it the first one raises
+    checked           run a step, report what it raises (its fallback stands in, so the
+                      later checks still run)
+    build_table       a TOML table into its dataclass (coerce: one value; parse_listen: sockets)
+    record            a nested table (a list entry, a named profile) into its dataclass
 """
 from __future__ import annotations
 
 import ipaddress
+import re
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 
-from kemi.settings.schema import HOSTNAME_RE, LISTEN_RE, META_FIELDS, Listen, SettingsError
+# Settings fields that are not TOML tables: where the values came from
+META_FIELDS = ("source", "environment")
+LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or has a value we cannot run with."""
+
+    def __init__(self, key: str, problem: str, fix: str, source: str = ""):
+        where = f" in {source}" if source else ""
+        super().__init__(f"setting '{key}'{where}: {problem}; {fix}")
+        self.key = key
+        self.problems: tuple[SettingsError, ...] = (self,)
+
+
+class SettingsProblems(SettingsError):
+    """Several problems in one settings file, reported together: one line each, in file order.
+
+    `key` is the first problem's key; `problems` holds every one (kemi check prints them all).
+    """
+
+    def __init__(self, problems: list[SettingsError]):
+        ValueError.__init__(self, "\n".join(str(p) for p in problems))
+        self.key = problems[0].key
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True)
+class Listen:
+    """One SIP socket, "proto:address:port" (sip.listen, an SBC side's listen)."""
+    proto: str
+    address: str
+    port: int
+
+    @property
+    def socket(self) -> str:
+        return f"{self.proto}:{self.address}:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return self.address.strip("[]")
+
+
+def bracket(address: str) -> str:
+    """An IPv6 address in brackets, as sockets and URIs write it."""
+    return f"[{address}]" if ":" in address else address
+
 
 # the problems parse_settings() has found so far (None outside it: the first one raises)
 _found: ContextVar[list | None] = ContextVar("kemi_settings_problems", default=None)

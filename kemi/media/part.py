@@ -6,33 +6,43 @@ on_request   route[RELAY], before t_relay: offer (INVITE/UPDATE with SDP), answe
 on_reply     onreply_route, 1xx/2xx: the answer (or a late offer) in the reply
 on_failure   failure_route: the failed initial INVITE's session is deleted
 
-What to do is decided by kemi.media.actions and spelled by kemi.media.flags (plain
-functions); this part only reads the message and calls KSR.rtpengine. The flags of each SDP
-come from the Router's media hooks (media_directions, media_profile_name, media_behind_nat:
-on the SBC the call's sides answer them, kemi/routing/sbc.py). With media.enabled = false the
-Router builds NoMedia: SDP passes untouched.
+What to do is decided by actions.py and spelled by flags.py; what the call's sides say about
+an SDP (rtpengine interfaces, profile, whether a gateway sent it, each side's media security)
+comes from the sides part once per message, as an SdpView (view.py); media security per
+party (SRTP / DTLS / WebRTC) is MediaSecurity below, deciding with security.py. This part only
+reads the message and calls KSR.rtpengine. With media.enabled = false the Router builds
+NoMedia: SDP passes untouched.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from kemi import sip
 from kemi.media.actions import (ANSWER_METHODS, OFFER_METHODS, failure_action, offer_failed_reply,
                                 reply_action, request_action)
 from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
-from kemi.media.security import (NOTHING, Decision, Parties, Rules, SdpCrypto, decide, refused_reply, rules_in_use,
+from kemi.media.security import (NOTHING, Decision, Parties, Rules, decide, refused_reply, rules_in_use,
                                  sdp_crypto)
+from kemi.media.settings import MediaSettings
+from kemi.media.view import SdpView
+from kemi.message import Message, loggable
 from kemi.names import AVP_MEDIA_CALLEE, AVP_MEDIA_CALLER, DONE, FLT_SDP_OFFER, NEXT, RTPENGINE_INSTANCE_PV
 from kemi.observe.metrics import (RTP_ANSWER, RTP_DELETE, RTP_FAILED, RTP_INSECURE, RTP_NO_ANSWER, RTP_OFFER,
                                   RTP_REFUSED, UNAVAILABLE_RTPENGINE)
-from kemi.routing.message import Message, loggable
-from kemi.routing.observe import Observer
-from kemi.settings import MediaSettings
+from kemi.observe.part import Observer
+
+if TYPE_CHECKING:
+    from kemi.nat.part import Nat
+    from kemi.settings import Settings
 
 SDP_CONTENT_TYPE = "application/sdp"
 SDP_METHODS = OFFER_METHODS | ANSWER_METHODS
-# the keyword arguments media_directions() returns; any other one is a subclass's own flag
-DIRECTION_KEYS = frozenset({"ingress", "egress"})
+
+
+class MediaViews(Protocol):
+    """The sides part (OneSide, SbcSides): what it says about one SDP of a message (Any: the
+    SBC's takes its SbcMessage)."""
+    def media_view(self, msg: Any, is_reply: bool) -> SdpView: ...
 
 
 class Rtpengine:
@@ -40,13 +50,14 @@ class Rtpengine:
     wants_replies = wants_failures = True
 
     def __init__(self, ksr, media: MediaSettings, observe: Observer, reply: Callable[[sip.Reply], None], *,
-                 directions: Callable[..., dict], profile_name: Callable[[Message], str],
-                 behind_nat: Callable[..., bool], security: "MediaSecurity | NoSecurity | None" = None):
+                 views: MediaViews, nat: Nat, security: MediaSecurity | NoSecurity | None = None,
+                 sender_nated: Callable[[Message, bool, SdpView], bool] | None = None):
         self.ksr, self.settings, self.observe, self.reply = ksr, media, observe, reply
-        # the Router's media hooks (a subclass may override them)
-        self.directions, self.profile_name, self.behind_nat = directions, profile_name, behind_nat
+        self.views, self.nat = views, nat
         # SRTP / DTLS / WebRTC per party (NoSecurity: every party "any", nothing read)
         self.security = security if security is not None else NoSecurity()
+        # whether an SDP's sender is behind NAT (a Router subclass's media_behind_nat, if any)
+        self.sender_nated = sender_nated or self.sdp_sender_nated
         self.sockets = media.sockets                     # for log lines
         # few distinct flag strings (operations x profiles x NAT x interface pairs): built once each
         self.built_flags: dict[tuple, str] = {}
@@ -55,36 +66,42 @@ class Rtpengine:
     def on_request(self, msg: Message) -> bool:
         """Offer/answer/delete for a request about to be relayed; DONE when it was answered."""
         method = msg.method
-        if method in OFFER_METHODS:       # the parties' media security, for this transaction's replies
-            self.security.remember(msg)
-        action = request_action(method, method in SDP_METHODS and self.has_sdp(msg))
+        action = request_action(method, method in SDP_METHODS and self.has_sdp())
+        if action == DELETE:
+            self.delete(msg, f"{method} relayed")
+            return NEXT
+        remember = method in OFFER_METHODS and self.security.remembers
+        if action is None and not remember:
+            return NEXT
+        view = self.views.media_view(msg, False)
+        parties = self.security.parties(msg, view)
+        if remember:                      # the parties' media security, for this transaction's replies
+            self.security.remember(parties)
         if action == OFFER:
-            return self.offer(msg)
+            return self.offer(msg, view, parties)
         if action == ANSWER:              # ACK / PRACK answering a late offer
-            decision = self.security.check(msg, ANSWER, False)
+            decision = self.security.check(msg, ANSWER, parties)
             if decision.refusal:
-                self.answer_refused(msg, decision, method)
+                self.answer_refused(msg, decision, parties, method)
                 return NEXT
-            if self.ksr.rtpengine.rtpengine_answer(self.sdp_flags(msg, ANSWER)) < 0:
+            if self.ksr.rtpengine.rtpengine_answer(self.sdp_flags(msg, ANSWER, view, False)) < 0:
                 self.observe.note_rtpengine_error(RTP_ANSWER, RTP_FAILED)
                 self.ksr.err(f"kemi: media: rtpengine answer for {method} failed "
                              f"({self.sockets}); media may not flow [call-id={msg.call_id}]\n")
-        elif action == DELETE:
-            self.delete(msg, f"{method} relayed")
         return NEXT
 
-    def offer(self, msg: Message) -> bool:
+    def offer(self, msg: Message, view: SdpView, parties: Parties) -> bool:
         """rtpengine_offer on the request's SDP; on failure answer 503 (488) and stop.
 
         The request is never relayed with SDP that rtpengine has not taken: the callee
         would send media to a relay that does not know the call.
         """
         ksr = self.ksr
-        decision = self.security.check(msg, OFFER, False)
+        decision = self.security.check(msg, OFFER, parties)
         if decision.refusal:              # a party that must encrypt offered plain RTP, broken crypto
-            self.offer_refused(msg, decision)
+            self.offer_refused(msg, decision, parties)
             return DONE
-        if ksr.rtpengine.rtpengine_offer(self.sdp_flags(msg, OFFER, extra=decision.flags)) > 0:
+        if ksr.rtpengine.rtpengine_offer(self.sdp_flags(msg, OFFER, view, False, decision.flags)) > 0:
             ksr.setflag(FLT_SDP_OFFER)
             return NEXT
         answered = ksr.pv.gete(RTPENGINE_INSTANCE_PV)
@@ -112,14 +129,15 @@ class Rtpengine:
     def on_reply(self, msg: Message) -> None:
         ksr = self.ksr
         status = msg.status             # int ($rs), only 1xx/2xx get here
-        action = reply_action(status, self.has_sdp(msg), ksr.isflagset(FLT_SDP_OFFER))
+        action = reply_action(status, self.has_sdp(), ksr.isflagset(FLT_SDP_OFFER))
         if action is None:
             return
-        decision = self.security.check(msg, action, True)
+        parties = self.security.reply_parties()
+        decision = self.security.check(msg, action, parties)
         if decision.refusal:
-            self.answer_refused(msg, decision, f"the {status} reply")
+            self.answer_refused(msg, decision, parties, f"the {status} reply")
             return
-        flags = self.sdp_flags(msg, action, is_reply=True, extra=decision.flags)
+        flags = self.sdp_flags(msg, action, self.views.media_view(msg, True), True, decision.flags)
         if action == OFFER:              # late offer: the INVITE had no SDP, the reply has
             ok = ksr.rtpengine.rtpengine_offer(flags) > 0
         else:
@@ -136,61 +154,60 @@ class Rtpengine:
 
     # --- media security refusals ---------------------------------------------------------
 
-    def offer_refused(self, msg: Message, decision: Decision) -> None:
+    def offer_refused(self, msg: Message, decision: Decision, parties: Parties) -> None:
         """488 with the reason; nothing reached rtpengine, the request is not relayed."""
         reply = refused_reply(decision)
         self.observe.note_rtpengine_error(RTP_OFFER, RTP_INSECURE)
         self.ksr.notice(f"kemi: media: {msg.method} offer refused, {loggable(decision.refusal)} "
-                        f"({self.security.describe(msg)}), answering {reply.code} [call-id={msg.call_id}]\n")
+                        f"({self.security.describe(msg, parties)}), answering {reply.code} "
+                        f"[call-id={msg.call_id}]\n")
         self.reply(reply)
 
-    def answer_refused(self, msg: Message, decision: Decision, where: str) -> None:
+    def answer_refused(self, msg: Message, decision: Decision, parties: Parties, where: str) -> None:
         """An answer (or late offer) that breaks the rules: no reply can carry a 488 now, so
         the media session is deleted: rtpengine relays nothing, in plain text least of all."""
         self.observe.note_rtpengine_error(RTP_ANSWER, RTP_INSECURE)
         self.ksr.err(f"kemi: media: SDP of {where} refused, {loggable(decision.refusal)} "
-                     f"({self.security.describe(msg, is_reply=msg.is_reply)}); media session deleted, "
+                     f"({self.security.describe(msg, parties)}); media session deleted, "
                      f"the call has no media [call-id={msg.call_id}]\n")
         self.delete(msg, "answer refused")
 
     # --- helpers --------------------------------------------------------------------------
 
     def delete(self, msg: Message, why: str) -> None:
+        """rtpengine_delete of the call (a delete takes no flags: rtpengine finds the call by
+        its Call-ID and tags)."""
         ksr = self.ksr
-        flags = self.flags(msg, DELETE)
-        rc = ksr.rtpengine.rtpengine_delete(flags) if flags else ksr.rtpengine.rtpengine_delete0()
-        if rc < 0:
+        if ksr.rtpengine.rtpengine_delete0() < 0:
             self.observe.note_rtpengine_error(RTP_DELETE, RTP_FAILED)
             # not fatal: rtpengine drops a session by itself after media_timeout without media
             ksr.notice(f"kemi: media: rtpengine delete ({why}) failed; rtpengine may already have "
                        f"dropped the session [call-id={msg.call_id}]\n")
 
-    def sdp_flags(self, msg: Message, op: str, is_reply: bool = False, extra: tuple[str, ...] = ()) -> str:
-        """Flags for an offer or answer of this message's SDP: its sender's NAT, its interfaces,
-        and what media security adds (`extra`: transport-protocol, ICE, SDES/DTLS, rtcp-mux)."""
-        return self.flags(msg, op, nat=self.behind_nat(msg, is_reply), security=extra,
-                          **self.directions(msg, is_reply))
+    def sdp_sender_nated(self, msg: Message, is_reply: bool, view: SdpView) -> bool:
+        """The SDP's sender is behind NAT (SIP-source-address): never a listed gateway."""
+        return not view.sender_is_gateway and self.nat.sdp_sender_nated(msg, is_reply)
 
-    def flags(self, msg: Message, op: str, nat: bool = False, security: tuple[str, ...] = (), **directions) -> str:
-        name = self.profile_name(msg)
-        if directions and not directions.keys() <= DIRECTION_KEYS:   # a subclass's extra flags: as asked
-            extra = directions.pop("extra", ())
-            return build_flags(op, self.settings.get_profile(name), nat=nat, extra=(*security, *extra), **directions)
-        key = (op, name, nat, directions.get("ingress"), directions.get("egress"), security)
+    def sdp_flags(self, msg: Message, op: str, view: SdpView, is_reply: bool, security: tuple[str, ...] = ()) -> str:
+        """Flags for an offer or answer of this message's SDP: its sender's NAT, its interfaces
+        and profile (`view`), and what media security adds (transport-protocol, ICE, SDES/DTLS,
+        rtcp-mux)."""
+        nat = self.sender_nated(msg, is_reply, view)
+        key = (op, view.profile, nat, view.directions, security, view.extra)
         flags = self.built_flags.get(key)
         if flags is None:
-            profile = self.settings.get_profile(name)
-            flags = self.built_flags[key] = build_flags(op, profile, nat=nat, extra=security, **directions)
+            ingress, egress = view.directions or (None, None)
+            flags = self.built_flags[key] = build_flags(op, self.settings.get_profile(view.profile), nat=nat,
+                                                        ingress=ingress, egress=egress,
+                                                        extra=(*security, *view.extra))
         return flags
 
-    def has_sdp(self, msg: Message) -> bool:
-        if msg.has_sdp is None:
-            msg.has_sdp = self.ksr.textops.has_body_type(SDP_CONTENT_TYPE) > 0
-        return msg.has_sdp
+    def has_sdp(self) -> bool:
+        return self.ksr.textops.has_body_type(SDP_CONTENT_TYPE) > 0
 
 
 class MediaSecurity:
-    """Who sends and who receives an SDP, and their media security (kemi.media.security).
+    """Who sends and who receives an SDP, and their media security (security.py decides).
 
     The KSR reads, each once per message: the SDP body ($rb), the sender's From user and
     transport ($fU, $pr), the receiver's To user and the transport of its next hop ($du or
@@ -198,54 +215,44 @@ class MediaSecurity:
     (AVP_MEDIA_CALLER / AVP_MEDIA_CALLEE), so its replies' SDP (sent by the callee, to the
     caller) is judged by what the request route knew, never guessed from the reply.
     """
+    remembers = True
 
-    def __init__(self, ksr, rules: Rules, side_securities: Callable[[Message], tuple],
-                 is_gateway: Callable[[Message], bool]):
+    def __init__(self, ksr, rules: Rules):
         self.ksr, self.rules = ksr, rules
-        self.side_securities, self.is_gateway = side_securities, is_gateway
 
-    def check(self, msg: Message, op: str, is_reply: bool) -> Decision:
-        return decide(op, self.crypto(msg), *self.sdp_parties(msg, is_reply))
+    def parties(self, msg: Message, view: SdpView) -> Parties:
+        """A request's SDP: the sender's and the receiver's media security."""
+        sender_ext = "" if view.sender_is_gateway else (msg.from_user or "")
+        return self.rules.parties((sender_ext, msg.proto or ""), (msg.to_user or "", self.next_hop_transport()),
+                                  view.securities)
 
-    def remember(self, msg: Message) -> None:
+    def reply_parties(self) -> Parties:
+        """A reply's SDP: the callee sends, the caller receives, as the request route knew them."""
+        default, pv = self.rules.default, self.ksr.pv
+        return Parties(pv.gete(AVP_MEDIA_CALLEE) or default, pv.gete(AVP_MEDIA_CALLER) or default)
+
+    def remember(self, parties: Parties) -> None:
         """request route of an INVITE / UPDATE: its parties, for the reply route."""
-        parties = self.request_parties(msg)
         self.ksr.pv.sets(AVP_MEDIA_CALLER, parties.sender)
         self.ksr.pv.sets(AVP_MEDIA_CALLEE, parties.receiver)
 
-    def sdp_parties(self, msg: Message, is_reply: bool) -> tuple[str, str]:
-        """(sender, receiver) media security of this message's SDP."""
-        if is_reply:        # the callee sends, the caller receives, as the request route knew them
-            default = self.rules.default
-            return (self.ksr.pv.gete(AVP_MEDIA_CALLEE) or default, self.ksr.pv.gete(AVP_MEDIA_CALLER) or default)
-        parties = self.request_parties(msg)
-        return parties.sender, parties.receiver
+    def check(self, msg: Message, op: str, parties: Parties) -> Decision:
+        return decide(op, self.crypto(msg), parties.sender, parties.receiver)
 
-    def request_parties(self, msg: Message) -> Parties:
-        if msg.media_parties is None:
-            sender_ext = "" if self.is_gateway(msg) else (msg.from_user or "")
-            sender = (sender_ext, msg.proto or "")
-            receiver = (msg.to_user or "", self.next_hop_transport(msg))
-            msg.media_parties = self.rules.parties(sender, receiver, self.side_securities(msg))
-        return msg.media_parties
-
-    def next_hop_transport(self, msg: Message) -> str:
+    def next_hop_transport(self) -> str:
         """The transport the request is sent over: its $du's, else its R-URI's (udp if none)."""
         # read here, not from msg's cache: lookup() and loose_route() rewrote them since
         pv = self.ksr.pv
         return transport_of(str(pv.gete("$du") or pv.gete("$ru")))
 
-    def crypto(self, msg: Message) -> SdpCrypto:
-        if msg.sdp_crypto is None:
-            msg.sdp_crypto = sdp_crypto(str(msg.pv("$rb") or ""))
-        return msg.sdp_crypto
+    def crypto(self, msg: Message):
+        return sdp_crypto(str(msg.pv("$rb") or ""))
 
-    def describe(self, msg: Message, is_reply: bool = False) -> str:
-        sender, receiver = self.sdp_parties(msg, is_reply)
-        return f"sender {sender}, receiver {receiver}, SDP {self.crypto(msg).kind}"
+    def describe(self, msg: Message, parties: Parties) -> str:
+        return f"sender {parties.sender}, receiver {parties.receiver}, SDP {self.crypto(msg).kind}"
 
 
-def build_security(ksr, settings, sides) -> "MediaSecurity | NoSecurity":
+def build_security(ksr, settings: Settings) -> MediaSecurity | NoSecurity:
     """MediaSecurity when some party can need something other than "any", else NoSecurity."""
     m = settings.media
     rules = Rules(m.security, m.transport_security, m.extension_security)
@@ -255,7 +262,7 @@ def build_security(ksr, settings, sides) -> "MediaSecurity | NoSecurity":
         transports |= {name.split("-")[0] for _, name in settings.websocket.sockets}
     if not rules_in_use(rules, side_securities, frozenset(transports)):
         return NoSecurity()
-    return MediaSecurity(ksr, rules, sides.media_securities, sides.is_listed_gateway)
+    return MediaSecurity(ksr, rules)
 
 
 def transport_of(uri: str) -> str:
@@ -267,16 +274,26 @@ def transport_of(uri: str) -> str:
     return "sips" if uri.startswith("sips:") else "udp"
 
 
+ANY_PARTIES = Parties()
+
+
 class NoSecurity:
     """Every party "any" (no media security rule in the settings): nothing read, nothing added."""
+    remembers = False
 
-    def check(self, msg: Message, op: str, is_reply: bool) -> Decision:
-        return NOTHING
+    def parties(self, msg: Message, view: SdpView) -> Parties:
+        return ANY_PARTIES
 
-    def remember(self, msg: Message) -> None:
+    def reply_parties(self) -> Parties:
+        return ANY_PARTIES
+
+    def remember(self, parties: Parties) -> None:
         pass
 
-    def describe(self, msg: Message, is_reply: bool = False) -> str:
+    def check(self, msg: Message, op: str, parties: Parties) -> Decision:
+        return NOTHING
+
+    def describe(self, msg: Message, parties: Parties) -> str:
         return "no media security rules"
 
 

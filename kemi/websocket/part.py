@@ -9,7 +9,7 @@ serve_http   event_route[xhttp:request] (Router.route_xhttp), first: an HTTP GET
 Routing SIP from and to WebSocket clients is Kamailio's own way (its websocket module's
 README, "SIP message routing"): nathelper, no outbound/Path. A browser's Via, Contact and
 Record-Route name an invalid host (df7jal23ls0d.invalid), so every WebSocket client counts
-as behind NAT (nat_uac_test 64, kemi/routing/nat.py): a REGISTER's contact is stored with
+as behind NAT (nat_uac_test 64, kemi/nat/part.py): a REGISTER's contact is stored with
 the connection's address (fix_nated_register, received_avp), a call from the browser gets
 a contact alias (set_contact_alias), in-dialog requests back follow it (handle_ruri_alias),
 and tm sends to the browser over the connection it holds open. Auth, the security screen
@@ -17,26 +17,8 @@ and the metrics see a WebSocket client as any other.
 """
 from __future__ import annotations
 
-from kemi.names import WEBSOCKET_SOCKET_NAMES
-from kemi.routing.message import Message, loggable
-
-HTTP_FORBIDDEN = (403, "Forbidden", "text/plain", "Forbidden\n")
-HTTP_UPGRADE_REQUIRED = (426, "Upgrade Required", "text/plain", "Upgrade Required\n")
-
-
-def is_websocket_socket(name: str) -> bool:
-    """A socket [websocket] named: "ws", "wss", "ws-2", ..."""
-    return name.split("-", 1)[0] in WEBSOCKET_SOCKET_NAMES
-
-
-def handshake_refusal(method: str, upgrade: str, connection: str, origin: str,
-                      origins: tuple[str, ...]) -> tuple | None:
-    """None when the request may get the WebSocket handshake, else the HTTP reply it gets."""
-    if method != "GET" or "websocket" not in upgrade.lower() or "upgrade" not in connection.lower():
-        return HTTP_UPGRADE_REQUIRED
-    if origins and origin not in origins:
-        return HTTP_FORBIDDEN
-    return None
+from kemi.message import Message, loggable
+from kemi.websocket.handshake import handshake_refusal, is_websocket_socket
 
 
 class WebSocket:

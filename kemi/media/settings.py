@@ -1,14 +1,138 @@
-"""[media]: rtpengine media anchoring, parsed (nested tables) and checked. docs/media.md."""
+"""[media]: rtpengine media anchoring: the instances Kamailio uses, the daemon `make run` starts, the
+flag profiles and each party's media security; parsed (nested tables), checked and rendered
+for the rtpengine module. docs/media.md."""
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
-from kemi.settings.schema import (DEFAULT_MEDIA_PROFILE, MediaInterface, MediaProfile, MediaSettings,
-    RtpengineDaemon, RtpengineInstance, Settings, SettingsError)
 from kemi.media.security import SECURITIES
-from kemi.settings.validate.problems import record, report, require, table_list
+from kemi.names import RTPENGINE_INSTANCE_PV
+from kemi.schema import SettingsError, record, report, require, table_list
+
+if TYPE_CHECKING:
+    from kemi.settings.model import Settings
+
+
+@dataclass(frozen=True)
+class RtpengineInstance:
+    """One rtpengine control (ng) socket Kamailio's rtpengine module talks to."""
+    # "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT"
+    ng: str
+    # share of new calls, relative to the other instances (rtpengine_sock "=weight")
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class MediaInterface:
+    """One rtpengine --interface: a name the routes can use in direction=, an address."""
+    name: str
+    address: str
+    # the address written into SDP when it differs from the local one (1:1 NAT), "" = address
+    advertised: str = ""
+
+    @property
+    def option(self) -> str:
+        """The value of rtpengine's --interface=NAME/IP[!ADVERTISED]."""
+        return f"{self.name}/{self.address}" + (f"!{self.advertised}" if self.advertised else "")
+
+
+@dataclass(frozen=True)
+class MediaProfile:
+    """A named set of rtpengine flags for offer/answer (kemi.media.flags builds the string)."""
+    name: str
+    # rtpengine flags on every offer and answer; kemi adds trust-address or
+    # SIP-source-address itself (from NAT detection) and direction= (from the routes)
+    flags: tuple[str, ...] = ("replace-origin", "replace-session-connection")
+    # rtcp-mux handling on offers: any of accept, offer, demux, reject, require; () = pass through
+    rtcp_mux: tuple[str, ...] = ()
+    # codec filtering on offers, passed through as codec-mask=X / codec-strip=X / codec-transcode=X
+    codec_mask: tuple[str, ...] = ()
+    codec_strip: tuple[str, ...] = ()
+    codec_transcode: tuple[str, ...] = ()
+
+
+DEFAULT_MEDIA_PROFILE = MediaProfile("default")
+
+
+@dataclass(frozen=True)
+class RtpengineDaemon:
+    """The rtpengine-daemon `make run` starts (userspace forwarding, no kernel module)."""
+    # false: make run starts none (rtpengine runs elsewhere; media.instances names it)
+    start: bool = True
+    # its ng control socket "ADDRESS:PORT": loopback only (the ng protocol has no authentication)
+    listen_ng: str = "127.0.0.1:2223"
+    # where media is relayed; rtpengine's interface=any skips loopback, so addresses are explicit
+    interfaces: tuple[MediaInterface, ...] = (MediaInterface("default", "127.0.0.1"),)
+    # UDP ports for RTP/RTCP (two per media stream and side)
+    port_min: int = 30000
+    port_max: int = 40000
+    # seconds a deleted session is kept for late packets and statistics (rtpengine default 30)
+    delete_delay: int = 30
+    # seconds without any media before rtpengine drops a session by itself
+    media_timeout: int = 60
+    # rtpengine log level: 3 err .. 7 debug
+    log_level: int = 6
+
+    @property
+    def ng_socket(self) -> str:
+        """listen_ng as the rtpengine module writes a socket ("udp:IP:PORT", "udp6:[IP]:PORT")."""
+        return f"{'udp6' if self.listen_ng.startswith('[') else 'udp'}:{self.listen_ng}"
+
+    @property
+    def ng_address(self) -> tuple[str, int]:
+        host, _, port = self.listen_ng.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    # false: no rtpengine at all, SDP passes through untouched (the "no RTP proxy" setup)
+    enabled: bool = True
+    # the flag profile the routes use (a key of media.profiles, or "default")
+    profile: str = "default"
+    # rtpengine ng sockets Kamailio uses, with weights; none given = media.rtpengine.listen_ng
+    instances: tuple[RtpengineInstance, ...] = ()
+    # how long Kamailio waits for rtpengine's answer (ms), and how often it sends a command
+    timeout_ms: int = 500
+    retries: int = 2
+    # seconds an instance that did not answer is skipped before it is tried again
+    disable_seconds: int = 60
+    # while EVERY instance is marked down, each new call pings them all first: calls recover
+    # on the first call after rtpengine is back, but while it hangs each new call waits up to
+    # timeout_ms x retries more. false: recovery waits for disable_seconds
+    ping_when_all_down: bool = True
+    rtpengine: RtpengineDaemon = field(default_factory=RtpengineDaemon)
+    profiles: tuple[MediaProfile, ...] = (DEFAULT_MEDIA_PROFILE,)
+    # media security (kemi/media/security.py, docs/media.md): what a party is sent and must
+    # offer, one of any, rtp, srtp, sdes, dtls, webrtc. "any": the offer passes as it is
+    security: str = "any"
+    # [media.transport_security]: by the SIP transport a party uses (udp, tcp, tls, ws, wss);
+    # browsers (WebSocket) need WebRTC media
+    transport_security: tuple[tuple[str, str], ...] = (("ws", "webrtc"), ("wss", "webrtc"))
+    # [media.extension_security]: per extension (the To user an SDP is sent to, the From user
+    # it comes from); the most specific rule wins: extension, transport, side, security
+    extension_security: tuple[tuple[str, str], ...] = ()
+
+    def get_profile(self, name: str | None = None) -> MediaProfile:
+        wanted = name or self.profile
+        for p in self.profiles:
+            if p.name == wanted:
+                return p
+        raise KeyError(wanted)
+
+    @property
+    def sockets(self) -> str:
+        """The ng sockets, for log lines."""
+        return ", ".join(i.ng for i in self.instances)
+
+    @property
+    def rtpengine_sock(self) -> str:
+        """The rtpengine module's rtpengine_sock value (one set, weights)."""
+        return " ".join(f"{i.ng}={i.weight}" for i in self.instances)
+
 
 NG_SOCKET_RE = re.compile(r"^(udp):([0-9.]+|[A-Za-z0-9.-]+):(\d{1,5})$|^(udp6):\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$")
 MEDIA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
@@ -35,7 +159,7 @@ DAEMON_RANGES = {
 MAX_OFFER_WAIT_MS = 10_000
 
 
-def parse_media(name: str, raw, factory, source: str) -> MediaSettings:
+def parse(name: str, raw, factory, source: str) -> MediaSettings:
     nested = ("instances", "rtpengine", "profiles", "transport_security", "extension_security")
     scalars = {k: v for k, v in raw.items() if k not in nested} if isinstance(raw, dict) else raw
     plain = record(name, scalars, MediaSettings, source,
@@ -86,7 +210,7 @@ DEFAULTS = MediaSettings()
 DEFAULT_DAEMON = RtpengineDaemon()
 
 
-def validate_media(s: Settings, source: str) -> None:
+def validate(s: Settings, source: str) -> None:
     m = s.media
     for key, (low, high, unit) in MEDIA_RANGES.items():
         value = getattr(m, key)
@@ -206,3 +330,19 @@ def require_local_instance(m: MediaSettings, source: str) -> None:
                 f"none of them is the rtpengine make run starts ({d.ng_socket})",
                 f'add {{ ng = "{d.ng_socket}" }} or set media.rtpengine.start = false', source)
 
+
+
+def cfg_lines(s: Settings) -> list[str]:
+    """#!define lines for the rtpengine module (kamailio.cfg loads it only WITH_RTPENGINE)."""
+    m = s.media
+    if not m.enabled:
+        return []
+    return [
+        "#!define WITH_RTPENGINE",
+        f'#!define RTPENGINE_SOCK "{m.rtpengine_sock}"',
+        f"#!define RTPENGINE_TOUT_MS {m.timeout_ms}",
+        f"#!define RTPENGINE_RETR {m.retries}",
+        f"#!define RTPENGINE_DISABLE_TOUT {m.disable_seconds}",
+        f"#!define RTPENGINE_REDETECT {int(m.ping_when_all_down)}",
+        f'#!define RTPENGINE_INSTANCE_PV "{RTPENGINE_INSTANCE_PV}"',
+    ]

@@ -1,17 +1,17 @@
 """One SIP message: its values, each read from Kamailio at most once, and the state the steps share.
 
 Every KSR.pv call crosses from Python into C; a route that needs `$rU` three times should
-pay for it once. The Router makes a `Message` per callback; a PV is read on first use only.
-What one step learns and a later step needs (the SBC side it came from, whether it carries
-SDP, ...) is a typed attribute here, set by the part that knows it.
+pay for it once. The Router makes a `Message` per callback (guard.py); a PV is read on first
+use only. A part whose steps share what they learned about a message brings its own subclass
+with typed slots (the SBC: kemi/sbc/part.py SbcMessage, its sides), chosen once with the part:
+an install without it carries none of them.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kemi.media.security import Parties, SdpCrypto
-    from kemi.sbc.direction import CallSides, Side
+    from kemi.sbc.direction import Side
 
 
 class UndecodableValue(ValueError):
@@ -63,19 +63,12 @@ class _PV:
         return value
 
 
-class _NotLookedUp:
-    """Message.call_sides before the SBC part has looked them up (None is an answer: unknown)."""
-
-    def __repr__(self) -> str:
-        return "NOT_LOOKED_UP"
-
-
-NOT_LOOKED_UP = _NotLookedUp()
-
-
 class Message:
-    __slots__ = ("ksr", "cache", "ingress", "egress", "from_gateway", "gateway_side", "has_sdp", "call_sides",
-                 "media_parties", "sdp_crypto")
+    __slots__ = ("ksr", "cache")
+    # the SBC side the request came from / the side's name it is relayed through; None without
+    # the SBC (class attributes: SbcMessage has slots for them, a registrar's message nothing)
+    ingress: Side | None = None
+    egress: str | None = None
 
     method = _PV("$rm")
     ruri = _PV("$ru")
@@ -100,15 +93,6 @@ class Message:
     def __init__(self, ksr):
         self.ksr = ksr
         self.cache: dict[str, object] = {}      # PV spec -> value read
-        # --- state the steps share (None: not known yet) ---
-        self.ingress: Side | None = None        # SBC: the side the request came from (sbc.py accept)
-        self.egress: str | None = None          # SBC: the side's name it is relayed through (sbc.py leaving)
-        self.from_gateway: bool | None = None   # SBC: sent by a listed gateway of its side (asked once)
-        self.gateway_side: Side | None = None   # SBC: the side whose gateway set it is sent to (select_gateway)
-        self.has_sdp: bool | None = None        # an application/sdp body (media.py, asked once)
-        self.call_sides: CallSides | None | _NotLookedUp = NOT_LOOKED_UP   # SBC: the transaction's sides
-        self.media_parties: Parties | None = None    # media security of the SDP's sender and receiver
-        self.sdp_crypto: SdpCrypto | None = None     # what the SDP body carries (media.py, read once)
 
     def pv(self, spec: str):
         """Any other PV, read once."""
