@@ -47,7 +47,7 @@ RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 PORT_BASE = 10000 + 1000 * SLOT + 500     # clear of the tests' ports in the same slot
 # rtpengine's relay ports: the slot's media range, as the media tests use it (tests/harness/media.py)
-MEDIA_PORT_MIN = 20000 + 2000 * SLOT
+MEDIA_PORT_MIN = 20000 + 2000 * SLOT if SLOT <= 5 else 6000 + 2000 * (SLOT - 6)     # as tests/harness/media.py
 MEDIA_PORT_MAX = MEDIA_PORT_MIN + 1999
 DEFAULT_BUDGET_S = 18 * 60                 # `make bench` must end within 20 minutes: each scenario
                                            # may overrun its share by one comparison (<= 60 s)

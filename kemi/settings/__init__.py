@@ -13,7 +13,7 @@ Each TOML table is one module, beside the code it configures: its dataclass, its
 and the cfg lines it renders (one key is traced in one file):
 
     kemi/settings/sip.py database.py registrar.py python.py runtime.py tls.py   the proxy's own
-    kemi/media/settings.py [media]    kemi/sbc/settings.py [sbc]    kemi/security/settings.py [security]
+    kemi/media/settings.py [media]    kemi/sbc/settings.py [sbc]    kemi/nat/settings.py [nat]    kemi/security/settings.py [security]
     kemi/observe/settings.py [metrics] [logging]    kemi/cluster/settings.py [cluster]
     kemi/websocket/settings.py [websocket]
 
@@ -29,21 +29,55 @@ and here what puts them together:
     python3 -m kemi.settings render [FILE] [OUTDIR]  write OUTDIR/kamailio-settings.cfg
 """
 from kemi.cluster.settings import ClusterSettings
-from kemi.media.settings import (DEFAULT_MEDIA_PROFILE, MediaInterface, MediaProfile, MediaSettings, RtpengineDaemon,
-                                 RtpengineInstance)
+from kemi.media.settings import (
+                                 DEFAULT_MEDIA_PROFILE,
+                                 MediaInterface,
+                                 MediaProfile,
+                                 MediaSettings,
+                                 RtpengineDaemon,
+                                 RtpengineInstance,
+)
+from kemi.nat.settings import NatSettings
 from kemi.observe.settings import LoggingSettings, MetricsSettings
-from kemi.sbc.settings import DISPATCHER_LIST_NAME, SbcSettings, SbcSide, gateway_socket_name
+from kemi.sbc.settings import (
+                                 DISPATCHER_LIST_NAME,
+                                 SbcSettings,
+                                 SbcSide,
+                                 gateway_socket_name,
+)
 from kemi.schema import META_FIELDS, Listen, SettingsError, SettingsProblems
 from kemi.security.settings import SecuritySettings
 from kemi.settings.database import DatabaseSettings
-from kemi.settings.environment import (ENV_PREFIX, EnvOverride, EnvSettingsError, apply_overrides, blame_environment,
-                                       environment_digest, environment_overrides, parse_env_value)
-from kemi.settings.load import DEFAULT_SETTINGS_FILE, PROJECT_ROOT, SETTINGS_ENV, load_settings, parse_settings, settings_path
+from kemi.settings.environment import (
+                                 ENV_PREFIX,
+                                 EnvOverride,
+                                 EnvSettingsError,
+                                 apply_overrides,
+                                 blame_environment,
+                                 environment_digest,
+                                 environment_overrides,
+                                 parse_env_value,
+)
+from kemi.settings.load import (
+                                 DEFAULT_SETTINGS_FILE,
+                                 PROJECT_ROOT,
+                                 SETTINGS_ENV,
+                                 load_settings,
+                                 parse_settings,
+                                 settings_path,
+)
 from kemi.settings.model import Settings
 from kemi.settings.python import PythonSettings
 from kemi.settings.registrar import RegistrarSettings
-from kemi.settings.render import (RENDERED_CFG_NAME, describe, dispatcher_list_path, render_dispatcher_list,
-                                  render_kamailio_defines, toml_dump, write_kamailio_defines)
+from kemi.settings.render import (
+                                 RENDERED_CFG_NAME,
+                                 describe,
+                                 dispatcher_list_path,
+                                 render_dispatcher_list,
+                                 render_kamailio_defines,
+                                 toml_dump,
+                                 write_kamailio_defines,
+)
 from kemi.settings.runtime import RuntimeSettings
 from kemi.settings.sip import SipSettings
 from kemi.settings.tls import TlsSettings
@@ -52,7 +86,7 @@ from kemi.websocket.settings import WebsocketSettings
 __all__ = [
     "ClusterSettings", "DEFAULT_MEDIA_PROFILE", "DEFAULT_SETTINGS_FILE", "DISPATCHER_LIST_NAME", "DatabaseSettings",
     "ENV_PREFIX", "EnvOverride", "EnvSettingsError", "Listen", "LoggingSettings", "META_FIELDS", "MediaInterface",
-    "MediaProfile", "MediaSettings", "MetricsSettings", "PROJECT_ROOT", "PythonSettings", "RENDERED_CFG_NAME",
+    "MediaProfile", "MediaSettings", "MetricsSettings", "NatSettings", "PROJECT_ROOT", "PythonSettings", "RENDERED_CFG_NAME",
     "RegistrarSettings", "RtpengineDaemon", "RtpengineInstance", "RuntimeSettings", "SETTINGS_ENV", "SbcSettings",
     "SbcSide", "SecuritySettings", "Settings", "SettingsError", "SettingsProblems", "SipSettings", "TlsSettings",
     "WebsocketSettings", "apply_overrides", "blame_environment", "describe", "dispatcher_list_path",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kemi.cluster import settings as cluster
 from kemi.media import settings as media
+from kemi.nat import settings as nat
 from kemi.observe import settings as observe
 from kemi.sbc import settings as sbc
 from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_table, checked, collecting, reject_unknown
@@ -42,7 +43,7 @@ SETTINGS_ENV = "KEMI_SETTINGS"
 TABLE_PARSERS = {"media": media.parse, "websocket": websocket.parse}
 # each table's checks, in this order (the order problems are listed in); each gets the whole
 # Settings (checks may span tables)
-TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, python.validate, runtime.validate,
+TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validate, python.validate, runtime.validate,
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
                 observe.validate_logging, cluster.validate)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from kemi.cluster.settings import ClusterSettings
 from kemi.media.settings import MediaSettings
 from kemi.names import DMQ_SOCKET_NAME
+from kemi.nat.settings import NatSettings
 from kemi.observe.settings import LoggingSettings, MetricsSettings
 from kemi.sbc.settings import SbcSettings
 from kemi.schema import Listen, bracket
@@ -29,6 +30,7 @@ class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
+    nat: NatSettings = field(default_factory=NatSettings)
     python: PythonSettings = field(default_factory=PythonSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     media: MediaSettings = field(default_factory=MediaSettings)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kemi.cluster import settings as cluster
 from kemi.media import settings as media
+from kemi.nat import settings as nat
 from kemi.names import (FLAGS, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
                         XHTTP_CALLBACK)
 from kemi.observe import settings as observe
@@ -48,6 +49,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         *sip.domain_lines(s),
         *database.usrloc_lines(s),
         *registrar.cfg_lines(s),
+        *nat.cfg_lines(s),
         *sip.children_lines(s),
         *database.cache_lines(s),
         *runtime.process_lines(s),

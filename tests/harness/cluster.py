@@ -36,7 +36,8 @@ NETWORK = "192.0.2"
 
 
 def host(i: int) -> str:
-    """The slot's i-th test address (1..39)."""
+    """The slot's i-th test address (1..39): slots 0 to 5 only (192.0.2.0/24 holds six)."""
+    assert SLOT <= 5, f"KEMI_TEST_SLOT={SLOT}: the cluster tests run in slots 0 to 5"
     assert 1 <= i < 40
     return f"{NETWORK}.{40 * SLOT + i}"
 

@@ -8,7 +8,7 @@ import pytest
 from kemi.settings import META_FIELDS, Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-DOC_OF_TABLE = {"sip": "settings.md", "database": "settings.md", "registrar": "settings.md",
+DOC_OF_TABLE = {"sip": "settings.md", "database": "settings.md", "registrar": "settings.md", "nat": "settings.md",
                 "python": "settings.md", "runtime": "settings.md", "media": "media.md",
                 "sbc": "sbc.md", "security": "security.md", "tls": "security.md",
                 "metrics": "observability.md", "logging": "observability.md",

@@ -24,7 +24,6 @@ PACKAGE = PROJECT_ROOT / "kemi"
 FEATURES = ("cluster", "media", "nat", "observe", "sbc", "security", "websocket")
 # what stays in kemi/routing/: the request path and what every route shares
 ROUTING = {"__init__.py", "router.py", "guard.py", "registrar.py", "sides.py"}
-NO_TABLE_YET = {"nat"}
 CREDS = {"Proxy-Authorization": 'Digest username="2002", realm="127.0.0.1"'}
 SBC_TABLES = {
     "sbc": {"enabled": True,
@@ -161,7 +160,7 @@ def test_each_feature_is_one_folder_with_its_part_and_its_settings():
     for feature in FEATURES:
         folder = PACKAGE / feature
         assert (folder / "part.py").is_file(), feature
-        assert (folder / "settings.py").is_file() or feature in NO_TABLE_YET, feature
+        assert (folder / "settings.py").is_file(), feature
         assert (folder / "__init__.py").read_text().startswith('"""'), f"{feature}: say what is where"
     assert {f.name for f in (PACKAGE / "routing").glob("*.py")} == ROUTING
 
