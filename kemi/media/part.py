@@ -15,20 +15,34 @@ NoMedia: SDP passes untouched.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kemi import sip
-from kemi.media.actions import (ANSWER_METHODS, OFFER_METHODS, failure_action, offer_failed_reply,
-                                reply_action, request_action)
+from kemi.media.actions import (
+    ANSWER_METHODS,
+    OFFER_METHODS,
+    failure_action,
+    offer_failed_reply,
+    reply_action,
+    request_action,
+)
 from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
-from kemi.media.security import (NOTHING, Decision, Parties, Rules, decide, refused_reply, rules_in_use,
-                                 sdp_crypto)
+from kemi.media.security import NOTHING, Decision, Parties, Rules, decide, refused_reply, rules_in_use, sdp_crypto
 from kemi.media.settings import MediaSettings
 from kemi.media.view import SdpView
 from kemi.message import Message, loggable
 from kemi.names import AVP_MEDIA_CALLEE, AVP_MEDIA_CALLER, DONE, FLT_SDP_OFFER, NEXT, RTPENGINE_INSTANCE_PV
-from kemi.observe.metrics import (RTP_ANSWER, RTP_DELETE, RTP_FAILED, RTP_INSECURE, RTP_NO_ANSWER, RTP_OFFER,
-                                  RTP_REFUSED, UNAVAILABLE_RTPENGINE)
+from kemi.observe.metrics import (
+    RTP_ANSWER,
+    RTP_DELETE,
+    RTP_FAILED,
+    RTP_INSECURE,
+    RTP_NO_ANSWER,
+    RTP_OFFER,
+    RTP_REFUSED,
+    UNAVAILABLE_RTPENGINE,
+)
 from kemi.observe.part import Observer
 
 if TYPE_CHECKING:

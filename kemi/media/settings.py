@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from kemi.media.security import SECURITIES
@@ -185,11 +185,11 @@ def parse(name: str, raw, factory, source: str) -> MediaSettings:
     profiles = {DEFAULT_MEDIA_PROFILE.name: DEFAULT_MEDIA_PROFILE}
     for pname, table in p_raw.items():
         profiles[pname] = record(f"media.profiles.{pname}", table, MediaProfile, source, name=pname)
-    security_tables = {key: security_table(f"media.{key}", raw[key], source) if key in raw else getattr(DEFAULTS, key)
-                       for key in ("transport_security", "extension_security")}
-    return MediaSettings(**{f.name: getattr(plain, f.name) for f in fields(MediaSettings) if f.name not in nested},
-                         instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()),
-                         **security_tables)
+    def security(key: str) -> tuple[tuple[str, str], ...]:
+        return security_table(f"media.{key}", raw[key], source) if key in raw else getattr(DEFAULTS, key)
+    return replace(plain, instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()),
+                   transport_security=security("transport_security"),
+                   extension_security=security("extension_security"))
 
 
 def security_table(key: str, raw, source: str) -> tuple[tuple[str, str], ...]:

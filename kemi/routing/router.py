@@ -32,8 +32,15 @@ from kemi.media.view import SdpView
 from kemi.message import Message
 from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
 from kemi.nat.part import Nat
-from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWAY, CALL_REJECTED,
-                                  DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
+from kemi.observe.metrics import (
+    CALL_CONTACT,
+    CALL_FOREIGN_DOMAIN,
+    CALL_GATEWAY,
+    CALL_REJECTED,
+    DROP_METRICS_SOCKET,
+    REG_REFUSED,
+    SIDE_NONE,
+)
 from kemi.observe.part import observer_for
 from kemi.routing.guard import ROUTE_OK, Guard
 from kemi.routing.registrar import Registrar
@@ -105,7 +112,7 @@ class Router:
             self.ksr.err(f"kemi: metrics: initial series not created: {exc}\n")
         return 0
 
-    def take_over(self, previous: "Router") -> None:
+    def take_over(self, previous: Router) -> None:
         """A live reload (kemi/reload.py): keep what this Kamailio run must not lose, the random
         Record-Route secret, so calls set up before the reload keep passing route_withindlg."""
         self.dialogs.run_secret = previous.run_secret

@@ -116,7 +116,9 @@ def validate(s: Settings, source: str) -> None:
     else:
         require(not sbc.list_file, "sbc.list_file", f"is set but gateways_from is {sbc.gateways_from!r}",
                 'remove it, or set gateways_from = "file"', source)
-    names, sets, sockets = {}, {}, {l.socket: "sip.listen" for l in s.sip.listen}
+    names: dict[str, str] = {}
+    sets: dict[int, str] = {}
+    sockets = {listen.socket: "sip.listen" for listen in s.sip.listen}
     for role, side in (("public", sbc.public), ("private", sbc.private)):
         key = f"sbc.{role}"
         require(SOCKET_NAME_RE.match(side.name) is not None, f"{key}.name", f"{side.name!r} is not a usable name",
@@ -167,7 +169,7 @@ def validate_media(s: Settings, source: str) -> None:
     if not (sbc.enabled and m.enabled):
         return
     profiles = [p.name for p in m.profiles]
-    used = {}
+    used: dict[str, str] = {}
     for role, side in (("public", sbc.public), ("private", sbc.private)):
         key, name = f"sbc.{role}", side.media_interface
         require(MEDIA_NAME_RE.match(name) is not None, f"{key}.rtpengine_interface",

@@ -15,6 +15,12 @@ import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 
+import kemi.settings.database as database
+import kemi.settings.python as python
+import kemi.settings.registrar as registrar
+import kemi.settings.runtime as runtime
+import kemi.settings.sip as sip
+import kemi.settings.tls as tls
 from kemi.cluster import settings as cluster
 from kemi.media import settings as media
 from kemi.nat import settings as nat
@@ -22,12 +28,6 @@ from kemi.observe import settings as observe
 from kemi.sbc import settings as sbc
 from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_table, checked, collecting, reject_unknown
 from kemi.security import settings as security
-import kemi.settings.database as database
-import kemi.settings.python as python
-import kemi.settings.registrar as registrar
-import kemi.settings.runtime as runtime
-import kemi.settings.sip as sip
-import kemi.settings.tls as tls
 from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
 from kemi.settings.model import Settings
 from kemi.websocket import settings as websocket

@@ -13,6 +13,7 @@ answers.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 RETRY_AFTER = 2.0          # seconds between reconnect attempts while the DB is down
 CONNECT_TIMEOUT = 2        # seconds; a SIP worker blocks at most this long per attempt
@@ -29,7 +30,7 @@ class Database:
         self._servers = [dict(a, connect_timeout=CONNECT_TIMEOUT, read_timeout=IO_TIMEOUT,
                               write_timeout=IO_TIMEOUT) for a in servers]
         self._current = 0           # the server in use (or tried next)
-        self._conn = None
+        self._conn: Any = None       # a MySQLdb connection (imported lazily, in the child)
         self._down_since: float | None = None
         self._log = log or (lambda text: None)
         self._clock = clock

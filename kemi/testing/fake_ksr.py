@@ -43,9 +43,14 @@ def api_versions() -> list[tuple[int, int]]:
     return sorted((int(m.group(1)), int(m.group(2))) for p in API_DIR.iterdir() if (m := _API_FILE_RE.match(p.name)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_api(version: tuple[int, int]) -> dict:
     return json.loads((API_DIR / f"ksr_api_{version[0]}_{version[1]}.json").read_text())
+
+
+def _integer(value: object) -> int:
+    """An htable value as a number, as sht_inc reads it (a missing key: 0)."""
+    return int(value) if isinstance(value, (int, str)) and str(value).lstrip("-").isdigit() else 0
 
 
 def parse_version(text: str) -> tuple[int, int] | None:
@@ -54,7 +59,7 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed_kamailio() -> tuple[int, int] | None:
     """The installed Kamailio's version, or None when there is none."""
     binary = shutil.which("kamailio") or next((p for p in ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio")
@@ -77,7 +82,7 @@ def target_version(explicit: str | tuple[int, int] | None = None) -> tuple[int, 
             raise ValueError(f"not a Kamailio version: {chosen!r} (write it like 6.0)")
         return parsed
     if chosen is not None:
-        return tuple(chosen[:2])
+        return (chosen[0], chosen[1])
     return installed_kamailio() or api_versions()[0]
 
 
@@ -168,7 +173,7 @@ class KSRTypeError(SystemError):
 
 
 class _Module:
-    def __init__(self, ksr: "FakeKSR", name: str):
+    def __init__(self, ksr: FakeKSR, name: str):
         self._ksr, self._name = ksr, name
 
     def __getattr__(self, func: str):
@@ -187,7 +192,7 @@ class _HtableStore(dict):
     """The fake's htable contents, which is also the `KSR.htable` module (a dict subclass, so
     tests compare it with a plain dict and the module functions model it)."""
 
-    def __init__(self, ksr: "FakeKSR"):
+    def __init__(self, ksr: FakeKSR):
         super().__init__()
         self._module = _Module(ksr, "htable")
 
@@ -582,12 +587,12 @@ class FakeKSR:
         return 1 if self.htable.pop((table, key), None) is not None else -1
 
     def _m_htable__sht_inc(self, table, key):
-        value = int(self.htable.get((table, key)) or 0) + 1
+        value = _integer(self.htable.get((table, key))) + 1
         self.htable[(table, key)] = value
         return value
 
     def _m_htable__sht_dec(self, table, key):
-        value = int(self.htable.get((table, key)) or 0) - 1
+        value = _integer(self.htable.get((table, key))) - 1
         self.htable[(table, key)] = value
         return value
 
