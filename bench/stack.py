@@ -308,17 +308,6 @@ def _all_stats():
         yield int(name), [rest[0], rest[1], int(rest[2]), *rest[3:11], int(rest[11]), int(rest[12])]
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """user+system CPU of one process (SIPp) so far, 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except OSError:
-        return 0.0
-    rest = raw[raw.rfind(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
-
-
 def wait_until(check, timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

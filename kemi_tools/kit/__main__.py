@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kemi_tools.kit.runner import (SCENARIO_NAMES, KitError, Options, default_local_ip, free_port, parse_target,
                              parse_users, resolve, run, summary)
-from kemi_tools.kit.sipp import SIPP
+from kemi_tools.sipp import SIPP
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
