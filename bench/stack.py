@@ -263,12 +263,6 @@ class BenchKamailio:
             text = f.read().decode(errors="replace")
         return [(m.group(4), m.group(3), int(m.group(5))) for m in LATENCY_LINE.finditer(text)]
 
-    def errors_since_mark(self) -> list[str]:
-        with open(self.workdir / "kamailio.log", "rb") as f:
-            f.seek(self.log_offset)
-            text = f.read().decode(errors="replace")
-        return [l for l in text.splitlines() if " ERROR: " in l or " CRITICAL: " in l]
-
 
 def rtpengine_daemon(ng_port: int, port_min: int, port_max: int) -> RtpengineDaemon:
     """One rtpengine for every media scenario: a "default" interface for plain calls and one
