@@ -31,8 +31,8 @@ from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT
 from kemi_tools.capture import SipTimes
-from kemi_tools.stack import mariadb
 from kemi_tools.sipp import Sipp
+from kemi_tools.stack import mariadb
 from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 from bench import report
@@ -89,7 +89,7 @@ class Load:
     """A kind of SIPp load. Subclasses: what runs around the measured SIPp, and that SIPp."""
     scenario_file: str          # in kemi_tools/scenarios/
 
-    def __init__(self, env: "Env", scenario: Scenario):
+    def __init__(self, env: Env, scenario: Scenario):
         self.env, self.scenario = env, scenario
 
     def setup(self) -> None:
@@ -268,8 +268,8 @@ class Env:
             kam.usrloc_db_mode = scenario.usrloc_db_mode
             kam.media = media
             kam.sbc_gateway_port = self.gateway_port if scenario.sbc else 0
-            kam.start()
-            log(f"bench: {kam.label} Kamailio up (pid {kam.daemon.pid}, db_mode {scenario.usrloc_db_mode}, "
+            daemon = kam.start()
+            log(f"bench: {kam.label} Kamailio up (pid {daemon.pid}, db_mode {scenario.usrloc_db_mode}, "
                 f"{scenario.contacts} contacts preloaded, media {'on' if media else 'off'}, "
                 f"sbc {'on' if scenario.sbc else 'off'}, {time.monotonic() - started:.1f}s)")
         self.state = scenario.state
@@ -420,7 +420,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         res.entries = entries_per_call(probes["python"])
         cpu = probes["native"].cpu_per_1000
         capacity = 1000 / cpu if probes["native"].ok and cpu == cpu and cpu > 0 else scenario.probe_rate * 5
-        ladder = sorted({min(MAX_RATE, max(MIN_RATE, round_rate(capacity * f))) for f in LADDER})
+        ladder: list[float] = sorted({min(MAX_RATE, max(MIN_RATE, round_rate(capacity * f))) for f in LADDER})
         if quick:
             ladder = ladder[:4]
         log(f"  native ~{cpu:.3f} CPU s per 1000 calls at {scenario.probe_rate}/s -> ladder {ladder}")
@@ -430,9 +430,9 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         ladder_deadline = deadline - run_cost * TAIL_RUNS * len(CONFIGS)
         # 2. step up, alternating native/python, until each fails (a marginal failure, a few
         #    calls in a thousand, may be noise from the shared machine: one more step then)
-        passed: dict[str, list[float]] = {l: [] for l in CONFIGS}
-        stopped = {l: False for l in CONFIGS}
-        marginal = {l: False for l in CONFIGS}
+        passed: dict[str, list[float]] = {label: [] for label in CONFIGS}
+        stopped = dict.fromkeys(CONFIGS, False)
+        marginal = dict.fromkeys(CONFIGS, False)
         for step, rate in enumerate(ladder):
             order = CONFIGS if step % 2 == 0 else CONFIGS[::-1]
             for label in order:
@@ -454,7 +454,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
             res.notes.append("no failure reached within the ladder or the time budget: max rate is a lower bound")
         rate = ladder[0]
         for _ in range(DOWN_STEPS):
-            missing = [l for l in CONFIGS if not passed[l]]
+            missing = [label for label in CONFIGS if not passed[label]]
             if not missing or time.monotonic() > ladder_deadline:
                 break
             rate = max(MIN_RATE, round_rate(rate * DOWN_FACTOR))
@@ -555,19 +555,20 @@ def pct(sorted_values: list[int], p: float):
 
 
 def machine() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
     versions = {}
     for name, argv in (("kamailio", ["kamailio", "-v"]), ("sipp", ["sipp", "-v"]),
                        ("mariadb", ["mariadbd", "--version"])):
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
-            versions[name] = next((l.strip() for l in out.splitlines() if l.strip()), "?")
+            versions[name] = next((line.strip() for line in out.splitlines() if line.strip()), "?")
         except OSError:
             versions[name] = "?"
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": platform.python_version(), **versions,
-            "load_before": open("/proc/loadavg").read().split()[:3]}
+            "load_before": Path("/proc/loadavg").read_text().split()[:3]}
 
 
 def _interrupt(signum, frame):
@@ -614,7 +615,7 @@ def main(argv: list[str]) -> int:
     info["children"] = args.children
     info["pinning"] = {"kamailio": args.kamailio_cpus, "sipp": args.sipp_cpus}
     info["elapsed_s"] = round(time.monotonic() - started)
-    info["load_after"] = open("/proc/loadavg").read().split()[:3]
+    info["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     args.out.mkdir(parents=True, exist_ok=True)
     doc = report.build(results, info)
     (args.out / "bench.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")

@@ -173,7 +173,9 @@ class Sipp:
         if self.limit:
             argv += ["-l", str(self.limit)]
         if self.timeout is not None:
-            argv += ["-timeout", f"{max(1, math.ceil(self.timeout))}s"] + (["-timeout_error"] if self.timeout_error else [])
+            argv += ["-timeout", f"{max(1, math.ceil(self.timeout))}s"]
+            if self.timeout_error:
+                argv += ["-timeout_error"]
         if self.recv_timeout is not None:
             argv += ["-recv_timeout", str(max(1, round(self.recv_timeout * 1000)))]
         if self.max_retrans is not None:
@@ -211,7 +213,7 @@ class Sipp:
     def start(self) -> Sipp:
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = self.argv()
-        self._out = open(self.file(".out"), "w")
+        self._out = open(self.file(".out"), "w")  # noqa: SIM115 (SIPp's stdout while it runs; closed when reaped)
         # cwd = workdir: -trace_rtt has no file option, SIPp writes it in the working directory
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir)

@@ -133,8 +133,8 @@ def resolve(target: Target) -> Target:
     try:
         info = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        raise KitError(f"cannot resolve {target.host!r} ({exc.strerror}): give an address or a known name")
-    return Target(info[0][4][0], target.port)
+        raise KitError(f"cannot resolve {target.host!r} ({exc.strerror}): give an address or a known name") from None
+    return Target(str(info[0][4][0]), target.port)
 
 
 def outcome(what: str, expected: int, finals: list[str], success: list[str], label: str,
