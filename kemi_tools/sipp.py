@@ -233,6 +233,8 @@ class Sipp:
     def wait(self, timeout: float | None = None) -> SippResult:
         """Wait for SIPp to end (at most its -timeout plus KILL_GRACE, or `timeout` s), kill it
         past that; then read what it wrote. Can be called again."""
+        if self.proc is None:
+            raise RuntimeError(f"SIPp {self.tag}: wait() before start()")
         if timeout is None and self.timeout is not None:
             timeout = self.timeout + KILL_GRACE
         deadline = math.inf if timeout is None else time.monotonic() + timeout

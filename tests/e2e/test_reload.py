@@ -143,7 +143,7 @@ def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, 
                rows=[auth_row(CALLER, stack.PASSWORD, stack.DOMAIN, CALLEE)],
                sets={"hold_ms": HOLD_MS}, timeout=HOLD_MS / 1000 + 60, extra=HOLD_ARGS).start()
     phones.running.append(uac)
-    wait_for_file_text((phones.workdir, f"uas_callee-{callee_port}-*.msg"), "ACK sip:")
+    wait_for_file_text((phones.workdir, f"uas_callee-{callee_port}*.msg"), "ACK sip:")    # its -trace_msg file
     call_up = time.monotonic()
 
     # before: the stock reason (the control for every check below), and no reload yet
