@@ -8,6 +8,7 @@
 #             debootstrap root from this machine's apt mirror, cached in /var/cache/kemi (scripts/debroot.py)
 # make image  DEBIAN=12|13: the kemi image with podman, base image from a debootstrap root (scripts/image.py)
 # make unit   unit tests only (no root, no daemons)
+# make lint   ruff and mypy (configured in pyproject.toml) over kemi/, kemi_tools/, bench/, scripts/; make test runs it first
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
@@ -30,7 +31,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
+.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -58,8 +59,12 @@ cluster:
 bench: install-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
-test: install-test
+test: install-test lint
 	$(PYTEST) -q tests
+
+# the paths and rules are in pyproject.toml ([tool.ruff], [tool.mypy]); both run, either failing fails it
+lint: install-test
+	$(VENV_PY) -m ruff check; ruff=$$?; $(VENV_PY) -m mypy && exit $$ruff
 
 test-debian13:
 	$(PY) scripts/debroot.py test trixie
