@@ -152,10 +152,9 @@ class Rtpengine:
             self.answer_refused(msg, decision, parties, f"the {status} reply")
             return
         flags = self.sdp_flags(msg, action, self.views.media_view(msg, True), True, decision.flags)
-        if action == OFFER:              # late offer: the INVITE had no SDP, the reply has
-            ok = ksr.rtpengine.rtpengine_offer(flags) > 0
-        else:
-            ok = ksr.rtpengine.rtpengine_answer(flags) > 0
+        # a late offer (the INVITE had no SDP, the reply has), else the answer
+        command = ksr.rtpengine.rtpengine_offer if action == OFFER else ksr.rtpengine.rtpengine_answer
+        ok = command(flags) > 0
         if not ok:
             self.observe.note_rtpengine_error(action, RTP_FAILED)      # action: RTP_OFFER or RTP_ANSWER
             ksr.err(f"kemi: media: rtpengine {action} for the {status} reply failed "

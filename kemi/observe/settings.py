@@ -64,7 +64,9 @@ def validate_metrics(s: Settings, source: str) -> None:
         addr = None
     fix = 'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:9090" or "[::1]:9090"'
     # the later checks need a parsed address
-    if addr is None or (addr.version == 4) != (not host.startswith("[")) or not (addr.version == 4 or host.endswith("]")):
+    # an IPv4 address bare, an IPv6 one in brackets
+    if addr is None or not (addr.version == 4 and not host.startswith("[")
+                            or addr.version == 6 and host.startswith("[") and host.endswith("]")):
         report(SettingsError("metrics.listen", f"{m.listen!r} is not ADDRESS:PORT", fix, source))
         return
     if not require(1 <= int(port) <= 65535, "metrics.listen", f"port {port} is out of range",

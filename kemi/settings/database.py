@@ -122,7 +122,7 @@ def failover_lines(s: Settings) -> list[str]:
         return []
     urls = (db.url, *db.failover_urls())
     names = [f"db{i + 1}" for i in range(len(urls))]
-    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls)]
+    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls, strict=True)]
     spec = ";".join(f"{n}={9 - i}s{9 - i}s" for i, n in enumerate(names))
     return [
         "#!define WITH_DB_CLUSTER",

@@ -51,7 +51,7 @@ class Settings:
         out = [(listen, "") for listen in self.sip.listen]
         if self.sbc.enabled:
             for side in self.sbc.sides:
-                out += list(zip(side.listen, side.socket_names()))
+                out += list(zip(side.listen, side.socket_names(), strict=True))
         c = self.cluster
         if c.enabled:
             # the floating address on every SIP port; the DMQ socket on this node's address

@@ -12,6 +12,7 @@ answers.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -107,8 +108,7 @@ class Database:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            # closing a dead connection may itself fail; it is gone either way
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:  # closing a dead connection may itself fail; it is gone either way
-                pass
         self._conn = None

@@ -271,7 +271,7 @@ class FakeKSR:
         key = f"{module}.{func}" if module else func
         if len(args) != len(spec["params"]):
             raise TypeError(f"KSR.{key}() takes {len(spec['params'])} arguments ({len(args)} given)")
-        for i, (kind, arg) in enumerate(zip(spec["params"], args)):
+        for i, (kind, arg) in enumerate(zip(spec["params"], args, strict=True)):
             if kind == "int" and not isinstance(arg, int):
                 raise KSRTypeError(f"KSR.{key}() argument {i + 1} must be int, got {type(arg).__name__}")
             if kind == "str" and not isinstance(arg, str):
@@ -299,7 +299,8 @@ class FakeKSR:
         return self.replies[-1] if self.replies else None
 
     def counter(self, name: str, *labels: str) -> int:
-        """An xhttp_prom counter's value (0 if never moved), e.g. counter("kemi_calls_total", "contact", "none", "none")."""
+        """An xhttp_prom counter's value (0 if never moved),
+        e.g. counter("kemi_calls_total", "contact", "none", "none")."""
         return self.metrics.get((name, labels), 0)
 
     def log_text(self, level: str | None = None) -> str:
@@ -318,11 +319,19 @@ class FakeKSR:
     def _m_set_drop(self):
         self.dropped = True
 
-    def _m_setflag(self, f): self.flags.add(f); return True
-    def _m_resetflag(self, f): self.flags.discard(f); return True
+    def _m_setflag(self, f):
+        self.flags.add(f)
+        return True
+    def _m_resetflag(self, f):
+        self.flags.discard(f)
+        return True
     def _m_isflagset(self, f): return f in self.flags
-    def _m_setbflag(self, f): self.bflags.add(f); return True
-    def _m_resetbflag(self, f): self.bflags.discard(f); return True
+    def _m_setbflag(self, f):
+        self.bflags.add(f)
+        return True
+    def _m_resetbflag(self, f):
+        self.bflags.discard(f)
+        return True
     def _m_isbflagset(self, f): return f in self.bflags
 
     def _m_is_method(self, m): return self.message.method in m.split("|")
@@ -376,10 +385,18 @@ class FakeKSR:
         return None
 
     def _m_pv__get(self, name): return self._pv_value(name)
-    def _m_pv__getw(self, name): v = self._pv_value(name); return "<null>" if v is None else v
-    def _m_pv__gete(self, name): v = self._pv_value(name); return "" if v is None else v
-    def _m_pv__getvn(self, name, default): v = self._pv_value(name); return default if v is None else v
-    def _m_pv__getvs(self, name, default): v = self._pv_value(name); return default if v is None else v
+    def _m_pv__getw(self, name):
+        v = self._pv_value(name)
+        return "<null>" if v is None else v
+    def _m_pv__gete(self, name):
+        v = self._pv_value(name)
+        return "" if v is None else v
+    def _m_pv__getvn(self, name, default):
+        v = self._pv_value(name)
+        return default if v is None else v
+    def _m_pv__getvs(self, name, default):
+        v = self._pv_value(name)
+        return default if v is None else v
     def _m_pv__is_null(self, name): return self._pv_value(name) is None
 
     def _set_pv(self, name, value):
@@ -535,7 +552,9 @@ class FakeKSR:
     def _m_rtpengine__rtpengine_delete0(self): return self._rtpengine("delete")
     def _m_kx__get_send_sock_name(self): return self.send_socket
     def _m_kx__get_rcv_sock_name(self): return self.message.socket_name
-    def _m_corex__set_send_socket_name(self, name): self.send_socket = name; return 1
+    def _m_corex__set_send_socket_name(self, name):
+        self.send_socket = name
+        return 1
 
     # --- model: dispatcher (round-robin over active destinations, failover list) -----------
 
@@ -578,10 +597,16 @@ class FakeKSR:
     # --- model: htable (shared with the $sht PV model above) -------------------------------
 
     def _m_htable__sht_get(self, table, key): return self.htable.get((table, key))
-    def _m_htable__sht_gete(self, table, key): v = self.htable.get((table, key)); return "" if v is None else v
+    def _m_htable__sht_gete(self, table, key):
+        v = self.htable.get((table, key))
+        return "" if v is None else v
     def _m_htable__sht_is_null(self, table, key): return 1 if (table, key) not in self.htable else -1
-    def _m_htable__sht_seti(self, table, key, value): self.htable[(table, key)] = value; return 1
-    def _m_htable__sht_sets(self, table, key, value): self.htable[(table, key)] = value; return 1
+    def _m_htable__sht_seti(self, table, key, value):
+        self.htable[(table, key)] = value
+        return 1
+    def _m_htable__sht_sets(self, table, key, value):
+        self.htable[(table, key)] = value
+        return 1
 
     def _m_htable__sht_rm(self, table, key):
         return 1 if self.htable.pop((table, key), None) is not None else -1
