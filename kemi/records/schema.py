@@ -4,7 +4,12 @@ acc writes one row into TABLE per transaction it accounts (docs/records.md): the
 INVITE's final answer, the BYE, the CANCEL, and a call the proxy refused itself. Its own
 columns come first, in the order acc inserts them (ACC_COLUMNS, then TIME_ATTR); then the
 extra columns (EXTRAS), each from a variable the records part sets (an AVP of the
-transaction) or a message value. VIEW joins one call's rows into one record.
+transaction) or a message value. VIEW joins one call's rows into one record, typed.
+
+The extra columns hold text, '' when the routing set nothing: acc writes an unset variable
+as '' (acc_extra_nullable 0). As NULL (acc_extra_nullable 1) it would be refused by MySQL's
+strict mode for a number column, and db_flatstore, the spool, ignores the NULL mark and
+writes whatever the value's bytes are. The view turns '' into NULL and text into numbers.
 
 The same EXTRAS render acc's db_extra (settings.py) and tell the spool replay (spool.py) which
 field is which, so the column order is written once.
@@ -28,12 +33,17 @@ KIND_DOMAIN = "domain"           # a foreign domain (an authenticated user's cal
 # who ended the call (ended_by)
 CALLER, CALLEE, PROXY = "caller", "callee", "proxy"
 
+# how the view reads an extra column's text
+TEXT, INTEGER, SECONDS, MOS = "text", "integer", "seconds", "mos"
+VIEW_CAST = {INTEGER: "UNSIGNED", SECONDS: "DOUBLE", MOS: "DECIMAL(3,1)"}
+
 
 @dataclass(frozen=True)
 class Extra:
     column: str
     pv: str            # what acc writes into it (db_extra): a transaction AVP or a message value
-    sql: str           # the column's type
+    kind: str          # TEXT, INTEGER, SECONDS (Unix time with microseconds), MOS
+    length: int        # the column's VARCHAR length
     doc: str
 
 
@@ -41,47 +51,39 @@ def avp(name: str) -> str:
     return f"$avp(cdr_{name})"
 
 
-# The rows' own columns beside acc's. Numbers are set as integers (pv.seti) or not at all:
-# MySQL refuses '' for a number, and acc writes an unset AVP as NULL (acc_extra_nullable).
 EXTRAS = (
-    Extra("cseq", "$cs", "INT UNSIGNED", "CSeq number of the request (with callid, from_tag, method: one transaction)"),
-    Extra("node", "$def(RECORDS_NODE)", "SMALLINT UNSIGNED", "cluster node that wrote the row (cluster.node; 0 without a cluster)"),
-    Extra("request_time", avp("rtime"), "DOUBLE", "when the request was routed, Unix seconds with microseconds"),
-    Extra("caller", avp("caller"), "VARCHAR(128)", "From user of the INVITE"),
-    Extra("callee_dialed", avp("dialed"), "VARCHAR(128)", "R-URI user as the caller dialed it"),
-    Extra("callee_routed", avp("routed"), "VARCHAR(255)", "R-URI the INVITE was relayed with (contact, DID's extension, ...)"),
-    Extra("next_hop", avp("hop"), "VARCHAR(255)", "destination URI ($du) it was sent to, if not the R-URI"),
-    Extra("src_side", avp("src_side"), "VARCHAR(32)", "SBC side the call came from"),
-    Extra("src_kind", avp("src_kind"), "VARCHAR(16)", "extension or gateway"),
-    Extra("src", avp("src"), "VARCHAR(128)", "the extension, or the gateway's address:port"),
-    Extra("dst_side", avp("dst_side"), "VARCHAR(32)", "SBC side the call left through"),
-    Extra("dst_kind", avp("dst_kind"), "VARCHAR(16)", "extension, gateway or domain"),
-    Extra("dst", avp("dst"), "VARCHAR(255)", "the extension, the gateway URI, or the foreign domain"),
-    Extra("attempts", avp("attempts"), "SMALLINT UNSIGNED", "destinations tried (SBC failover: 2 and more)"),
-    Extra("q850_cause", avp("q850"), "SMALLINT UNSIGNED", "Q.850 cause of a Reason header (final reply, BYE, CANCEL)"),
-    Extra("reason_header", avp("reason"), "VARCHAR(255)", "that Reason header as received"),
-    Extra("ended_by", avp("ended"), "VARCHAR(8)", "unanswered calls: caller (cancelled), callee (refused), proxy"),
+    Extra("cseq", "$cs", INTEGER, 16, "CSeq number of the request (with callid, from_tag, method: one transaction)"),
+    Extra("node", "$def(RECORDS_NODE)", INTEGER, 8, "cluster node that wrote the row (cluster.node; 0 without a cluster)"),
+    Extra("request_time", avp("rtime"), SECONDS, 24, "when the request was routed, Unix seconds with microseconds"),
+    Extra("caller", avp("caller"), TEXT, 128, "From user of the INVITE"),
+    Extra("callee_dialed", avp("dialed"), TEXT, 128, "R-URI user as the caller dialed it"),
+    Extra("callee_routed", avp("routed"), TEXT, 255, "R-URI the INVITE was relayed with (contact, gateway, ...)"),
+    Extra("next_hop", avp("hop"), TEXT, 255, "destination URI ($du) it was sent to, when not the R-URI's host"),
+    Extra("src_side", avp("src_side"), TEXT, 32, "SBC side the call came from"),
+    Extra("src_kind", avp("src_kind"), TEXT, 16, "extension or gateway"),
+    Extra("src", avp("src"), TEXT, 128, "the extension, or the gateway's address:port"),
+    Extra("dst_side", avp("dst_side"), TEXT, 32, "SBC side the call left through"),
+    Extra("dst_kind", avp("dst_kind"), TEXT, 16, "extension, gateway or domain"),
+    Extra("dst", avp("dst"), TEXT, 255, "the extension, the gateway URI, or the foreign domain"),
+    Extra("attempts", avp("attempts"), INTEGER, 8, "destinations tried (SBC failover: 2 and more)"),
+    Extra("q850_cause", avp("q850"), INTEGER, 8, "Q.850 cause of a Reason header (final reply, BYE, CANCEL)"),
+    Extra("reason_header", avp("reason"), TEXT, 255, "that Reason header as received"),
+    Extra("ended_by", avp("ended"), TEXT, 8, "unanswered calls: caller (cancelled), callee (refused), proxy"),
     # media (BYE rows of anchored calls): party a = the BYE's From, b = its To; packets and
     # bytes a party sent (rtpengine received), and what that party reported receiving (RTCP)
-    *(Extra(f"{party}_{name}", avp(f"{party}_{name}"), sql, f"{doc} ({who})")
+    *(Extra(f"{party}_{name}", avp(f"{party}_{name}"), kind, 24, f"{doc} ({who})")
       for party, who in (("a", "the BYE's sender"), ("b", "the BYE's receiver"))
-      for name, sql, doc in (
-          ("rtp_packets", "BIGINT UNSIGNED", "RTP packets sent"),
-          ("rtp_bytes", "BIGINT UNSIGNED", "RTP bytes sent"),
-          ("lost", "INT UNSIGNED", "packets lost on the way to this party (its RTCP)"),
-          ("jitter_ms", "INT UNSIGNED", "average jitter this party reported"),
-          ("mos", "DECIMAL(3,1)", "average MOS of what this party received"),
-          ("mos_min", "DECIMAL(3,1)", "lowest MOS of what this party received"))),
+      for name, kind, doc in (
+          ("rtp_packets", INTEGER, "RTP packets sent"),
+          ("rtp_bytes", INTEGER, "RTP bytes sent"),
+          ("lost", INTEGER, "packets lost on the way to this party (its RTCP)"),
+          ("jitter_ms", INTEGER, "average jitter this party reported"),
+          ("mos", MOS, "average MOS of what this party received"),
+          ("mos_min", MOS, "lowest MOS of what this party received"))),
 )
 
 COLUMNS = (*ACC_COLUMNS, TIME_ATTR, *(e.column for e in EXTRAS))
 EXTRA_BY_COLUMN = {e.column: e for e in EXTRAS}
-NUMERIC_TYPES = ("INT", "SMALLINT", "BIGINT", "DOUBLE", "DECIMAL")
-
-
-def is_numeric(column: str) -> bool:
-    extra = EXTRA_BY_COLUMN.get(column)
-    return column == TIME_ATTR or (extra is not None and extra.sql.split()[0].split("(")[0] in NUMERIC_TYPES)
 
 
 def db_extra() -> str:
@@ -94,7 +96,8 @@ def sql_string(text: str) -> str:
 
 
 def create_table_sql() -> str:
-    extras = ",\n".join(f"    `{e.column}` {e.sql} NULL COMMENT {sql_string(e.doc)}" for e in EXTRAS)
+    extras = ",\n".join(f"    `{e.column}` VARCHAR({e.length}) DEFAULT '' NOT NULL COMMENT {sql_string(e.doc)}"
+                        for e in EXTRAS)
     return f"""CREATE TABLE IF NOT EXISTS `{TABLE}` (
     `id` BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
     `method` VARCHAR(16) DEFAULT '' NOT NULL,
@@ -113,6 +116,13 @@ def create_table_sql() -> str:
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='kemi call records: one row per accounted transaction (docs/records.md)'"""
 
 
+def typed(alias: str, column: str) -> str:
+    """An extra column of row `alias` as the view shows it: NULL when empty, a number when one."""
+    value = f"NULLIF({alias}.`{column}`, '')"
+    cast = VIEW_CAST.get(EXTRA_BY_COLUMN[column].kind)
+    return f"CAST({value} AS {cast})" if cast else value
+
+
 # The view: one row per call = its INVITE row, with its first BYE and its CANCEL, matched by
 # Call-ID and tags. Party a of a BYE row is its sender: the caller when the BYE's From tag is
 # the INVITE's From tag.
@@ -121,46 +131,43 @@ _FIRST = """(SELECT x.id FROM `{table}` x WHERE x.callid = i.callid AND x.method
 _BYE_TAGS = ("AND ((x.from_tag = i.from_tag AND x.to_tag = i.to_tag) "
              "OR (x.from_tag = i.to_tag AND x.to_tag = i.from_tag))")
 _CANCEL_TAGS = "AND x.from_tag = i.from_tag"
+MEDIA_COLUMNS = ("rtp_packets", "rtp_bytes", "lost", "jitter_ms", "mos", "mos_min")
 
 
 def _media(party: str, name: str) -> str:
     """caller_/callee_ column from the BYE's a/b columns."""
     mine, other = ("a", "b") if party == "caller" else ("b", "a")
-    return (f"IF(b.from_tag = i.from_tag, b.{mine}_{name}, b.{other}_{name}) AS {party}_{name}")
-
-
-MEDIA_COLUMNS = ("rtp_packets", "rtp_bytes", "lost", "jitter_ms", "mos", "mos_min")
+    return f"IF(b.from_tag = i.from_tag, {typed('b', f'{mine}_{name}')}, {typed('b', f'{other}_{name}')}) " \
+           f"AS {party}_{name}"
 
 
 def create_view_sql() -> str:
     answered = "i.sip_code LIKE '2%'"
-    end = f"IF({answered}, b.request_time, COALESCE(c.request_time, i.{TIME_ATTR}))"
+    start, bye, cancel = typed("i", "request_time"), typed("b", "request_time"), typed("c", "request_time")
+    end = f"IF({answered}, {bye}, COALESCE({cancel}, i.{TIME_ATTR}))"
+    plain = ",\n    ".join(f"{typed('i', c)} AS {c}" for c in (
+        "node", "caller", "callee_dialed", "callee_routed", "next_hop", "src_side", "src_kind", "src",
+        "dst_side", "dst_kind", "dst", "attempts"))
     media = ",\n    ".join(_media(party, name) for party in ("caller", "callee") for name in MEDIA_COLUMNS)
     return f"""CREATE OR REPLACE VIEW `{VIEW}` AS
 SELECT
     i.id AS id,
     i.callid AS call_id,
-    i.node AS node,
-    i.caller AS caller,
-    i.callee_dialed AS callee_dialed,
-    i.callee_routed AS callee_routed,
-    i.next_hop AS next_hop,
-    i.src_side AS src_side, i.src_kind AS src_kind, i.src AS src,
-    i.dst_side AS dst_side, i.dst_kind AS dst_kind, i.dst AS dst,
-    i.attempts AS attempts,
-    FROM_UNIXTIME(i.request_time) AS start_time,
+    {plain},
+    FROM_UNIXTIME({start}) AS start_time,
     IF({answered}, FROM_UNIXTIME(i.{TIME_ATTR}), NULL) AS answer_time,
     FROM_UNIXTIME({end}) AS end_time,
-    ROUND({end} - i.request_time, 3) AS duration,
-    IF({answered}, CEIL(b.request_time - i.{TIME_ATTR}), 0) AS billable_seconds,
+    ROUND({end} - {start}, 3) AS duration,
+    IF({answered}, CEIL({bye} - i.{TIME_ATTR}), 0) AS billable_seconds,
     CAST(i.sip_code AS UNSIGNED) AS sip_code,
     i.sip_reason AS sip_reason,
-    COALESCE(b.q850_cause, c.q850_cause, i.q850_cause) AS q850_cause,
-    COALESCE(b.reason_header, c.reason_header, i.reason_header) AS reason_header,
+    COALESCE({typed('b', 'q850_cause')}, {typed('c', 'q850_cause')}, {typed('i', 'q850_cause')}) AS q850_cause,
+    COALESCE({typed('b', 'reason_header')}, {typed('c', 'reason_header')}, {typed('i', 'reason_header')})
+        AS reason_header,
     CASE WHEN b.id IS NOT NULL THEN IF(b.from_tag = i.from_tag, '{CALLER}', '{CALLEE}')
          WHEN {answered} THEN NULL
          WHEN c.id IS NOT NULL THEN '{CALLER}'
-         ELSE i.ended_by END AS ended_by,
+         ELSE {typed('i', 'ended_by')} END AS ended_by,
     {media},
     i.from_tag AS from_tag, i.to_tag AS to_tag
 FROM `{TABLE}` i

@@ -3,8 +3,8 @@
 acc writes through db_cluster (settings.py): the MySQL servers first, and when none takes the
 insert, db_flatstore, which appends the row to a file of the spool folder, one per Kamailio
 process: `kemi_acc_<process>.log`, one line per row, the values in acc's insert order
-(schema.COLUMNS) separated by "|" ("|" inside a value is written %7C), NULL as nothing, the
-DATETIME as Unix seconds.
+(schema.COLUMNS) separated by "|" ("|" inside a value is written %7C), the DATETIME as Unix
+seconds. (No value is NULL: acc writes what the routing did not set as '', schema.py.)
 
 The replay (Kamailio's timer process, Records.replay) takes a writer's file by renaming it
 (`kemi_acc_<process>.<stamp>.replay`) and telling db_flatstore to reopen its files
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from kemi.records.schema import ACC_COLUMNS, COLUMNS, TABLE, is_numeric
+from kemi.records.schema import ACC_COLUMNS, COLUMNS, TABLE, TIME_ATTR
 
 FLATSTORE_DELIMITER = "|"
 FLATSTORE_ESCAPED_DELIMITER = "%7C"
@@ -28,6 +28,7 @@ WRITER_FILE = re.compile(rf"^{TABLE}_(\d+)\.log$")
 TAKEN_SUFFIX = ".replay"
 BAD_SUFFIX = ".bad"
 TIME_COLUMN = ACC_COLUMNS.index("time")
+TIME_ATTR_COLUMN = COLUMNS.index(TIME_ATTR)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -42,29 +43,18 @@ def insert_sql() -> str:
 
 
 def parse_line(line: str) -> tuple:
-    """One flatstore line -> the row's values in COLUMNS order (None for NULL)."""
+    """One flatstore line -> the row's values in COLUMNS order."""
     fields = line.rstrip("\n").split(FLATSTORE_DELIMITER)
     if len(fields) != len(COLUMNS):
         raise BadLine(f"{len(fields)} fields, expected {len(COLUMNS)}")
-    row = []
-    for i, (column, text) in enumerate(zip(COLUMNS, fields)):
-        text = text.replace(FLATSTORE_ESCAPED_DELIMITER, FLATSTORE_DELIMITER)
-        if i == TIME_COLUMN:
-            if not text.isdigit():
-                raise BadLine(f"time {text!r} is not Unix seconds")
-            row.append(datetime.fromtimestamp(int(text)).strftime(TIME_FORMAT))
-        elif column in ACC_COLUMNS:
-            row.append(text)                     # acc's own columns are NOT NULL ('' when empty)
-        elif text == "":
-            row.append(None)
-        elif is_numeric(column):
-            try:
-                float(text)
-            except ValueError:
-                raise BadLine(f"{column} {text!r} is not a number") from None
-            row.append(text)
-        else:
-            row.append(text)
+    row = [text.replace(FLATSTORE_ESCAPED_DELIMITER, FLATSTORE_DELIMITER) for text in fields]
+    if not row[TIME_COLUMN].isdigit():
+        raise BadLine(f"time {row[TIME_COLUMN]!r} is not Unix seconds")
+    row[TIME_COLUMN] = datetime.fromtimestamp(int(row[TIME_COLUMN])).strftime(TIME_FORMAT)
+    try:
+        float(row[TIME_ATTR_COLUMN])
+    except ValueError:
+        raise BadLine(f"{TIME_ATTR} {row[TIME_ATTR_COLUMN]!r} is not a number") from None
     return tuple(row)
 
 

@@ -12,6 +12,7 @@ no row.
 from __future__ import annotations
 
 import math
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -300,3 +301,144 @@ def test_sbc_call_failed_over_to_the_second_gateway_has_one_record(db, sbc_net, 
         assert int(cdr[f"{party}_lost"]) == audio.lost and int(cdr[f"{party}_jitter_ms"]) == audio.jitter_ms, cdr
         assert 1.0 <= float(cdr[f"{party}_mos"]) <= 5.0, cdr
     print("\nSBC failover record:", {k: v for k, v in cdr.items() if v is not None})
+
+
+# --- what operators do: restart Kamailio mid-call, stop the database ------------------------
+
+ROUTE_SECRET = "kemi-records-test-route-secret-0123456789"
+
+
+def start_call(proxy, workdir: Path, caller: str, callee: str, hold_ms: int) -> tuple[Sipp, Sipp]:
+    """An answered call that stays up hold_ms: (caller SIPp, callee SIPp), both running."""
+    caller_dir, callee_dir = workdir / "caller", workdir / "callee"
+    write_call_audio(caller_dir, callee_dir)
+    port = free_port()
+    register(proxy, callee_dir, callee, port)
+    uas = Sipp("records_uas.xml", callee_dir, local_port=port, timeout=40, sets={"ring_ms": 100},
+               extra=["-mp", str(media.phone_media_port())]).start()
+    uac = Sipp("records_uac.xml", caller_dir, target=proxy.target, local_port=free_port(), timeout=40,
+               rows=[auth_row(caller, stack.PASSWORD, stack.DOMAIN, callee)], sets={"hold_ms": hold_ms},
+               extra=["-mp", str(media.phone_media_port())]).start()
+    return uac, uas
+
+
+def answered_call_ids(db, callers: list[str], timeout: float = 10.0) -> dict[str, str]:
+    """caller -> Call-ID, once every caller's call has its INVITE row (answered)."""
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(callers) and time.monotonic() < deadline:
+        for row in db.query("SELECT caller, callid FROM kemi_acc WHERE method = 'INVITE' AND sip_code = '200';"):
+            if row[0] in callers:
+                found[row[0]] = row[1]
+        time.sleep(0.2)
+    return found
+
+
+def test_a_call_up_across_a_kamailio_restart_keeps_its_record(db, kamailio_factory, rtpengine, tmp_path):
+    """Nothing of a call's record lives in Kamailio's memory: the INVITE's row is in MySQL when
+    the call is answered, the BYE's is written by the Kamailio running when it comes. With
+    security.route_secret set, the BYE after the restart passes (its Record-Route signature
+    is still valid) and the record is whole, media figures included (rtpengine kept the
+    session). The control: without a route secret (a random one per start), the BYE after
+    the restart is refused (403) and the record never gets its end: what is not recoverable."""
+    for user in ("8301", "8302", "8303", "8304"):
+        db.add_subscriber(user)
+    kept = kamailio_factory(records_tables(rtpengine, security={"route_secret": ROUTE_SECRET}), name="secret")
+    lost = kamailio_factory(records_tables(rtpengine), name="random-secret")
+    calls = {"kept": start_call(kept, tmp_path / "kept", "8301", "8302", hold_ms=7000),
+             "lost": start_call(lost, tmp_path / "lost", "8303", "8304", hold_ms=7000)}
+    call_ids = answered_call_ids(db, ["8301", "8303"])
+    assert set(call_ids) == {"8301", "8303"}, call_ids
+    restarted = time.time()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda k: k.restart(), (kept, lost)))
+    caller, callee = (sipp.wait() for sipp in calls["kept"])
+    assert caller.finals == [200] and caller.values("bye") == ["200"], caller.stdout[-2000:]
+    cdr, = wait_rows(lambda: cdrs(db, call_ids["8301"]), 1)
+    assert cdr["sip_code"] == "200" and cdr["ended_by"] == "caller", cdr
+    assert float(cdr["answer_ts"]) < restarted < float(cdr["end_ts"]), (restarted, cdr)
+    assert 140 <= int(cdr["caller_rtp_packets"]) <= 150 and cdr["callee_mos"] is not None, cdr
+    # the control: the BYE was refused after the restart, the record has no end
+    caller = calls["lost"][0].wait()
+    calls["lost"][1].stop()                 # its callee never gets the BYE
+    assert caller.finals == [200] and caller.values("bye") == [], caller.stdout[-2000:]
+    cdr, = cdrs(db, call_ids["8303"])
+    assert cdr["sip_code"] == "200" and cdr["end_time"] is None and cdr["billable_seconds"] is None, cdr
+    print(f"\nrestart: record kept {cdrs(db, call_ids['8301'])[0]['duration']} s; without a route secret: no end")
+
+
+OWN_DB_PORT = stack.PORT_BASE + 97          # TCP, inside this slot's range
+OWN_DB_NAME = "kemi_records_fault"
+OWN_DB_URL = f"mysql://kemi_rec:kemi_rec_pw@127.0.0.1:{OWN_DB_PORT}/{OWN_DB_NAME}"
+OWN_DB_RO_URL = f"mysql://kemi_rec_ro:kemi_rec_ro@127.0.0.1:{OWN_DB_PORT}/{OWN_DB_NAME}"
+REPLAY_INTERVAL_S = 1
+
+
+class OwnDb:
+    """The test's private MariaDB seen as the harness's TestDatabase (query)."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def query(self, sql: str) -> list[list[str]]:
+        out = self.server.sql(sql, OWN_DB_NAME)
+        return [line.split("\t") for line in out.splitlines() if line]
+
+
+def test_records_of_calls_ending_while_mariadb_is_down_reach_the_table_when_it_is_back(kamailio_factory, tmp_path):
+    """MariaDB stopped while three calls are up: the calls go on and end (their BYEs are
+    answered), acc's rows for those BYEs cannot reach MySQL and go to the spool (db_cluster
+    falls back to db_flatstore), and the replay puts them into the table once MariaDB is back:
+    every call's record is whole, nothing twice. The control that the fault was real: while
+    the database is down it answers nothing and the BYE rows are in the spool, not the table."""
+    from harness.own_mariadb import OwnMariaDB
+    from kemi.records.spool import TAKEN_SUFFIX
+    from kemi.settings import parse_settings
+    from kemi_tools.stack import mariadb
+
+    server = OwnMariaDB(OWN_DB_PORT, "kemi-records").install().start()
+    try:
+        mariadb.provision(parse_settings({"database": {"url": OWN_DB_URL, "ro_url": OWN_DB_RO_URL}}),
+                          socket=server.socket)
+        users = [f"84{n:02d}" for n in range(6)]
+        server.sql("INSERT INTO subscriber (username, domain, password) VALUES "
+                   + ", ".join(f"('{u}', '{stack.DOMAIN}', '{stack.PASSWORD}')" for u in users) + ";", OWN_DB_NAME)
+        spool_dir = tmp_path / "spool"
+        proxy = kamailio_factory(records_tables(database={"url": OWN_DB_URL, "ro_url": OWN_DB_RO_URL},
+                                                records={"spool_dir": str(spool_dir),
+                                                         "replay_interval": REPLAY_INTERVAL_S}))
+        db = OwnDb(server)
+        calls = [start_call(proxy, tmp_path / f"call{n}", users[2 * n], users[2 * n + 1], hold_ms=6000)
+                 for n in range(3)]
+        call_ids = answered_call_ids(db, users[0::2])
+        assert len(call_ids) == 3, call_ids
+        server.stop()
+        stopped = time.monotonic()
+        results = [(uac.wait(), uas.wait()) for uac, uas in calls]
+        for caller, callee in results:                  # the calls went on and ended normally
+            assert caller.finals == [200] and caller.values("bye") == ["200"], caller.stdout[-2000:]
+            assert callee.rc == 0, callee.stdout[-2000:]
+        assert not server.is_up()                       # the control: it really was down ...
+        spooled = "".join(p.read_text() for p in spool_dir.glob(f"kemi_acc_*"))
+        for call_id in call_ids.values():               # ... and the BYEs' rows waited in the spool
+            assert f"BYE|" in spooled and call_id in spooled, spooled
+        down_for = time.monotonic() - stopped
+        server.start()
+        back = time.monotonic()
+        for call_id in call_ids.values():
+            rows = wait_rows(lambda: [r for r in acc_rows(db, call_id) if r["method"] == "BYE"], 1,
+                             timeout=3 * REPLAY_INTERVAL_S + 10)
+            assert len(rows) == 1, (call_id, acc_rows(db, call_id))
+        took = time.monotonic() - back
+        for caller, call_id in call_ids.items():
+            cdr, = cdrs(db, call_id)
+            assert cdr["sip_code"] == "200" and cdr["ended_by"] == "caller" and cdr["end_time"] is not None, cdr
+            assert len(acc_rows(db, call_id)) == 2, acc_rows(db, call_id)      # INVITE and BYE, once each
+        leftover = [p.name for p in spool_dir.iterdir() if p.stat().st_size > 0]
+        assert leftover == [], leftover
+        assert not list(spool_dir.glob(f"*{TAKEN_SUFFIX}"))
+        replayed = sum(int(n) for n in re.findall(r"kemi: records: replayed (\d+) records", proxy.log()))
+        assert replayed == 3, proxy.log()[-3000:]
+        print(f"\nMariaDB down {down_for:.1f} s; the spooled BYE rows were in the table {took:.1f} s after it was back")
+    finally:
+        server.remove()
