@@ -442,3 +442,83 @@ def test_records_of_calls_ending_while_mariadb_is_down_reach_the_table_when_it_i
         print(f"\nMariaDB down {down_for:.1f} s; the spooled BYE rows were in the table {took:.1f} s after it was back")
     finally:
         server.remove()
+
+
+# --- HEP capture: every SIP message of a call, both NICs, at a real capture node ------------
+
+CAPTURE_PORT = stack.PORT_BASE + 96
+TIME_TOLERANCE_S = 1.0       # between a phone's trace and the proxy's HEP timestamp (loaded machine)
+
+
+def test_every_message_of_a_call_through_the_sbc_is_at_the_capture_node(db, sbc_net, tmp_path):
+    """HEPv3 from siptrace to a real capture node (Kamailio + sipcapture storing into MySQL, in
+    the SBC's namespace): every message the caller (a public gateway) and the callee (a
+    private gateway) sent is there as received by the SBC, every message they received is
+    there as sent by it, each with the right source and destination (the SBC's public or
+    private NIC) and a timestamp matching the phones' own traces; both legs under the one
+    Call-ID. The control: the same call with capture off puts nothing there."""
+    from harness.capture import CaptureNode, sipp_trace
+    from harness.sbc import (GATEWAY_PORT, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, SBC_PORT, SBC_PRIVATE, SBC_PUBLIC,
+                             gateway_uri)
+
+    def spawn(argv, log, name, cwd):
+        return sbc_net.sbc_ns.spawn(argv, log, name=name, cwd=cwd)
+
+    node = CaptureNode(tmp_path / "capture", CAPTURE_PORT).start(spawn)
+    try:
+        def call(capture: bool):
+            k = sbc_net.start_kamailio({"sbc": {"probing_interval": 0},
+                                        "sbc.private": {"gateways": [gateway_uri(PRIVATE_GATEWAYS[0])]},
+                                        "capture": {"enabled": capture, "address": node.address, "agent_id": 7}})
+            gateway = sbc_net.gateway(sbc_net.private, 0)
+            caller = sbc_net.trunk_call(sbc_net.public, "15550100", hold_ms=300).wait()
+            caller_port = int(re.search(rf"Via: SIP/2.0/UDP {re.escape(PUBLIC_GATEWAYS[0])}:(\d+)", caller.messages)[1])
+            sbc_net.stop_sipp(gateway)
+            callee = gateway.wait()
+            sbc_net.reset(tmp_path / ("capture-on" if capture else "capture-off"))
+            assert caller.finals == [200] and caller.values("bye") == ["200"], caller.stdout[-2000:]
+            return k, caller, callee, caller_port
+
+        _, caller, callee, caller_port = call(capture=True)
+        call_id = caller.values("final") and logged(caller, "final")["call-id"]
+        phones = {  # the phone's address, the SBC address it talks to, its trace
+            "caller": ((PUBLIC_GATEWAYS[0], caller_port), (SBC_PUBLIC, SBC_PORT), sipp_trace(caller.messages)),
+            "callee": ((PRIVATE_GATEWAYS[0], GATEWAY_PORT), (SBC_PRIVATE, SBC_PORT), sipp_trace(callee.messages)),
+        }
+        expected = []
+        for who, (phone, sbc_address, trace) in phones.items():
+            for t in trace:
+                if t.call_id == call_id:
+                    source, destination = (phone, sbc_address) if t.sent else (sbc_address, phone)
+                    expected.append((who, t, source, destination))
+        captured = node.wait_messages(call_id, len(expected))
+        assert len(captured) == len(expected), (
+            f"{len(captured)} messages captured, the phones traced {len(expected)}:\n"
+            + "\n".join(f"  captured {c.source}->{c.destination} {c.first_line}" for c in captured)
+            + "\n" + "\n".join(f"  traced {w} {s}->{d} {t.first_line}" for w, t, s, d in expected))
+        unmatched = list(captured)
+        for who, t, source, destination in expected:
+            match = next((c for c in unmatched if c.first_line == t.first_line and c.cseq == t.cseq
+                          and c.source == source and c.destination == destination), None)
+            assert match is not None, f"{who} {'sent' if t.sent else 'received'} {t.first_line!r} ({t.cseq}) " \
+                                      f"{source}->{destination}: not at the capture node"
+            unmatched.remove(match)
+            # the SBC received it after the phone sent it / sent it before the phone received it
+            lag = match.at - t.at if t.sent else t.at - match.at
+            assert -0.05 <= lag <= TIME_TOLERANCE_S, (who, t.first_line, t.at, match.at)
+            assert match.node == "kemi-test-capture:7", match.node        # the capture agent id sent
+        assert unmatched == []
+        legs = {(c.source, c.destination) for c in captured}
+        assert {((PUBLIC_GATEWAYS[0], caller_port), (SBC_PUBLIC, SBC_PORT)),
+                ((SBC_PRIVATE, SBC_PORT), (PRIVATE_GATEWAYS[0], GATEWAY_PORT))} <= legs
+        print(f"\ncapture: {len(captured)} messages of call {call_id}, both NICs, e.g. "
+              f"{[(c.source, c.destination, c.first_line[:20]) for c in captured[:4]]}, node {captured[0].node!r}")
+
+        # the control: capture off, the same call: nothing at the capture node
+        before = len(node.messages())
+        _, caller, _, _ = call(capture=False)
+        time.sleep(1)
+        assert node.messages(logged(caller, "final")["call-id"]) == []
+        assert len(node.messages()) == before
+    finally:
+        node.stop()
