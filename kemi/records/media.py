@@ -18,8 +18,8 @@ MOS_SCALE = 10                 # rtpengine's MOS is an integer, tenths
 
 @dataclass(frozen=True)
 class PartyMedia:
-    rtp_packets: int = 0
-    rtp_bytes: int = 0
+    rtp_packets: int | None = None    # None: rtpengine had no such party
+    rtp_bytes: int | None = None
     lost: int | None = None         # packets lost on the way to this party (its RTCP)
     jitter_ms: int | None = None
     mos: float | None = None        # average MOS of what this party received

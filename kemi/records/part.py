@@ -188,11 +188,9 @@ class Records:
         try:
             pv = self.ksr.pv
             hop = str(pv.gete("$du"))
-            if hop:
+            if hop:                     # (the side stays: the next gateway is of the same set)
                 pv.sets(HOP, hop)
                 pv.sets(DST, hop)
-            if msg.egress:
-                pv.sets(DST_SIDE, msg.egress)
             attempts = pv.get(ATTEMPTS)
             pv.seti(ATTEMPTS, (attempts if isinstance(attempts, int) else 1) + 1)
             for name in (Q850, REASON, ENDED):

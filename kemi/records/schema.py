@@ -158,7 +158,7 @@ SELECT
     IF({answered}, FROM_UNIXTIME(i.{TIME_ATTR}), NULL) AS answer_time,
     FROM_UNIXTIME({end}) AS end_time,
     ROUND({end} - {start}, 3) AS duration,
-    IF({answered}, CEIL({bye} - i.{TIME_ATTR}), 0) AS billable_seconds,
+    CAST(IF({answered}, CEIL({bye} - i.{TIME_ATTR}), 0) AS UNSIGNED) AS billable_seconds,
     CAST(i.sip_code AS UNSIGNED) AS sip_code,
     i.sip_reason AS sip_reason,
     COALESCE({typed('b', 'q850_cause')}, {typed('c', 'q850_cause')}, {typed('i', 'q850_cause')}) AS q850_cause,

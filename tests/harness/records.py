@@ -12,7 +12,6 @@ test wants the CDR to show: the cumulative loss and the jitter this party "recei
 from __future__ import annotations
 
 import re
-import socket
 import struct
 import time
 from dataclasses import dataclass
