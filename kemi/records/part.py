@@ -126,7 +126,7 @@ class Records:
             pv.sets(DST_SIDE, msg.egress)
         if self.to_gateway(msg):
             kind, dst = KIND_GATEWAY, hop or ruri
-        elif ksr.is_myself(ksr.kx.get_ouri()) > 0:
+        elif ksr.is_myself(ksr.kx.get_ouri()):             # dialed to us (before lookup / DID map)
             kind, dst = KIND_EXTENSION, msg.printable("$rU")     # the user looked up (read before lookup)
         else:
             kind, dst = KIND_DOMAIN, msg.printable("$rd")

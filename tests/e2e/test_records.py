@@ -202,6 +202,8 @@ def test_every_kind_of_call_gets_one_record_with_every_column(db, kamailio_facto
     assert busy["ended_by"] == "callee" and busy["q850_cause"] == "17" and busy["sip_reason"] == "Busy Here", busy
     cancelled = by_name["cancelled"]
     assert cancelled["ended_by"] == "caller", cancelled
+    cancel_rows = [r for r in acc_rows(db, cancelled["call_id"]) if r["method"] == "CANCEL"]
+    assert len(cancel_rows) == 1 and cancel_rows[0]["from_tag"] == cancelled["from_tag"], acc_rows(db, cancelled["call_id"])
     assert CANCEL_AFTER_MS / 1000 - 0.05 <= float(cancelled["duration"]) <= CANCEL_AFTER_MS / 1000 + CLOCK_SLACK_S
     unanswered = by_name["unanswered"]
     assert unanswered["ended_by"] == "proxy", unanswered
