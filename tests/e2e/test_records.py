@@ -333,13 +333,13 @@ def test_sbc_call_failed_over_to_the_second_gateway_has_one_record(db, sbc_net, 
 ROUTE_SECRET = "kemi-records-test-route-secret-0123456789"
 
 
-def start_call(proxy, workdir: Path, caller: str, callee: str, hold_ms: int) -> tuple[Sipp, Sipp]:
-    """An answered call that stays up hold_ms: (caller SIPp, callee SIPp), both running."""
+def start_call(proxy, workdir: Path, caller: str, callee: str, hold_ms: int, ring_ms: int = 100) -> tuple[Sipp, Sipp]:
+    """A call that rings ring_ms, then stays up hold_ms: (caller SIPp, callee SIPp), both running."""
     caller_dir, callee_dir = workdir / "caller", workdir / "callee"
     write_call_audio(caller_dir, callee_dir)
     port = free_port()
     register(proxy, callee_dir, callee, port)
-    uas = Sipp("records_uas.xml", callee_dir, local_port=port, timeout=40, sets={"ring_ms": 100},
+    uas = Sipp("records_uas.xml", callee_dir, local_port=port, timeout=40, sets={"ring_ms": ring_ms},
                extra=["-mp", str(media.phone_media_port())]).start()
     uac = Sipp("records_uac.xml", caller_dir, target=proxy.target, local_port=free_port(), timeout=40,
                rows=[auth_row(caller, stack.PASSWORD, stack.DOMAIN, callee)], sets={"hold_ms": hold_ms},
@@ -365,13 +365,16 @@ def test_a_call_up_across_a_kamailio_restart_keeps_its_record(db, kamailio_facto
     security.route_secret set, the BYE after the restart passes (its Record-Route signature
     is still valid) and the record is whole, media figures included (rtpengine kept the
     session). The control: without a route secret (a random one per start), the BYE after
-    the restart is refused (403) and the record never gets its end: what is not recoverable."""
-    for user in ("8301", "8302", "8303", "8304"):
+    the restart is refused (403) and the record never gets its end. Not recoverable either: a
+    call still ringing when Kamailio stops: its transaction is gone, the restarted Kamailio
+    drops the callee's 200 (it matches no transaction), the call fails and has no record."""
+    for user in ("8301", "8302", "8303", "8304", "8305", "8306"):
         db.add_subscriber(user)
     kept = kamailio_factory(records_tables(rtpengine, security={"route_secret": ROUTE_SECRET}), name="secret")
     lost = kamailio_factory(records_tables(rtpengine), name="random-secret")
     calls = {"kept": start_call(kept, tmp_path / "kept", "8301", "8302", hold_ms=7000),
-             "lost": start_call(lost, tmp_path / "lost", "8303", "8304", hold_ms=7000)}
+             "lost": start_call(lost, tmp_path / "lost", "8303", "8304", hold_ms=7000),
+             "ringing": start_call(kept, tmp_path / "ringing", "8305", "8306", hold_ms=1000, ring_ms=4500)}
     call_ids = answered_call_ids(db, ["8301", "8303"])
     assert set(call_ids) == {"8301", "8303"}, call_ids
     restarted = time.time()
@@ -389,7 +392,15 @@ def test_a_call_up_across_a_kamailio_restart_keeps_its_record(db, kamailio_facto
     assert caller.finals == [200] and caller.values("bye") == [], caller.stdout[-2000:]
     cdr, = cdrs(db, call_ids["8303"])
     assert cdr["sip_code"] == "200" and cdr["end_time"] is None and cdr["billable_seconds"] is None, cdr
-    print(f"\nrestart: record kept {cdrs(db, call_ids['8301'])[0]['duration']} s; without a route secret: no end")
+    # a call ringing across the restart: it never gets its 200 and leaves no row
+    ringing = calls["ringing"][0].wait()
+    calls["ringing"][1].stop()
+    from harness.capture import sipp_trace
+    ringing_id = sipp_trace(ringing.messages)[0].call_id
+    assert ringing.finals == [] and ringing.rc != 0, ringing.stdout[-2000:]
+    assert acc_rows(db, ringing_id) == [] and cdrs(db, ringing_id) == []
+    print(f"\nrestart: record kept {cdrs(db, call_ids['8301'])[0]['duration']} s; without a route secret: "
+          f"no end; ringing across it: no call, no record")
 
 
 OWN_DB_PORT = stack.PORT_BASE + 97          # TCP, inside this slot's range
