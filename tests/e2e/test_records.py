@@ -30,7 +30,7 @@ from harness.sipp import Sipp, auth_row
 from harness.stack import free_port
 
 RING_MS = 600              # the callee rings this long before it answers
-HOLD_MS = 3600             # an answered call stays up this long (the audio pcap lasts 3 s)
+HOLD_MS = 4200             # an answered call stays up this long (the audio pcap lasts 3 s: 1.2 s to spare)
 CANCEL_AFTER_MS = 800      # the caller gives up after ringing this long
 CLOCK_SLACK_S = 1.0        # a record's time may be this far outside the test's own clock
 # ShortTimerRouter (tests/e2e/routers): a ringing phone is given up after 2.5 s (408); tm's

@@ -5,8 +5,10 @@ Each phone plays its own audio.pcap (its own working folder): RTP every 20 ms wi
 SSRC and, every RTCP_EVERY packets, a sender report that (from the second on) carries a
 report block about the peer's SSRC. The block references the peer's previous sender report
 (LSR = its NTP's middle 32 bits, both pcaps are written together, so the NTPs are known)
-with a delay (DLSR) one RTCP interval short of RTT_S, so rtpengine measures a round trip of
-about RTT_S per leg plus the skew between the two phones' starts. The block says what the
+with a delay (DLSR) of one RTCP interval less RTT_S, so rtpengine measures a round trip of
+about RTT_S per leg, plus or minus the skew between the two phones' starts (a leg whose
+round trip comes out at 0 or less has none, and then neither party gets a MOS: RTT_S leaves
+that skew 150 ms). The block says what the
 test wants the CDR to show: the cumulative loss and the jitter this party "received".
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ PAYLOAD = 160
 RTP_HEADER = 12
 CLOCK = 8000
 RTCP_EVERY = 10                # an RTCP sender report every 10 RTP packets (0.2 s)
-RTT_S = 0.05
+RTT_S = 0.15
 NTP_UNIT = 1 << 32
 DLSR_UNIT = 65536              # DLSR is in 1/65536 s
 
