@@ -52,7 +52,7 @@ class ConfigKamailio(BenchKamailio):
     extra: dict = {}
 
     def write_settings(self):
-        settings = super().write_settings()
+        super().write_settings()
         file = self.workdir / "settings.toml"
         text = file.read_text()
         from kemi.settings import load_settings, toml_dump
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     workdir = Path(f"/tmp/kemi-bench-records-{SLOT}")
-    kamailio_cpus, load_cpus = ("0", "1") if os.cpu_count() and os.cpu_count() > 1 else ("0", "0")
+    kamailio_cpus, load_cpus = ("0", "1") if (os.cpu_count() or 1) > 1 else ("0", "0")
     started, kams, dbs = [], {}, []
     sink = HepSink(PORT_BASE + 90)
     rtpe = None
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             dbs.append(db)
             kam = ConfigKamailio(label, PYTHON_CFG, PORT_BASE + n, db, workdir / label.replace("+", "-"),
                                  kamailio_cpus, 2, media=media)
-            kam.extra = {table: dict(values, **({"spool_dir": str(kam.workdir / "spool")} if table == "records" else {}),
-                                     **({"address": f"127.0.0.1:{PORT_BASE + 90}"} if table == "capture" else {}))
-                         for table, values in extra.items()}
+            where = {"records": {"spool_dir": str(kam.workdir / "spool")},
+                     "capture": {"address": f"127.0.0.1:{PORT_BASE + 90}"}}
+            kam.extra = {table: dict(values, **where[table]) for table, values in extra.items()}
             db.load_contacts(SUBSCRIBERS, SUBSCRIBERS, callee_port, kam.socket)
             kam.start()
             kams[label] = kam
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, row in rows.items():
             # paired: each round's difference to plain in the same round (the load around both
             # is about the same), then the median and the spread of those
-            diffs = sorted(x - p for x, p in zip(per_call[label], per_call["plain"]))
+            diffs = sorted(x - p for x, p in zip(per_call[label], per_call["plain"], strict=True))
             row["over_plain_ms"] = round(statistics.median(diffs), 3)
             row["over_plain_range_ms"] = [round(diffs[0], 3), round(diffs[-1], 3)]
         result = {"calls_per_run": args.calls, "rate": args.rate, "rounds": args.rounds, "media": args.media,

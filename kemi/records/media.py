@@ -59,7 +59,7 @@ def party_media(doc: dict, tag: str | None) -> PartyMedia:
         for stream in _list(media.get("streams") if isinstance(media, dict) else None):
             if not isinstance(stream, dict) or "RTP" not in _list(stream.get("flags")):
                 continue
-            stats = stream.get("stats") if isinstance(stream.get("stats"), dict) else {}
+            stats = stream["stats"] if isinstance(stream.get("stats"), dict) else {}
             packets += _int(stats.get("packets"))
             octets += _int(stats.get("bytes"))
             ssrcs += _stream_ssrcs(stream)
@@ -90,7 +90,8 @@ def call_media(text: str | None, a_tag: str | None, b_tag: str | None) -> tuple[
 def _stream_ssrcs(stream: dict) -> list[int]:
     if isinstance(stream.get("SSRC"), int):
         return [stream["SSRC"]]
-    return [s["SSRC"] for s in _list(stream.get("ingress SSRCs")) if isinstance(s, dict) and isinstance(s.get("SSRC"), int)]
+    return [s["SSRC"] for s in _list(stream.get("ingress SSRCs"))
+            if isinstance(s, dict) and isinstance(s.get("SSRC"), int)]
 
 
 def _list(value) -> list:

@@ -27,7 +27,8 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kemi.message import Message
 from kemi.names import FLT_ACC, FLT_ACC_FAILED
@@ -150,7 +151,7 @@ class Records:
         if figures is None:
             return
         pv = self.ksr.pv
-        for party, values in zip(("a", "b"), figures):
+        for party, values in zip(("a", "b"), figures, strict=True):
             for column, value in values.columns(party).items():
                 if isinstance(value, int):
                     pv.seti(avp(column), value)

@@ -41,7 +41,9 @@ def reason_text(reason: str | None) -> str | None:
 
 def _split_values(header: str) -> list[str]:
     """Comma-separated values, commas inside quoted text kept."""
-    out, current, quoted = [], [], False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
     for c in header:
         if c == '"':
             quoted = not quoted
@@ -55,7 +57,9 @@ def _split_values(header: str) -> list[str]:
 
 
 def _split_params(params: str) -> list[str]:
-    out, current, quoted = [], [], False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
     for c in params:
         if c == '"':
             quoted = not quoted

@@ -53,7 +53,8 @@ def avp(name: str) -> str:
 
 EXTRAS = (
     Extra("cseq", "$cs", INTEGER, 16, "CSeq number of the request (with callid, from_tag, method: one transaction)"),
-    Extra("node", "$def(RECORDS_NODE)", INTEGER, 8, "cluster node that wrote the row (cluster.node; 0 without a cluster)"),
+    Extra("node", "$def(RECORDS_NODE)", INTEGER, 8,
+          "cluster node that wrote the row (cluster.node; 0 without a cluster)"),
     Extra("request_time", avp("rtime"), SECONDS, 24, "when the request was routed, Unix seconds with microseconds"),
     Extra("caller", avp("caller"), TEXT, 128, "From user of the INVITE"),
     Extra("callee_dialed", avp("dialed"), TEXT, 128, "R-URI user as the caller dialed it"),
@@ -113,7 +114,8 @@ def create_table_sql() -> str:
     KEY `request_time_idx` (`request_time`),
     KEY `caller_idx` (`caller`),
     KEY `callee_idx` (`callee_dialed`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='kemi call records: one row per accounted transaction (docs/records.md)'"""
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+  COMMENT='kemi call records: one row per accounted transaction (docs/records.md)'"""
 
 
 def typed(alias: str, column: str) -> str:

@@ -76,7 +76,7 @@ def validate_capture(s: Settings, source: str) -> None:
     hp = c.host_port()
     if require(hp is not None, "capture.address", f"{c.address!r} is not ADDRESS:PORT",
                'write the capture node\'s literal IP and HEP port, e.g. "192.0.2.50:9060" or "[2001:db8::50]:9060"',
-               source):
+               source) and hp is not None:
         require(1 <= hp[1] <= 65535, "capture.address", f"port {hp[1]} is out of range", "use 1 to 65535", source)
     require(0 <= c.agent_id <= 4294967295, "capture.agent_id", f"{c.agent_id} is out of range",
             "use 1 to 4294967295, or 0 (cluster.node, else 1)", source)
@@ -93,7 +93,7 @@ def records_cluster_lines(s: Settings) -> list[str]:
     db, r = s.database, s.records
     urls = (db.url, *db.failover_urls())
     names = [f"rec{i + 1}" for i in range(len(urls))]
-    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls)]
+    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls, strict=True)]
     connections.append(f'modparam("db_cluster", "connection", "{SPOOL_CONNECTION}=>flatstore:{r.spool_dir}")')
     # read priority 0: nobody reads through it; write: 9, 8, ... then the spool last (1)
     spec = ";".join([*(f"{n}={9 - i}s{9 - i}s" for i, n in enumerate(names)), f"{SPOOL_CONNECTION}=0s1s"])
@@ -122,8 +122,9 @@ def cfg_lines(s: Settings) -> list[str]:
             f'#!define RECORDS_REPLAY_TIMER "name={REPLAY_TIMER};interval={s.records.replay_interval};mode=1;"',
             f'#!define RECORDS_REPLAY_EXEC "timer={REPLAY_TIMER};route={RECORDS_REPLAY_CALLBACK}"',
         ]
-    if s.capture.enabled:
-        host, port = s.capture.host_port()
+    hp = s.capture.host_port()
+    if s.capture.enabled and hp is not None:          # (validate_capture refused any other address)
+        host, port = hp
         lines += [
             "#!define WITH_CAPTURE",
             f'#!define CAPTURE_URI "sip:{host}:{port}"',

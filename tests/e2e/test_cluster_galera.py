@@ -207,7 +207,8 @@ def test_a_call_is_recorded_once_when_its_bye_goes_through_another_node(net, tmp
     while len(records) < 2 and time.monotonic() < deadline:
         time.sleep(0.3)
         records = acc_rows(db, dialog.call_id)
-    assert [(r["method"], r["node"], r["sip_code"]) for r in records] == [("INVITE", "1", "200"), ("BYE", "2", "200")], \
+    assert [(r["method"], r["node"], r["sip_code"]) for r in records] == \
+        [("INVITE", "1", "200"), ("BYE", "2", "200")], \
         records
     cdr, = cdrs(db, dialog.call_id)
     assert cdr["node"] == "1" and cdr["sip_code"] == "200" and cdr["ended_by"] == "caller", cdr

@@ -184,7 +184,7 @@ def test_every_kind_of_call_gets_one_record_with_every_column(db, kamailio_facto
     calls = run_calls(proxy, the_calls(db, tmp_path, "81"))
     for call in calls:
         assert call.caller_result.finals == [call.final], f"{call.name}: {call.caller_result.stdout[-2000:]}"
-        rows = wait_rows(lambda: cdrs(db, call.call_id), 1)
+        rows = wait_rows(lambda call=call: cdrs(db, call.call_id), 1)
         assert len(rows) == 1, f"{call.name}: {rows} {acc_rows(db, call.call_id)}"
         cdr = rows[0]
         check_common(call, cdr)
@@ -203,7 +203,8 @@ def test_every_kind_of_call_gets_one_record_with_every_column(db, kamailio_facto
     cancelled = by_name["cancelled"]
     assert cancelled["ended_by"] == "caller", cancelled
     cancel_rows = [r for r in acc_rows(db, cancelled["call_id"]) if r["method"] == "CANCEL"]
-    assert len(cancel_rows) == 1 and cancel_rows[0]["from_tag"] == cancelled["from_tag"], acc_rows(db, cancelled["call_id"])
+    assert len(cancel_rows) == 1 and cancel_rows[0]["from_tag"] == cancelled["from_tag"], \
+        acc_rows(db, cancelled["call_id"])
     assert CANCEL_AFTER_MS / 1000 - 0.05 <= float(cancelled["duration"]) <= CANCEL_AFTER_MS / 1000 + CLOCK_SLACK_S
     unanswered = by_name["unanswered"]
     assert unanswered["ended_by"] == "proxy", unanswered
@@ -246,7 +247,7 @@ def test_without_media_the_record_has_no_media_figures_and_records_off_write_not
     for call in recorded + unrecorded:
         assert call.caller_result.finals == [call.final], f"{call.name}: {call.caller_result.stdout[-2000:]}"
     for call in recorded:
-        rows = wait_rows(lambda: cdrs(db, call.call_id), 1)
+        rows = wait_rows(lambda call=call: cdrs(db, call.call_id), 1)
         assert len(rows) == 1, (call.name, rows)
         check_common(call, rows[0])
         if call.final == 200:
@@ -314,9 +315,11 @@ def test_sbc_call_failed_over_to_the_second_gateway_has_one_record(db, sbc_net, 
     assert len(rows) == 1, rows
     cdr = rows[0]
     assert cdr["caller"] == "15559990001" and cdr["callee_dialed"] == "15550100", cdr
-    assert (cdr["src_side"], cdr["src_kind"], cdr["src"]) == ("public", "gateway", f"{PUBLIC_GATEWAYS[0]}:{source_port}")
+    assert (cdr["src_side"], cdr["src_kind"], cdr["src"]) == \
+        ("public", "gateway", f"{PUBLIC_GATEWAYS[0]}:{source_port}"), cdr
     second = gateway_uri(PRIVATE_GATEWAYS[1])
-    assert (cdr["dst_side"], cdr["dst_kind"], cdr["dst"], cdr["next_hop"]) == ("private", "gateway", second, second), cdr
+    assert (cdr["dst_side"], cdr["dst_kind"], cdr["dst"], cdr["next_hop"]) == \
+        ("private", "gateway", second, second), cdr
     assert cdr["attempts"] == "2" and cdr["sip_code"] == "200" and cdr["ended_by"] == "caller", cdr
     assert cdr["q850_cause"] is None, cdr          # the first gateway's refusal is not this call's
     assert started - CLOCK_SLACK_S <= float(cdr["start_ts"]) <= float(cdr["answer_ts"]) <= float(cdr["end_ts"]) \
@@ -455,18 +458,18 @@ def test_records_of_calls_ending_while_mariadb_is_down_reach_the_table_when_it_i
             assert caller.finals == [200] and caller.values("bye") == ["200"], caller.stdout[-2000:]
             assert callee.rc == 0, callee.stdout[-2000:]
         assert not server.is_up()                       # the control: it really was down ...
-        spooled = "".join(p.read_text() for p in spool_dir.glob(f"kemi_acc_*"))
+        spooled = "".join(p.read_text() for p in spool_dir.glob("kemi_acc_*"))
         for call_id in call_ids.values():               # ... and the BYEs' rows waited in the spool
-            assert f"BYE|" in spooled and call_id in spooled, spooled
+            assert "BYE|" in spooled and call_id in spooled, spooled
         down_for = time.monotonic() - stopped
         server.start()
         back = time.monotonic()
         for call_id in call_ids.values():
-            rows = wait_rows(lambda: [r for r in acc_rows(db, call_id) if r["method"] == "BYE"], 1,
+            rows = wait_rows(lambda call_id=call_id: [r for r in acc_rows(db, call_id) if r["method"] == "BYE"], 1,
                              timeout=3 * REPLAY_INTERVAL_S + 10)
             assert len(rows) == 1, (call_id, acc_rows(db, call_id))
         took = time.monotonic() - back
-        for caller, call_id in call_ids.items():
+        for call_id in call_ids.values():
             cdr, = cdrs(db, call_id)
             assert cdr["sip_code"] == "200" and cdr["ended_by"] == "caller" and cdr["end_time"] is not None, cdr
             assert len(acc_rows(db, call_id)) == 2, acc_rows(db, call_id)      # INVITE and BYE, once each

@@ -133,7 +133,7 @@ class CaptureNode:
                          f"GRANT ALL PRIVILEGES ON `{DB}`.* TO '{USER}'@'localhost'; FLUSH PRIVILEGES;")
         mariadb.root_sql(SCHEMA + ";", DB)
 
-    def start(self, spawn=None) -> "CaptureNode":
+    def start(self, spawn=None) -> CaptureNode:
         """Kamailio on the capture port; `spawn(argv, log, name, cwd)` runs it elsewhere (a namespace)."""
         self.create_database()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ class CaptureNode:
         out = mariadb.root_sql(f"SELECT {columns} FROM {TABLE}{where} ORDER BY micro_ts, id;", DB)
         rows = []
         for line in out.splitlines():
-            values = dict(zip(COLUMNS, line.split("\t")))
+            values = dict(zip(COLUMNS, line.split("\t"), strict=True))
             msg = bytes.fromhex(values["msg"]).decode("utf-8", "replace")
             rows.append(Captured(int(values["micro_ts"]) / 1e6, msg.split("\r\n", 1)[0], values["cseq"],
                                  (values["source_ip"], int(values["source_port"])),
@@ -199,7 +199,7 @@ def sipp_trace(text: str) -> list[Traced]:
     """Every message of a SIPp message trace, with its time (SIPp's clock: Unix seconds)."""
     out = []
     parts = _SEPARATOR.split(text)
-    for stamp, block in zip(parts[1::2], parts[2::2]):
+    for stamp, block in zip(parts[1::2], parts[2::2], strict=True):
         head, _, message = block.strip().partition("\n")
         message = message.strip().replace("\r\n", "\n")
         if not message:

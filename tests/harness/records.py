@@ -112,13 +112,13 @@ def cdrs(db, call_id: str) -> list[dict]:
                       "UNIX_TIMESTAMP(end_time)"])
     rows = db.query(f"SELECT {cols} FROM kemi_cdr WHERE call_id = '{sql_quote(call_id)}' ORDER BY id;")
     names = (*VIEW_COLUMNS, *TIMES)
-    return [dict(zip(names, [None if v == "NULL" else v for v in row])) for row in rows]
+    return [dict(zip(names, [None if v == "NULL" else v for v in row], strict=True)) for row in rows]
 
 
 def acc_rows(db, call_id: str) -> list[dict]:
     cols = ("method", "from_tag", "to_tag", "sip_code", "node", "request_time", "time_exact")
     rows = db.query(f"SELECT {', '.join(cols)} FROM kemi_acc WHERE callid = '{sql_quote(call_id)}' ORDER BY id;")
-    return [dict(zip(cols, [None if v == "NULL" else v for v in row])) for row in rows]
+    return [dict(zip(cols, [None if v == "NULL" else v for v in row], strict=True)) for row in rows]
 
 
 def sql_quote(text: str) -> str:

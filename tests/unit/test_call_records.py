@@ -155,7 +155,7 @@ def flatstore_line(**values) -> str:
 
 def test_a_spooled_line_is_the_row_acc_would_have_written():
     row = spool.parse_line(flatstore_line(reason_header="Q.850;cause=16%7Ctext") + "\n")
-    values = dict(zip(schema.COLUMNS, row))
+    values = dict(zip(schema.COLUMNS, row, strict=True))
     assert values["method"] == "BYE" and values["callid"] == "c1" and values["a_mos"] == ""
     assert values["reason_header"] == "Q.850;cause=16|text"            # flatstore's escaped delimiter
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", values["time"])  # DATETIME, from Unix seconds
@@ -273,7 +273,8 @@ def test_a_relayed_call_carries_its_flags_and_columns():
     assert isinstance(router.records, Records)
     assert {FLT_ACC, FLT_ACC_FAILED} <= ksr.flags and len(ksr.relayed) == 1
     p = ksr.pvs
-    assert (p[AVP("caller")], p[AVP("dialed")], p[AVP("src_kind")], p[AVP("src")]) == ("2002", "2001", "extension", "2002")
+    assert (p[AVP("caller")], p[AVP("dialed")], p[AVP("src_kind")], p[AVP("src")]) == \
+        ("2002", "2001", "extension", "2002")
     assert (p[AVP("routed")], p[AVP("dst_kind")], p[AVP("dst")], p[AVP("attempts")]) == \
         ("sip:2001@192.0.2.20:5060", "extension", "2001", 1)
     assert float(p[AVP("rtime")]) > 1.7e9
