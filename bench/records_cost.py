@@ -21,12 +21,12 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from bench.load import FIXTURES_DIR, SCENARIO_DIR, Sipp, client_argv, process_cpu_seconds, server_argv
 from bench.stack import (CALLER_IP, DOMAIN, PASSWORD, PYTHON_CFG, BenchDatabase, BenchKamailio, extension,
                          media_table, rtpengine_daemon, start_rtpengine)
 from kemi.settings import PROJECT_ROOT
@@ -45,6 +45,64 @@ CONFIGS = {
 }
 HOLD_MS = 100
 RESULTS = PROJECT_ROOT / "bench" / "results" / "records-cost.json"
+# the project's SIPp scenarios (a caller with digest auth, a callee answering every call), where
+# this checkout keeps them
+SCENARIO_DIRS = (PROJECT_ROOT / "kemi_tools" / "scenarios", PROJECT_ROOT / "fixtures" / "sipp")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RECV_TIMEOUT_MS = 2000
+
+
+def scenario(name: str) -> Path:
+    for folder in SCENARIO_DIRS:
+        if (folder / name).is_file():
+            return folder / name
+    raise StartError(f"SIPp scenario {name} not found in {', '.join(map(str, SCENARIO_DIRS))}")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user+system CPU of one process so far (/proc)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Sipp:
+    """One SIPp process pinned to `cpus`, stopped by PID."""
+
+    def __init__(self, argv: list[str], workdir: Path, cpus: str):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self._out = open(workdir / "sipp.out", "w")     # noqa: SIM115 (SIPp writes it until stop())
+        self.proc = subprocess.Popen(["taskset", "-c", cpus, *argv], cwd=workdir, stdout=self._out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+
+
+def caller_argv(target: str, csv: Path, port: int, calls: int, rate: float) -> list[str]:
+    """Calls with digest auth, each up HOLD_MS; a late 180 is no failure (parallel workers)."""
+    return ["sipp", target, "-sf", str(scenario("uac_call.xml")), "-inf", str(csv), "-i", CALLER_IP,
+            "-p", str(port), "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-nostdin",
+            "-max_retrans", "0", "-recv_timeout", str(RECV_TIMEOUT_MS), "-timeout", f"{int(calls / rate + 15)}s",
+            "-set", "hold_ms", str(HOLD_MS), "-default_behaviors", "all,-abortunexp"]
+
+
+def callee_argv(port: int) -> list[str]:
+    return ["sipp", "-sf", str(scenario("uas_callee.xml")), "-i", "127.0.0.1", "-p", str(port), "-nostdin"]
 
 
 class ConfigKamailio(BenchKamailio):
@@ -130,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             db.load_contacts(SUBSCRIBERS, SUBSCRIBERS, callee_port, kam.socket)
             kam.start()
             kams[label] = kam
-        callee = Sipp(server_argv(FIXTURES_DIR / "uas_callee.xml", callee_port), workdir / "callee", load_cpus).start()
+        callee = Sipp(callee_argv(callee_port), workdir / "callee", load_cpus)
         started.append(callee)
         csv = workdir / "calls.csv"
         csv.write_text("SEQUENTIAL\n" + "\n".join(
@@ -147,13 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 kam = kams[label]
                 kam.wait_idle()
                 port += 1
-                argv = client_argv(kam.target, SCENARIO_DIR / "call.xml", csv, port, args.calls, args.rate,
-                                   sets={"hold_ms": HOLD_MS}, measure=False, local_ip=CALLER_IP)
+                argv = caller_argv(kam.target, csv, port, args.calls, args.rate)
                 db_pid = mariadb_pid()
                 db_before = process_cpu_seconds(db_pid) if db_pid else 0.0
                 before, hep_before = kam.cpu_seconds(), sink.packets
-                sipp = Sipp(argv + ["-default_behaviors", "all,-abortunexp", "-trace_stat", "-fd", "1"],
-                            workdir / "runs" / f"{label}-{round_}", load_cpus).start()
+                sipp = Sipp(argv, workdir / "runs" / f"{label}-{round_}", load_cpus)
                 rc = sipp.wait(args.calls / args.rate + 60)
                 time.sleep(0.5)                       # acc's last rows, the last BYEs
                 used = kam.cpu_seconds() - before
