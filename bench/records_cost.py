@@ -50,6 +50,7 @@ RESULTS = PROJECT_ROOT / "bench" / "results" / "records-cost.json"
 SCENARIO_DIRS = (PROJECT_ROOT / "kemi_tools" / "scenarios", PROJECT_ROOT / "fixtures" / "sipp")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RECV_TIMEOUT_MS = 2000
+SHARED_MARIADB_USERS = Path("/run/kemi-test-mariadb")
 
 
 def scenario(name: str) -> Path:
@@ -166,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     started, kams, dbs = [], {}, []
     sink = HepSink(PORT_BASE + 90)
     rtpe = None
+    # the machine's MariaDB, shared with test sessions: say we use it (tests/harness/stack.py's
+    # convention), so a session that ends meanwhile does not stop it under us
+    user = SHARED_MARIADB_USERS / f"user-{os.getpid()}"
+    SHARED_MARIADB_USERS.mkdir(parents=True, exist_ok=True)
+    user.touch()
+    own_mariadb = None
     try:
-        if mariadb.start(workdir) is not None:
-            print("bench: this needs the machine's MariaDB running (make run or the tests start it)")
-            return 1
+        own_mariadb = mariadb.start(workdir)
         media = None
         if args.media:
             engine = rtpengine_daemon(PORT_BASE + 91, MEDIA_PORT_MIN, MEDIA_PORT_MIN + 999)
@@ -255,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             db.drop()
         if rtpe:
             rtpe.stop()
+        user.unlink(missing_ok=True)
+        if own_mariadb is not None and not any(SHARED_MARIADB_USERS.glob("user-*")):
+            own_mariadb.stop()
 
 
 if __name__ == "__main__":
