@@ -155,3 +155,62 @@ def test_killing_a_galera_node_under_register_load_loses_nothing(net, db):
     assert net.caller(users[1], control.sip, PHONE_ADDRESSES[3]).call("79999")[0] == 407
     FIGURES["control_registers_failed_after_kill"] = sum(1 for t, u, code in control_results
                                                           if t > killed and code != 200)
+
+
+# --- records (issue 20): one record per call in the Galera database -------------------------
+
+
+def test_a_call_is_recorded_once_when_its_bye_goes_through_another_node(net, tmp_path):
+    """k1 and k2 with records on, their db_cluster over the Galera nodes (k1's first server may
+    be the one killed above: acc moves on to the next). The call comes in through the floating
+    address, held by k1; the address moves to k2 (as keepalived would move it), and the BYE,
+    sent to the Route's address, reaches k2. Records are rows per transaction, so each node
+    writes what it handled: the INVITE's row by k1, the BYE's by k2, once each; the kemi_cdr
+    view joins them into one record. (Dialog-based CDRs would need the dialog on k2: DMQ
+    replication runs no CDR callbacks there, docs/records.md.)"""
+    from harness.cluster import FLOATING, SIP_PORT
+    from harness.records import acc_rows, cdrs
+
+    class Galera:
+        """Queries for the records harness on a Galera node that is up."""
+        def query(self, sql: str) -> list[list[str]]:
+            alive = next(g for g in net.galera if g.daemon is not None and g.daemon.alive())
+            return rows(net, net.galera.index(alive), sql)
+
+    for i in (0, 1):
+        net.start_node(i, {"database": galera_database(i), "cluster": {"registrations": "database"},
+                           "records": {"enabled": True, "spool_dir": str(tmp_path / f"spool-k{i + 1}")}})
+    net.wait_joined()
+    for user in ("7301", "7302"):
+        assert f"new user '{user}' added" in net.kamctl(1, "add", user, PASSWORD).stdout
+    k1, k2 = net.nodes[0], net.nodes[1]
+    k1.ns.run(["ip", "addr", "add", f"{FLOATING}/24", "dev", "eth0"])
+    try:
+        callee = net.callee(PHONE_ADDRESSES[4])
+        phone = net.caller("7301", (FLOATING, SIP_PORT), PHONE_ADDRESSES[4])
+        assert status(phone.register(callee.contact)) == 200
+        caller = net.caller("7302", (FLOATING, SIP_PORT), PHONE_ADDRESSES[5])
+        answer, dialog = caller.call("7301")
+        assert answer == 200 and dialog.next_hop == (FLOATING, SIP_PORT), (answer, dialog)
+        # the floating address moves to k2; the phones learn where it is now (keepalived's
+        # gratuitous ARP does that in production)
+        k1.ns.run(["ip", "addr", "del", f"{FLOATING}/24", "dev", "eth0"])
+        k2.ns.run(["ip", "addr", "add", f"{FLOATING}/24", "dev", "eth0"])
+        net.phones.run(["ip", "neigh", "flush", "dev", "eth0"])
+        assert caller.bye(dialog) == 200
+    finally:
+        for node in (k1, k2):
+            node.ns.run(["ip", "addr", "del", f"{FLOATING}/24", "dev", "eth0"], check=False)
+    db = Galera()
+    records = [r for r in acc_rows(db, dialog.call_id)]
+    deadline = time.monotonic() + 10
+    while len(records) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        records = acc_rows(db, dialog.call_id)
+    assert [(r["method"], r["node"], r["sip_code"]) for r in records] == \
+        [("INVITE", "1", "200"), ("BYE", "2", "200")], \
+        records
+    cdr, = cdrs(db, dialog.call_id)
+    assert cdr["node"] == "1" and cdr["sip_code"] == "200" and cdr["ended_by"] == "caller", cdr
+    assert cdr["end_time"] is not None and float(cdr["duration"]) > 0, cdr
+    FIGURES["records"] = {"rows": [(r["method"], r["node"]) for r in records], "duration_s": cdr["duration"]}
