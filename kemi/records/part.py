@@ -28,7 +28,7 @@ import os
 import time
 from pathlib import Path
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kemi.message import Message
 from kemi.names import FLT_ACC, FLT_ACC_FAILED
@@ -64,7 +64,7 @@ class Records:
     wants_failures = True
 
     def __init__(self, ksr, settings: Settings, *, is_trusted: Callable[[Message], bool],
-                 to_gateway: Callable[[Message], bool], media_stats: Callable[[], str | None] | None,
+                 to_gateway: Callable[[Any], bool], media_stats: Callable[[], str | None] | None,
                  database=None, clock: Callable[[], float] = time.time):
         self.ksr, self.is_trusted, self.to_gateway = ksr, is_trusted, to_gateway
         # rtpengine's figures for the call (Rtpengine.query_stats), None with media off

@@ -102,7 +102,7 @@ class Router:
         if settings.records.enabled:
             self.records: Records | NoRecords = Records(
                 ksr, settings, is_trusted=self.is_trusted_source, to_gateway=self.sides.failover_possible,
-                media_stats=self.media.query_stats if settings.media.enabled else None,
+                media_stats=self.media.query_stats if isinstance(self.media, Rtpengine) else None,
                 database=Database(settings.database.all_connect_args(), log=ksr.err))
         else:
             self.records = NoRecords()
