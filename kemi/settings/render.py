@@ -44,6 +44,9 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         f'#!define DBURL "{DB_CLUSTER_URL if s.database.failover else s.database.url}"',
         f'#!define SIP_DOMAIN "{s.sip.domain}"',
         f"#!define USRLOC_DB_MODE {usrloc_db_mode(s)}",
+        # db_mode 3 (DB only): a contact's INSERT re-run after its answer was lost is an upsert
+        # (kamailio-common.cfg, docs/cluster.md)
+        *(["#!define USRLOC_DB_ONLY"] if usrloc_db_mode(s) == 3 else []),
         f"#!define REG_MAX_EXPIRES {s.registrar.max_expires}",
         f"#!define REG_MIN_EXPIRES {s.registrar.min_expires}",
         f"#!define REG_DEFAULT_EXPIRES {s.registrar.default_expires}",
