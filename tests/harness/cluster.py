@@ -209,10 +209,9 @@ class ClusterNetwork:
         node.start(wait=wait)
         return node
 
-    def start_nodes(self, overrides: dict | None = None,
-                    cfg_edit: Callable[[Path], None] | None = None) -> list["ClusterNode"]:
+    def start_nodes(self, overrides: dict | None = None) -> list["ClusterNode"]:
         for i in range(len(self.node_ns)):
-            self.start_node(i, overrides, wait=False, cfg_edit=cfg_edit)
+            self.start_node(i, overrides, wait=False)
         for node in self.nodes:
             node.wait_ready()
         return self.nodes
