@@ -60,7 +60,7 @@ SOURCES_LIST = Path("/etc/apt/sources.list")          # the classic one-line for
 # and pip need to trust the mirror (ca-certificates, then the machine's own bundle on top)
 INCLUDE = ("make", "ca-certificates")
 # bump when the root's setup below changes: a new key builds a new root
-SETUP_VERSION = "1"
+SETUP_VERSION = "2"                      # 2: apt.conf.d files of packages are not copied
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PIP_CONFIGS = (Path("/etc/pip.conf"), Path("/etc/xdg/pip"), Path("/root/.config/pip"))
 DEBOOTSTRAP_TIMEOUT = 1200
@@ -161,10 +161,14 @@ def root_key(suite: str, found: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def acquire_options(conf_texts: dict[str, str]) -> dict[str, str]:
+def acquire_options(conf_texts: dict[str, str], packaged: frozenset[str] = frozenset()) -> dict[str, str]:
     """The apt.conf.d files (name -> text) that set Acquire:: options: the machine's mirror
-    may need them in the root too (e.g. Check-Valid-Until for a snapshot mirror)."""
-    return {name: text for name, text in conf_texts.items() if re.search(r"^\s*Acquire::", text, re.M)}
+    may need them in the root too (e.g. Check-Valid-Until for a snapshot mirror). Files that
+    belong to a package (`packaged`: appstream's 50appstream sets Acquire::IndexTargets) are
+    the machine's release's, not the mirror's: copied into a root, the package's own install
+    there stops at a conffile prompt ("end of file on stdin at conffile prompt")."""
+    return {name: text for name, text in conf_texts.items()
+            if name not in packaged and re.search(r"^\s*Acquire::", text, re.M)}
 
 
 def local_pip_paths(conf_text: str) -> list[str]:
@@ -212,6 +216,9 @@ def _run(argv: list[str], timeout: float, **kw) -> None:
         raise RootError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
 
 
+_ANNOUNCED: set[Path] = set()
+
+
 def build_root(suite: str) -> Path:
     """The cached root of `suite` (debootstrap on first use, under a lock); its path."""
     final = root_path(suite)
@@ -219,8 +226,9 @@ def build_root(suite: str) -> Path:
     with open(final.parent / f"{suite}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "etc" / "debian_version").is_file():
-            # stderr: `debroot.py root` prints only the path on stdout
-            print(f"debroot: {suite} root {final.name} (cached), {mirror_note()}", file=sys.stderr, flush=True)
+            if final not in _ANNOUNCED:         # stderr: `debroot.py root` prints only the path on stdout
+                print(f"debroot: {suite} root {final.name} (cached), {mirror_note()}", file=sys.stderr, flush=True)
+                _ANNOUNCED.add(final)
             return final
         if shutil.which("debootstrap") is None:
             _run([str(PROJECT / "scripts" / "install.sh"), "--debroot"], 900)
@@ -246,7 +254,7 @@ def _setup(root: Path, suite: str, found: dict[str, str]) -> None:
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(sources_for(suite, found))
     confs = {p.name: p.read_text() for p in Path("/etc/apt/apt.conf.d").iterdir() if p.is_file()}
-    for name, text in acquire_options(confs).items():
+    for name, text in acquire_options(confs, packaged_files(Path("/etc/apt/apt.conf.d"), confs)).items():
         (root / "etc/apt/apt.conf.d" / name).write_text(text)
     # package scripts must not start daemons on Debian's configs (scripts/install.sh does the
     # same on a host; here it stays: nothing in the root is ever started by a package)
@@ -275,7 +283,7 @@ def _setup(root: Path, suite: str, found: dict[str, str]) -> None:
 # call-recording daemon and its NFS and video-driver stack, which would triple the packages the
 # test installs), iproute2. Kamailio is not there: `apt install ./kemi.deb` brings it.
 SERVER_PACKAGES = ("systemd", "systemd-sysv", "dbus", "mariadb-server", "rtpengine-daemon", "iproute2")
-SERVER_SETUP_VERSION = "1"
+SERVER_SETUP_VERSION = "2"                      # 2: apt.conf.d files of packages are not copied
 SERVER_TIMEOUT = 1800
 CONTROL = Path("debian") / "control"
 
@@ -351,6 +359,16 @@ def checkout_server_root(suite: str, checkout: Path) -> Path | None:
     if not control.is_file():
         return None
     return server_root(suite, package_names(control.read_text()))
+
+
+def packaged_files(folder: Path, names) -> frozenset[str]:
+    """The names in `folder` that an installed package owns (dpkg -S)."""
+    owned = set()
+    for name in names:
+        done = subprocess.run(["dpkg-query", "-S", str(folder / name)], capture_output=True, timeout=60)
+        if done.returncode == 0:
+            owned.add(name)
+    return frozenset(owned)
 
 
 def pip_local_folders() -> list[str]:

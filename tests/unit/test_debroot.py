@@ -104,6 +104,13 @@ def test_the_cache_key_changes_with_the_suite_the_mirror_and_the_setup(monkeypat
 def test_apt_acquire_options_and_local_pip_folders_are_carried_over():
     confs = {"99artifact-registry": 'Acquire::Check-Valid-Until "false";\n', "docker-clean": "DPkg::Post-Invoke {};\n"}
     assert list(debroot.acquire_options(confs)) == ["99artifact-registry"]
+    # a package's own file (appstream's) stays out: in the root, that package's install would
+    # stop at a conffile prompt
+    confs["50appstream"] = 'Acquire::IndexTargets { deb::DEP-11 { MetaKey "x"; }; };\n'
+    assert list(debroot.acquire_options(confs)) == ["99artifact-registry", "50appstream"]
+    assert list(debroot.acquire_options(confs, frozenset({"50appstream"}))) == ["99artifact-registry"]
+    assert debroot.packaged_files(debroot.Path("/etc/apt/apt.conf.d"), ["70debconf", "no-such-file"]) == \
+        frozenset({"70debconf"})
     pip = ("[global]\nfind-links = /opt/wheels\n"
            "extra-index-url = file:///opt/pypi/simple file:///opt/pypi-more/simple https://pypi.example/simple\n")
     assert debroot.local_pip_paths(pip) == ["/opt/wheels", "/opt/pypi", "/opt/pypi-more"]
