@@ -19,6 +19,7 @@ import os
 import pwd
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from kemi.settings import RENDERED_CFG_NAME
@@ -41,15 +42,15 @@ def runtime_dir_problem(directory: str, user: str, source: str) -> str | None:
             f"use /run/kamailio (kamailio.service's RuntimeDirectory) or create it for that user")
 
 
-def prestart(outdir: Path, env: dict | None = None) -> int:
+def prestart(outdir: Path, env: Mapping[str, str] | None = None) -> int:
     from kemi import interpreter
     from kemi.check import check
     from kemi.settings import load_settings, settings_path, write_kamailio_defines
     from kemi.version import VERSION
 
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     user = pwd.getpwuid(os.geteuid()).pw_name
-    cfg = env.get("CFGFILE", "")
+    cfg = environ.get("CFGFILE", "")
     try:
         cfg_text = Path(cfg).read_text(encoding="utf-8", errors="replace") if cfg else ""
     except OSError as exc:
@@ -59,7 +60,7 @@ def prestart(outdir: Path, env: dict | None = None) -> int:
         print(f"kemi: CFGFILE={cfg or '(unset)'} does not include {RENDERED_CFG_NAME}: not kemi's configuration, "
               f"Kamailio starts without kemi (kemi's is /usr/share/kemi/kamailio.cfg)")
         return EXIT_OK
-    file = settings_path(None)
+    file = str(settings_path(None))
     settings = None
     try:
         file, problems = check(None)
@@ -70,7 +71,7 @@ def prestart(outdir: Path, env: dict | None = None) -> int:
                     f"chown root:{user} {file} && chmod 0640 {file}"]
     if settings is not None and (problem := runtime_dir_problem(settings.runtime.dir, user, str(file))):
         problems = [problem]
-    if problems:
+    if problems or settings is None:
         print(f"kemi: {file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}, Kamailio is not started:",
               file=sys.stderr)
         for line in problems:

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import debroot  # noqa: E402  (checkout_files)
-import release  # noqa: E402
+import debroot  # checkout_files
+import release
 
 PROJECT = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT = 900

@@ -311,7 +311,7 @@ def package_names(control_text: str, fields: tuple[str, ...] = ("Depends", "Reco
     for stanza in re.split(r"\n\s*\n", control_text):
         if not re.search(r"^Package:", stanza, re.M):
             continue
-        lines = [l for l in stanza.splitlines() if not l.startswith("#")]
+        lines = [line for line in stanza.splitlines() if not line.startswith("#")]
         text = "\n".join(lines)
         for field in fields:
             m = re.search(rf"^{field}:(.*(?:\n[ \t].*)*)", text, re.M)

@@ -112,7 +112,7 @@ def problems(root: Path = PROJECT) -> list[str]:
         found.append(f"the releases differ: {CHANGELOG_MD} has {[v for v, _ in md]}, "
                      f"{DEBIAN_CHANGELOG} {[v for v, _ in deb]}")
     else:
-        for (v, md_changes), (_, deb_changes) in zip(md, deb):
+        for (v, md_changes), (_, deb_changes) in zip(md, deb, strict=True):
             if md_changes != deb_changes:
                 found.append(f"the changes of {v} differ between {CHANGELOG_MD} and {DEBIAN_CHANGELOG}")
     return found
@@ -156,7 +156,7 @@ def release(root: Path, version: str, changes: list[str], when: datetime.datetim
     current = code_version((root / VERSION_FILE).read_text())
     if not newer(version, current):
         raise ReleaseError(f"{version} is not newer than {current}: an upgrade must go up")
-    when = when or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    when = when or datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     text = (root / VERSION_FILE).read_text()
     (root / VERSION_FILE).write_text(re.sub(r'^VERSION = "[^"]*"', f'VERSION = "{version}"', text, flags=re.M))
     md = (root / CHANGELOG_MD).read_text()

@@ -43,7 +43,8 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"kemi: database of {settings.source} ready "
           f"({'created ' + ', '.join(created) if created else 'every table was there'})")
-    print(f"kemi: wrote {mariadb.write_kamctlrc(settings)} (kamctl add USER PASSWORD, SIP_DOMAIN={settings.sip.domain})")
+    kamctlrc = mariadb.write_kamctlrc(settings)
+    print(f"kemi: wrote {kamctlrc} (kamctl add USER PASSWORD, SIP_DOMAIN={settings.sip.domain})")
     return 0
 
 

@@ -171,8 +171,9 @@ def anchored(took) -> tuple[str, int]:
 def test_make_deb_builds_a_lintian_clean_package_of_the_project_version(packages):
     old, new = packages
     assert old.name == f"kemi_{VERSION}_all.deb"
-    field = lambda name, pkg=old: subprocess.run(["dpkg-deb", "-f", str(pkg), name], capture_output=True,
-                                                text=True, check=True).stdout.strip()
+    def field(name: str, pkg: Path = old) -> str:
+        return subprocess.run(["dpkg-deb", "-f", str(pkg), name], capture_output=True, text=True,
+                              check=True).stdout.strip()
     assert field("Version") == VERSION and field("Version", new) == next_version(VERSION)
     depends = field("Depends")
     for needed in ("kamailio (>= 5.6)", "kamailio-python3-modules", "kamailio-mysql-modules", "python3-mysqldb",
@@ -298,12 +299,14 @@ def drop_in_controls(server: Server) -> None:
     version = server.sh("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'").out.strip()
     server.sh(f"printf '#!/bin/sh\\nexec /usr/bin/python3 \"$@\"\\n' > /usr/local/bin/python3 && "
               f"chmod 755 /usr/local/bin/python3 && ln -s python3 /usr/local/bin/python{version} && "
-              f"mkdir -p /root/local-lib /usr/local/lib/python{version} && cp -a /usr/local/lib/python{version} /root/local-lib/ && "
+              f"mkdir -p /root/local-lib /usr/local/lib/python{version} && "
+              f"cp -a /usr/local/lib/python{version} /root/local-lib/ && "
               f"cp -a /usr/lib/python{version}/. /usr/local/lib/python{version}/")
     started, journal = server.restart()
     assert started and status_of(server.m.netns, SIP_PORT) == 401, journal
-    server.sh("mkdir -p /etc/systemd/system/kamailio.service.d && printf '[Service]\\nUnsetEnvironment=PYTHONHOME\\n' "
-              "> /etc/systemd/system/kamailio.service.d/zz-control.conf && systemctl daemon-reload")
+    admin = "/etc/systemd/system/kamailio.service.d"
+    server.sh(f"mkdir -p {admin} && printf '[Service]\\nUnsetEnvironment=PYTHONHOME\\n' > {admin}/zz-control.conf "
+              f"&& systemctl daemon-reload")
     started, journal = server.restart()
     assert not started
     assert "would embed the Python at /usr/local" in journal, journal
@@ -388,9 +391,9 @@ def remove_then_purge(server: Server) -> None:
     assert done.rc == 0, done
     # ... purge removes them, and nothing of kemi's is left
     assert not server.m.path("/etc/kemi").exists()
-    left = [f for f in server.files if f.startswith(("/etc/kemi", "/usr/share/kemi", "/usr/lib/python3/dist-packages/kemi",
-                                                    "/usr/share/doc/kemi", "/usr/lib/systemd/system/kamailio.service.d"))
-            and server.m.path(f).exists()]
+    ours = ("/etc/kemi", "/usr/share/kemi", "/usr/lib/python3/dist-packages/kemi", "/usr/share/doc/kemi",
+            "/usr/lib/systemd/system/kamailio.service.d")
+    left = [f for f in server.files if f.startswith(ours) and server.m.path(f).exists()]
     assert left == [], left
     known = server.sh("dpkg-query -W -f='${Status}' kemi", check=False)
     assert "no packages found matching kemi" in known.out or "not-installed" in known.out, known

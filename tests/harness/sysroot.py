@@ -5,9 +5,11 @@ The machine's disk is a throwaway overlay (its writes in a tmpfs) over a read-on
 server root of scripts/debroot.py. It runs in its own mount, PID, UTS, IPC, network and cgroup
 namespaces: systemd is PID 1 there and manages its services in a cgroup2 hierarchy of its own
 (a child of the machine's, made for it and removed after), its network is loopback only (the
-test's SIPp enters it by `ip netns exec`; a NIC with a documentation address on request), its /dev a tmpfs with the few devices a server
+test's SIPp enters it by `ip netns exec`; a NIC with a documentation address on request), its
+/dev a tmpfs with the few devices a server
 needs, so nothing it does (journald's /dev/log, MariaDB's port 3306, Kamailio's 5060) touches
-the host's. Everything ends with its PID 1: `halt` from the test, or a kill of the process tree.
+the host's. Everything ends with its PID 1: `halt` from the test, or a kill of the process
+tree.
 
     with Machine(lower, "kemi2-1234-deb", nic="192.0.2.1/24") as m:
         m.sh("systemctl is-system-running")       # a command as root inside, via nsenter
@@ -15,6 +17,7 @@ the host's. Everything ends with its PID 1: `halt` from the test, or a kill of t
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -105,11 +108,11 @@ class Machine:
 
     # -- start / stop --
 
-    def start(self) -> "Machine":
+    def start(self) -> Machine:
         sweep()
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"kemi-machine-{os.getpid()}-", dir=RUN_PARENT))
         env = dict(os.environ, DEVICES=" ".join(DEVICES), PATH_INSIDE=PATH_INSIDE)
-        self.log = open(self.run_dir / "launch.log", "w")
+        self.log = open(self.run_dir / "launch.log", "w")  # noqa: SIM115  (closed by stop())
         self.proc = subprocess.Popen(["unshare", "--mount", "--fork", "/bin/bash", "-c", LAUNCH, "launch",
                                       str(self.lower), str(self.run_dir), f"{self.name}-{self.run_dir.name}", self.nic],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -168,10 +171,8 @@ class Machine:
         if self.proc is None:
             return problems
         if self.pid1 and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid1, signal.SIGRTMIN + 3)      # systemd: halt (a container exits)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(HALT_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -184,7 +185,7 @@ class Machine:
         self.proc = None
         return problems
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         return self.start()
 
     def __exit__(self, *exc) -> None:

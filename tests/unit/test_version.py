@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("release", ROOT / "scripts" / "release.py")
 release = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(release)
-WHEN = datetime.datetime(2027, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+WHEN = datetime.datetime(2027, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
 
 def project_copy(tmp_path: Path) -> Path:
@@ -65,7 +65,8 @@ def test_release_writes_all_three_and_goes_only_up(tmp_path):
     assert release.code_version((root / release.VERSION_FILE).read_text()) == new
     deb = (root / release.DEBIAN_CHANGELOG).read_text()
     assert deb.startswith(f"kemi ({new}) unstable; urgency=medium\n\n  * A site's own build")
-    assert " -- Seed cdd492a7 maintainers <maintainers@users.noreply.r-seed-cdd492a7.example>  Sat, 02 Jan 2027 03:04:05 +0000" in deb
+    signed = f" -- {release.maintainer((root / release.DEBIAN_CONTROL).read_text())}  Sat, 02 Jan 2027 03:04:05 +0000"
+    assert signed in deb
     assert all(len(line) <= 80 for line in deb.splitlines() if not line.startswith(" -- "))
     assert f"## {new} (2027-01-02)\n\n- A site's own build" in (root / release.CHANGELOG_MD).read_text()
     with pytest.raises(release.ReleaseError, match="not newer"):
