@@ -90,7 +90,7 @@ def build(checkout: Path, out: Path) -> Path:
         if done.returncode != 0:
             tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-40:])
             hint = ("\n(Unmet build dependencies: scripts/install.sh --deb installs them)"
-                    if "Unmet build dependencies" in tail else "")
+                    if "unmet build dependencies" in tail.lower() else "")
             raise BuildError(f"dpkg-buildpackage failed ({done.returncode}), log {log}:\n{tail}{hint}")
         made = [p for p in Path(tmp).iterdir() if p.is_file() and p.name.startswith(f"kemi_{version}_")]
         for p in made:

@@ -283,7 +283,7 @@ def _setup(root: Path, suite: str, found: dict[str, str]) -> None:
 # call-recording daemon and its NFS and video-driver stack, which would triple the packages the
 # test installs), iproute2. Kamailio is not there: `apt install ./kemi.deb` brings it.
 SERVER_PACKAGES = ("systemd", "systemd-sysv", "dbus", "mariadb-server", "rtpengine-daemon", "iproute2")
-SERVER_SETUP_VERSION = "2"                      # 2: apt.conf.d files of packages are not copied
+SERVER_SETUP_VERSION = "3"               # 3: /etc/hosts
 SERVER_TIMEOUT = 1800
 CONTROL = Path("debian") / "control"
 
@@ -297,6 +297,10 @@ mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"
 mount -t tmpfs -o mode=755 tmpfs "$root/run"
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive "$@"; }
+# what Debian's installer writes and debootstrap does not (Debian 13's rtpengine resolves its
+# listen-ng = localhost:2223 through it: "Invalid IP or port 'localhost:2223'" without)
+[[ -e "$root/etc/hosts" ]] || printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+    "$(cat "$root/etc/hostname")" > "$root/etc/hosts"
 in_root apt-get update -qq
 in_root apt-get install -y -qq --no-install-recommends $SERVER_PACKAGES >/dev/null
 # downloaded, not installed: `apt install ./kemi.deb` takes them from the archive folder

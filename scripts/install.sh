@@ -33,9 +33,10 @@ CLUSTER=(galera-4 rsync keepalived iproute2)
 # the image: the base is a debootstrap root (no registry), podman runs it with runc (crun fails
 # on hybrid cgroups: docs/docker.md)
 IMAGE=(podman buildah runc debootstrap)
-# the Debian package (make deb; debian/control's Build-Depends, and lintian); the tests build it
-# and install it into a fresh root (tests/e2e/test_deb_package.py: debootstrap for that root)
-DEB=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian debootstrap)
+# the Debian package (make deb; debian/control's Build-Depends, build-essential, which
+# dpkg-buildpackage requires of every build, and lintian); the tests build it and install it
+# into a fresh root (tests/e2e/test_deb_package.py: debootstrap for that root)
+DEB=(build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian debootstrap)
 
 # Debian 12 (Kamailio 5.6) and 13 (Kamailio 6.0) are the tested releases; the same package
 # names serve both. Anything else gets a warning and the same names.

@@ -71,7 +71,7 @@ def packages(tmp_path_factory):
     """(this checkout's package, a rebuilt higher version whose default settings changed)."""
     out = tmp_path_factory.mktemp("debs")
     src = tmp_path_factory.mktemp("upgrade-src")
-    for rel in debroot.checkout_files(PROJECT):
+    for rel in deb.source_files(PROJECT):            # git's files; all but caches without git
         dest = src / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         if (PROJECT / rel).is_file():
