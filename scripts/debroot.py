@@ -299,8 +299,8 @@ in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/s
     DEBIAN_FRONTEND=noninteractive "$@"; }
 # what Debian's installer writes and debootstrap does not (Debian 13's rtpengine resolves its
 # listen-ng = localhost:2223 through it: "Invalid IP or port 'localhost:2223'" without)
-[[ -e "$root/etc/hosts" ]] || printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
-    "$(cat "$root/etc/hostname")" > "$root/etc/hosts"
+hosts='127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n'
+[[ -e "$root/etc/hosts" ]] || printf "$hosts" "$(cat "$root/etc/hostname")" > "$root/etc/hosts"
 in_root apt-get update -qq
 in_root apt-get install -y -qq --no-install-recommends $SERVER_PACKAGES >/dev/null
 # downloaded, not installed: `apt install ./kemi.deb` takes them from the archive folder
