@@ -6,6 +6,7 @@
 # make test   every test: unit (fake KSR) and end-to-end (real Kamailio, MariaDB, rtpengine, SIPp)
 # make test-debian13  make test of this checkout on a fresh Debian 13 root (Kamailio 6.0): a
 #             debootstrap root from this machine's apt mirror, cached in /var/cache/kemi (scripts/debroot.py)
+# make deb    the Debian package dist/kemi_<version>_all.deb (debhelper, dh-python; lintian-checked): docs/install.md
 # make image  DEBIAN=12|13: the kemi image with podman, base image from a debootstrap root (scripts/image.py)
 # make unit   unit tests only (no root, no daemons)
 # make lint   ruff and mypy (configured in pyproject.toml) over kemi/, kemi_tools/, bench/, scripts/; make test runs it first
@@ -33,7 +34,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records
+.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -47,6 +48,10 @@ install:
 
 uninstall:
 	$(PY) -m kemi_tools.stack.install uninstall --dir "$(KAMAILIO_DIR)"
+
+deb:
+	scripts/install.sh --deb
+	$(PY) scripts/deb.py build
 
 install-test:
 	scripts/install.sh --test

@@ -1,22 +1,38 @@
 """python3 -m kemi check [FILE]   (console script: kemi check [FILE])
 python3 -m kemi cdr [--since ... --user ... --csv]   call records (kemi/records/cdr.py)
+python3 -m kemi --version        the installed kemi's version (kemi/version.py)
 
 Checks a settings file before it goes live: every problem is printed, one per line, with the
 key and the fix, and the exit code is 1. A valid file prints "valid" and exits 0. The file is
-FILE, else $KEMI_SETTINGS, else settings.toml beside the kemi package (as Kamailio reads it).
+FILE, else $KEMI_SETTINGS, else settings.toml beside the kemi package (as Kamailio reads it),
+else, for the Debian package (which has none there), /etc/kemi/settings.toml.
 It also names an interpreter mismatch that would stop a Kamailio started from this shell:
 another Python 3.X first on PATH, a foreign PYTHONHOME, app_python3 built for another Python
 than /usr/bin/python3 (kemi/interpreter.py).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from kemi import interpreter
 from kemi.check import check
+from kemi.version import VERSION
 
-USAGE = "usage: kemi check [SETTINGS_FILE] | kemi cdr [--since WHEN] [--user USER] [--csv] (kemi cdr --help)"
+USAGE = ("usage: kemi check [SETTINGS_FILE] | kemi cdr [--since WHEN] [--user USER] [--csv] (kemi cdr --help)"
+         " | kemi --version")
+# the Debian package's site settings (debian/): used when nothing else names a file
+PACKAGE_SETTINGS = "/etc/kemi/settings.toml"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def default_file() -> str | None:
+    """None (check's own default) unless that default is missing and the package's file exists."""
+    from kemi.settings import settings_path
+    default = settings_path(None)
+    if not default.exists() and os.path.isfile(PACKAGE_SETTINGS):
+        return PACKAGE_SETTINGS
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args and args[0] in ("-h", "--help"):
         print(USAGE)
         return EXIT_OK
+    elif args == ["--version"]:
+        print(f"kemi {VERSION}")
+        return EXIT_OK
     elif args:
         print(USAGE, file=sys.stderr)
         return EXIT_USAGE
     if len(args) > 1 or (args and args[0].startswith("-")):
         print(USAGE, file=sys.stderr)
         return EXIT_USAGE
-    file, problems = check(args[0] if args else None)
+    file, problems = check(args[0] if args else default_file())
     problems += interpreter.problems_here()
     if not problems:
         print(f"{file}: valid")

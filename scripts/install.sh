@@ -9,6 +9,8 @@
 #   scripts/install.sh --image  what building and running the container image needs
 #                               (podman, buildah, runc, debootstrap: tests/e2e/test_image.py)
 #   scripts/install.sh --debroot debootstrap only (scripts/debroot.py: make test-debian13)
+#   scripts/install.sh --deb    what `make deb` needs to build the Debian package (debhelper,
+#                               dh-python, lintian: scripts/deb.py)
 # Package scripts must not start daemons with Debian's default configs (those are not
 # ours): a policy-rc.d forbids service starts during the install and is removed after.
 set -euo pipefail
@@ -31,6 +33,10 @@ CLUSTER=(galera-4 rsync keepalived iproute2)
 # the image: the base is a debootstrap root (no registry), podman runs it with runc (crun fails
 # on hybrid cgroups: docs/docker.md)
 IMAGE=(podman buildah runc debootstrap)
+# the Debian package (make deb; debian/control's Build-Depends, build-essential, which
+# dpkg-buildpackage requires of every build, and lintian); the tests build it and install it
+# into a fresh root (tests/e2e/test_deb_package.py: debootstrap for that root)
+DEB=(build-essential debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian debootstrap)
 
 # Debian 12 (Kamailio 5.6) and 13 (Kamailio 6.0) are the tested releases; the same package
 # names serve both. Anything else gets a warning and the same names.
@@ -43,11 +49,12 @@ esac
 
 want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--python" ]] && want=("${PYTHON[@]}")
-[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}" "${CLUSTER[@]}")
+[[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}" "${CLUSTER[@]}" "${DEB[@]}")
 [[ "${1:-}" == "--cluster" ]] && want+=("${CLUSTER[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
 [[ "${1:-}" == "--image" ]] && want=("${IMAGE[@]}")
 [[ "${1:-}" == "--debroot" ]] && want=(debootstrap)
+[[ "${1:-}" == "--deb" ]] && want=("${DEB[@]}")
 
 missing=()
 for pkg in "${want[@]}"; do

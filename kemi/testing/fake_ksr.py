@@ -1,9 +1,10 @@
 """A fake KSR object for unit-testing routing code without Kamailio.
 
 It exposes exactly the KEMI functions the targeted Kamailio version exports for the modules
-kamailio.cfg loads (snapshots ksr_api_5_6.json, ksr_api_6_0.json; scripts/ksr-api/snapshot.sh
-makes them), checks argument count and types like the real one (5.6 raises SystemError on a
-wrong type; 5.7+ returns False silently, the fake raises on every version so the bug shows),
+kamailio.cfg loads (snapshots ksr_api_5_6.json, ksr_api_5_8.json, ksr_api_6_0.json;
+scripts/ksr-api/snapshot.sh makes them), checks argument count and types like the real one
+(5.6 raises SystemError on a wrong type; 5.7+ returns False silently, the fake raises on every
+version so the bug shows),
 records every call, and answers from a model of one SIP message. Any answer can be overridden
 per test:
 
@@ -17,9 +18,9 @@ per test:
 
 The version targeted is FakeKSR(kamailio="6.0"), else $KEMI_KAMAILIO_VERSION, else the
 installed Kamailio's (`kamailio -v`), else the oldest supported (5.6). Its API is the newest
-snapshot not above it (an installed 5.8 is checked against 5.6's API, which 5.8 only extends),
-so a function that version lacks is refused: AttributeError, as `hasattr(KSR.tm, ...)` is
-False on the real one.
+snapshot not above it (5.6, 5.8 or 6.0: a 5.9 is checked against 5.8's API, a 6.1 against
+6.0's, which they only extend), so a function that version lacks is refused: AttributeError,
+as `hasattr(KSR.tm, ...)` is False on the real one.
 """
 from __future__ import annotations
 

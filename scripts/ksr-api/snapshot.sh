@@ -4,15 +4,24 @@
 # Starts Kamailio on snapshot.cfg (loopback, a temp folder, its own PID), asks app_python.api_list
 # over its control socket, stops it by PID. scripts/debroot.py runs it on Debian 13:
 #   scripts/debroot.py run trixie . 'scripts/ksr-api/snapshot.sh > kemi/testing/ksr_api_6_0.json'
+# A Kamailio built from source (5.8 has no Debian package), installed with `make install PREFIX=DIR`:
+#   SNAPSHOT_KAMAILIO=DIR scripts/ksr-api/snapshot.sh > kemi/testing/ksr_api_5_8.json
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+dbtext=/usr/share/kamailio/dbtext/kamailio mpath=   # Debian's (snapshot.cfg's mpath)
+if [[ -n ${SNAPSHOT_KAMAILIO:-} ]]; then
+    # its own binaries, modules and db_text tables (lib64 or lib, as its build chose)
+    PATH=$SNAPSHOT_KAMAILIO/sbin:$PATH
+    mpath="s#^mpath=.*#mpath=\"$(ls -d "$SNAPSHOT_KAMAILIO"/lib*/kamailio/modules | head -1)/\"#;"
+    dbtext=$SNAPSHOT_KAMAILIO/share/kamailio/dbtext/kamailio
+fi
 work=$(mktemp -d)
 pid=
 cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 port=${SNAPSHOT_PORT:-15999}
 # db_text on Kamailio's own empty tables (auth_db, permissions and sqlops check their versions)
-cp -r /usr/share/kamailio/dbtext/kamailio "$work/db"
+cp -r "$dbtext" "$work/db"
 : > "$work/dispatcher.list"; : > "$work/permissions.allow"
 cat > "$work/routes.py" <<'PY'
 import KSR
@@ -24,7 +33,7 @@ class Routes:
     def child_init(self, rank): return 0
 def mod_init(): return Routes()
 PY
-sed -e "s#SNAPSHOT_PORT#$port#; s#SNAPSHOT_CTL#$work/ctl#; s#SNAPSHOT_FIFO#$work/fifo#; s#SNAPSHOT_DB#$work/db#g" \
+sed -e "${mpath}s#SNAPSHOT_PORT#$port#; s#SNAPSHOT_CTL#$work/ctl#; s#SNAPSHOT_FIFO#$work/fifo#; s#SNAPSHOT_DB#$work/db#g" \
     -e "s#SNAPSHOT_NG#$((port + 1))#; s#SNAPSHOT_DMQ#$((port + 2))#; s#SNAPSHOT_DS#$work/dispatcher.list#; s#SNAPSHOT_SCRIPT#$work/routes.py#; s#SNAPSHOT_ALLOW#$work/permissions.allow#g" \
     "$here/snapshot.cfg" > "$work/kamailio.cfg"
 cd "$work"
