@@ -50,6 +50,8 @@ class Rtpengine:
         self.sockets = media.sockets                     # for log lines
         # few distinct flag strings (operations x profiles x NAT x interface pairs): built once each
         self.built_flags: dict[tuple, str] = {}
+        # whose media address rtpengine may learn (kemi.media.learning)
+        self.learning = media.rtpengine.endpoint_learning
 
     # route[RELAY], before t_relay
     def on_request(self, msg: Message) -> bool:
@@ -175,12 +177,14 @@ class Rtpengine:
         name = self.profile_name(msg)
         if directions and not directions.keys() <= DIRECTION_KEYS:   # a subclass's extra flags: as asked
             extra = directions.pop("extra", ())
-            return build_flags(op, self.settings.get_profile(name), nat=nat, extra=(*security, *extra), **directions)
+            return build_flags(op, self.settings.get_profile(name), nat=nat, extra=(*security, *extra),
+                               learning=self.learning, **directions)
         key = (op, name, nat, directions.get("ingress"), directions.get("egress"), security)
         flags = self.built_flags.get(key)
         if flags is None:
             profile = self.settings.get_profile(name)
-            flags = self.built_flags[key] = build_flags(op, profile, nat=nat, extra=security, **directions)
+            flags = self.built_flags[key] = build_flags(op, profile, nat=nat, extra=security,
+                                                        learning=self.learning, **directions)
         return flags
 
     def has_sdp(self, msg: Message) -> bool:

@@ -229,6 +229,9 @@ class RtpengineDaemon:
     media_timeout: int = 60
     # rtpengine log level: 3 err .. 7 debug
     log_level: int = 6
+    # whose media address rtpengine learns from packets (kemi/media/learning.py): "nat" only
+    # parties behind NAT, "none" nobody, "all" everyone (rtpengine's default, no strict-source)
+    endpoint_learning: str = "nat"
 
     @property
     def ng_socket(self) -> str:
