@@ -96,12 +96,11 @@ class Baresip:
 
     def __init__(self, workdir: Path, user: str, port: int | None = None, tone_hz: float = 600,
                  mediaenc: str | None = None, password: str = stack.PASSWORD, register: bool = False,
-                 answer: bool = True, address: str = "127.0.0.1", outbound: str | None = None):
+                 answer: bool = True, address: str = "127.0.0.1"):
         self.user, self.password, self.tone_hz, self.mediaenc = user, password, tone_hz, mediaenc
         self.register, self.answer = register, answer
-        # the phone's own address (SIP and RTP), and a proxy every request goes to first
-        # ("HOST:PORT"; None: the AOR's host) for a phone whose AOR names another address
-        self.address, self.outbound = address, outbound
+        # the phone's own address (SIP and RTP: its SDP names it, and it sends from it)
+        self.address = address
         self.netns = None
         self.port = port or sip_port()
         self.ctrl_port = next(_ctrl_ports)
@@ -138,8 +137,6 @@ class Baresip:
             params.append("answermode=auto")
         if self.mediaenc:
             params.append(f"mediaenc={self.mediaenc}")
-        if self.outbound:
-            params.append(f'outbound="sip:{self.outbound};lr"')
         # the AOR names the proxy's port: every request goes there, and it is "myself" for Kamailio
         (self.dir / "accounts").write_text(f"<sip:{self.user}@{proxy}>;" + ";".join(params) + "\n")
 

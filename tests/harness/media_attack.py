@@ -14,9 +14,10 @@ The relay (rtpengine) is on 203.0.113.1, the address the attacker's namespace re
 stranger on the internet side. The office phones send from the address their SDP announces;
 the home phone's NAT changes its public port, so rtpengine sees its media from another port
 than its SDP says (the case that needs learning). Nothing is routed between the attacker and
-the phones (the PBX does not forward). Every phone's AOR is in the test domain (127.0.0.1 at
-SIP_PORT, a Kamailio socket) and its requests go to RELAY:SIP_PORT first (baresip's
-outbound). MariaDB is reached through its unix socket (a path, visible from any namespace).
+the phones (the PBX does not forward). Every phone's AOR names RELAY:SIP_PORT, a Kamailio
+socket (the SIP domain and realm stay 127.0.0.1, Kamailio's other socket; auth and usrloc
+ignore the domain). MariaDB is reached through its unix socket (a path, visible from any
+namespace).
 Every address is a documentation address.
 """
 from __future__ import annotations
@@ -157,7 +158,8 @@ class AttackNetwork:
 
     @property
     def proxy(self) -> str:
-        return f"127.0.0.1:{SIP_PORT}"
+        """Where every phone sends its SIP (and what its AOR names)."""
+        return f"{RELAY}:{SIP_PORT}"
 
     def stop_daemons(self) -> None:
         for d in (self.kamailio, self.rtpengine):
@@ -177,7 +179,7 @@ class AttackNetwork:
 
     def start_phone(self, phone: Baresip, dial: str | None = None, seconds: int = 30) -> Baresip:
         ns = self.home if phone.address == HOME_PHONE else self.lan
-        return phone.start(f"{RELAY}:{SIP_PORT}", dial=dial, seconds=seconds, netns=ns)
+        return phone.start(self.proxy, dial=dial, seconds=seconds, netns=ns)
 
     # --- the attacker -----------------------------------------------------------------------
 
