@@ -19,6 +19,7 @@ import argparse
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path

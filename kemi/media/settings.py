@@ -276,7 +276,8 @@ def validate_profile(p: MediaProfile, source: str) -> None:
     for flag in p.flags:
         require(RTP_FLAG_RE.match(flag) is not None, f"{key}.flags", f"{flag!r} is not an rtpengine flag",
                 "write one flag per list item, without spaces or quotes, e.g. \"replace-origin\"", source)
-        owned = next((o for o in ROUTE_OWNED_FLAGS if flag == o or (o.endswith(("=", "-")) and flag.startswith(o))), None)
+        owned = next((o for o in ROUTE_OWNED_FLAGS
+                      if flag == o or (o.endswith(("=", "-")) and flag.startswith(o))), None)
         require(owned is None, f"{key}.flags", f"{flag!r} is set by the routes, not by a profile",
                 "remove it: kemi adds trust-address or SIP-source-address from NAT detection, "
                 "direction= from the interfaces the route chooses, and endpoint-learning- from "

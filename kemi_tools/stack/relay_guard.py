@@ -34,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 from kemi.settings import RtpengineDaemon
 

@@ -44,7 +44,7 @@ def argv(d: RtpengineDaemon) -> list[str]:
     ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def supports(option: str) -> bool:
     """Does the installed rtpengine know `option` (12.5 does, 10.5 not all of them)?"""
     try:
