@@ -16,6 +16,7 @@ import ipaddress
 import re
 from pathlib import Path
 
+from kemi.media.learning import learning_flags
 from kemi.security import dialog
 from kemi.settings import Settings
 from kemi.sbc.direction import sides_from_settings
@@ -64,6 +65,10 @@ def render(s: Settings) -> str:
     if media.enabled:
         flags, offer = profile_flags(media.get_profile())
         lines += [f"#!define MEDIA_FLAGS {_quote(flags)}", f"#!define MEDIA_OFFER_EXTRA {_quote(offer)}"]
+        # the sender's address flag and whose address rtpengine may learn (kemi.media.learning)
+        policy = media.rtpengine.endpoint_learning
+        lines += [f"#!define MEDIA_TRUST_FLAGS {_quote(' '.join(('trust-address', *learning_flags(policy, False))))}",
+                  f"#!define MEDIA_NAT_FLAGS {_quote(' '.join(('SIP-source-address', *learning_flags(policy, True))))}"]
     if sbc.enabled:
         lines += _sbc_defines(s)
     return "\n".join(lines) + "\n"

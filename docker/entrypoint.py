@@ -3,7 +3,9 @@
 
     entrypoint.py kamailio          check the settings (every problem), create missing tables
                                     (KEMI_PROVISION_DB=1), render, exec Kamailio in the foreground
-    entrypoint.py rtpengine         exec rtpengine with the settings' [media.rtpengine]
+    entrypoint.py rtpengine         load the relay's per-source packet limit (nftables, in the
+                                    host's network: the service needs NET_ADMIN), then exec
+                                    rtpengine with the settings' [media.rtpengine]
     entrypoint.py mariadb           exec MariaDB on its unix socket only (/run/mysqld, shared with
                                     the kamailio container; no network); a new data folder first
     entrypoint.py health-kamailio   exit 0 when Kamailio answers an OPTIONS on its first socket
@@ -61,8 +63,16 @@ def kamailio() -> int:
 
 
 def rtpengine() -> int:
+    from kemi_tools.stack import relay_guard
     from kemi_tools.stack.rtpengine import argv
-    cmd = argv(load().media.rtpengine)
+    daemon = load().media.rtpengine
+    try:
+        relay_guard.apply(daemon)
+    except relay_guard.GuardError as exc:
+        print(f"kemi: {exc} (compose.yaml gives the rtpengine service cap_add: NET_ADMIN)", file=sys.stderr)
+        return 1
+    cmd = argv(daemon)
+    sys.stdout.flush()
     os.execvp(cmd[0], cmd)
 
 

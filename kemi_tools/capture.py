@@ -18,18 +18,21 @@ SO_ATTACH_FILTER = 26
 PACKET_OUTGOING = 4            # lo shows each packet twice: as sent and as received
 
 
-def _bpf_udp_port_range(low: int, high: int) -> bytes:
-    """Classic BPF: accept IPv4 UDP (unfragmented) whose source or destination port is in range."""
+def _bpf_udp_port_range(low: int, high: int, sources_only: bool = False) -> bytes:
+    """Classic BPF: accept IPv4 UDP (unfragmented) whose source or destination port is in range
+    (sources_only: whose source port is)."""
     ld_h_abs, ld_b_abs, ld_h_ind, ldx_msh = 0x28, 0x30, 0x48, 0xB1
     jeq, jge, jgt, jset, ret = 0x15, 0x35, 0x25, 0x45, 0x06
+    # a source port out of range: look at the destination port, or (sources_only) drop
+    other = "drop" if sources_only else "dport"
     # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
     prog = [
         ("ethertype", ld_h_abs, None, None, 12), ("", jeq, None, "drop", 0x0800),
         ("", ld_b_abs, None, None, 23), ("", jeq, None, "drop", socket.IPPROTO_UDP),
         ("", ld_h_abs, None, None, 20), ("", jset, "drop", None, 0x1FFF),       # a fragment
         ("", ldx_msh, None, None, 14),                                          # X = IP header length
-        ("", ld_h_ind, None, None, 14), ("", jge, None, "dport", low),          # source port
-        ("", jgt, "dport", "accept", high),
+        ("", ld_h_ind, None, None, 14), ("", jge, None, other, low),            # source port
+        ("", jgt, other, "accept", high),
         ("dport", ld_h_ind, None, None, 16), ("", jge, None, "drop", low),      # destination port
         ("", jgt, "drop", "accept", high),
         ("accept", ret, None, None, 0xFFFF),
@@ -43,9 +46,10 @@ def _bpf_udp_port_range(low: int, high: int) -> bytes:
                     for i, (_l, code, jt, jf, k) in enumerate(prog))
 
 
-def attach_udp_port_filter(sock: socket.socket, low: int, high: int) -> None:
-    """Make an AF_PACKET socket see only UDP with a source or destination port in [low, high]."""
-    code = _bpf_udp_port_range(low, high)
+def attach_udp_port_filter(sock: socket.socket, low: int, high: int, sources_only: bool = False) -> None:
+    """Make an AF_PACKET socket see only UDP with a source or destination port in [low, high]
+    (sources_only: a source port there, e.g. only what a relay sends from its ports)."""
+    code = _bpf_udp_port_range(low, high, sources_only)
     prog = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(prog))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)     # the kernel copies prog

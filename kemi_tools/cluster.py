@@ -19,12 +19,13 @@ import argparse
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, MediaInterface, RtpengineDaemon, load_settings, toml_dump
-from kemi_tools.stack import galera, kamailio, keepalived, mariadb, rtpengine
+from kemi_tools.stack import galera, kamailio, keepalived, mariadb, relay_guard, rtpengine
 from kemi_tools.stack.netns import Topology
 from kemi_tools.stack.process import StartError, wait_for
 
@@ -110,6 +111,8 @@ def main(argv: list[str]) -> int:
             ns = host(f"r{i + 1}", address)
             d = RtpengineDaemon(listen_ng=f"{address}:2223", interfaces=(MediaInterface("default", address),),
                                 port_min=30000, port_max=32000)
+            # the relay's per-source packet limit, in the rtpengine's own namespace
+            relay_guard.apply(d, run=lambda argv_, ns=ns, **kw: subprocess.run(ns.argv(argv_), **kw))
             ns.spawn(rtpengine.argv(d), workdir / f"r{i + 1}.log", name=f"rtpengine-r{i + 1}")
         # the Kamailio nodes, and keepalived beside each
         nodes_ns = []

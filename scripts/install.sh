@@ -17,9 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=(python3-mysqldb python3-cachetools)
+# nftables: the per-source packet limit in front of rtpengine's relay ports that `make run`,
+# the image and `make cluster` load (kemi_tools/stack/relay_guard.py, docs/security.md)
 RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra-modules
          kamailio-utils-modules kamailio-tls-modules kamailio-websocket-modules mariadb-server mariadb-client
-         rtpengine-daemon sip-tester make "${PYTHON[@]}")
+         rtpengine-daemon nftables sip-tester make "${PYTHON[@]}")
 # python3-yaml: tests/unit/test_docker_files.py reads the compose file;
 # python3-pip, python3-setuptools: `pip install --no-build-isolation .` with Debian's python3
 # (tests/e2e/test_install.py); Debian 13 pulls in neither by itself;

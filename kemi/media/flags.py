@@ -4,9 +4,12 @@ Plain values in, one string out; no KSR. The routes decide the values (which pro
 the sender behind NAT, which interfaces), this module only spells them for rtpengine:
 
     build_flags(OFFER, profile, nat=False)
-        -> "replace-origin replace-session-connection trust-address"
+        -> "replace-origin replace-session-connection trust-address endpoint-learning-off strict-source"
     build_flags(OFFER, profile, nat=True, ingress="public", egress="private")
-        -> "... SIP-source-address direction=public direction=private"
+        -> "... SIP-source-address endpoint-learning-heuristic strict-source direction=public direction=private"
+
+Whose media address rtpengine may learn (`learning`, media.rtpengine.endpoint_learning) is
+kemi.media.learning's: a sender behind NAT is learned, nobody else.
 
 `ingress` is the rtpengine interface the sender of this SDP reaches us on, `egress` the one
 its peer will use. rtpengine wants direction= exactly twice, ingress first. It matters on
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Protocol
+
+from kemi.media.learning import LEARN_NAT, learning_flags
 
 OFFER = "offer"
 ANSWER = "answer"
@@ -45,7 +50,7 @@ class Profile(Protocol):
 
 
 def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | None = None,
-                egress: str | None = None, extra: Iterable[str] = ()) -> str:
+                egress: str | None = None, extra: Iterable[str] = (), learning: str = LEARN_NAT) -> str:
     """The space-separated rtpengine flags for `op` (OFFER, ANSWER or DELETE)."""
     if op not in OPERATIONS:
         raise ValueError(f"unknown rtpengine operation {op!r}; use one of {OPERATIONS}")
@@ -58,6 +63,7 @@ def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | 
     if op != DELETE:
         out += profile.flags
         out.append(SIP_SOURCE if nat else TRUST_SDP)
+        out += learning_flags(learning, nat)
         if ingress is not None:
             out += [f"direction={ingress}", f"direction={egress}"]
     if op == OFFER:

@@ -77,6 +77,8 @@ class Rtpengine:
         self.sockets = media.sockets                     # for log lines
         # few distinct flag strings (operations x profiles x NAT x interface pairs): built once each
         self.built_flags: dict[tuple, str] = {}
+        # whose media address rtpengine may learn (kemi.media.learning)
+        self.learning = media.rtpengine.endpoint_learning
 
     # route[RELAY], before t_relay
     def on_request(self, msg: Message) -> bool:
@@ -222,7 +224,7 @@ class Rtpengine:
             ingress, egress = view.directions or (None, None)
             flags = self.built_flags[key] = build_flags(op, self.settings.get_profile(view.profile), nat=nat,
                                                         ingress=ingress, egress=egress,
-                                                        extra=(*security, *view.extra))
+                                                        extra=(*security, *view.extra), learning=self.learning)
         return flags
 
     def has_sdp(self) -> bool:

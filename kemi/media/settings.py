@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from kemi.media.learning import POLICIES as LEARNING_POLICIES
 from kemi.media.security import SECURITIES
 from kemi.names import RTPENGINE_INSTANCE_PV
 from kemi.schema import SettingsError, record, report, require, table_list
@@ -75,6 +76,9 @@ class RtpengineDaemon:
     media_timeout: int = 60
     # rtpengine log level: 3 err .. 7 debug
     log_level: int = 6
+    # whose media address rtpengine learns from packets (kemi/media/learning.py): "nat" only
+    # parties behind NAT, "none" nobody, "all" everyone (rtpengine's default, no strict-source)
+    endpoint_learning: str = "nat"
 
     @property
     def ng_socket(self) -> str:
@@ -144,7 +148,8 @@ SIP_TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 EXTENSION_RE = re.compile(r"^[A-Za-z0-9_.+*#-]{1,64}$")
 # flags the routes set themselves: a profile listing them would contradict NAT detection
 # (trust-address / SIP-source-address) or the SBC's interface choice (direction=)
-ROUTE_OWNED_FLAGS = ("trust-address", "SIP-source-address", "direction=", "internal", "external")
+ROUTE_OWNED_FLAGS = ("trust-address", "SIP-source-address", "direction=", "internal", "external",
+                     "endpoint-learning=", "endpoint-learning-")
 MEDIA_RANGES = {                 # key: (lowest, highest, unit)
     "timeout_ms": (10, 10_000, "milliseconds"),
     "retries": (1, 10, "attempts"),
@@ -271,10 +276,12 @@ def validate_profile(p: MediaProfile, source: str) -> None:
     for flag in p.flags:
         require(RTP_FLAG_RE.match(flag) is not None, f"{key}.flags", f"{flag!r} is not an rtpengine flag",
                 "write one flag per list item, without spaces or quotes, e.g. \"replace-origin\"", source)
-        owned = next((o for o in ROUTE_OWNED_FLAGS if flag == o or (o.endswith("=") and flag.startswith(o))), None)
+        owned = next((o for o in ROUTE_OWNED_FLAGS
+                      if flag == o or (o.endswith(("=", "-")) and flag.startswith(o))), None)
         require(owned is None, f"{key}.flags", f"{flag!r} is set by the routes, not by a profile",
                 "remove it: kemi adds trust-address or SIP-source-address from NAT detection, "
-                "and direction= from the interfaces the route chooses", source)
+                "direction= from the interfaces the route chooses, and endpoint-learning- from "
+                "media.rtpengine.endpoint_learning", source)
     for mode in p.rtcp_mux:
         require(mode in RTCP_MUX_MODES, f"{key}.rtcp_mux", f"{mode!r} is not an rtcp-mux mode",
                 f"use any of {', '.join(RTCP_MUX_MODES)} (rtcp-mux-MODE)", source)
@@ -303,6 +310,9 @@ def validate_daemon(m: MediaSettings, source: str) -> None:
             "use 1024 <= port_min < port_max <= 65535 with at least 4 ports (one call needs 4 per medium)", source)
     require(not (port.isdigit() and d.port_min <= int(port) <= d.port_max), "media.rtpengine.listen_ng",
             f"port {port} lies in the media port range", "move listen_ng or the port range apart", source)
+    require(d.endpoint_learning in LEARNING_POLICIES, "media.rtpengine.endpoint_learning",
+            f"{d.endpoint_learning!r} is not a learning policy",
+            'use "nat" (parties behind NAT only), "none" or "all": docs/security.md, "Media attacks"', source)
     require(bool(d.interfaces), "media.rtpengine.interfaces", "is empty",
             'list at least one { name = "default", address = "127.0.0.1" }', source)
     seen = set()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT, SettingsError, load_settings
-from kemi_tools.stack import kamailio, mariadb, rtpengine
+from kemi_tools.stack import kamailio, mariadb, relay_guard, rtpengine
 from kemi_tools.stack.process import StartError
 
 
@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     started = []
+    guarded = False
     try:
         db = mariadb.start(Path(settings.runtime.dir))
         if db:
@@ -56,6 +57,11 @@ def main(argv: list[str]) -> int:
         print(f"kemi: wrote {mariadb.write_kamctlrc(settings)} (SIP_DOMAIN={settings.sip.domain})")
         media = settings.media
         if media.enabled and media.rtpengine.start:
+            # the per-source packet limit in front of the relay ports, before any port is open
+            relay_guard.apply(media.rtpengine)
+            guarded = True
+            print(f"kemi: loaded nftables table inet {relay_guard.TABLE}: at most {relay_guard.FLOW_RATE} "
+                  f"packets/s from one source to one relay port (docs/security.md, \"Media attacks\")", flush=True)
             rtpe = rtpengine.start(media.rtpengine, Path(settings.runtime.dir))
             started.append(rtpe)
             print(f"kemi: rtpengine running (pid {rtpe.pid}), ng {media.rtpengine.listen_ng}, media on "
@@ -81,7 +87,7 @@ def main(argv: list[str]) -> int:
     except _Stop:
         print("kemi: stopping")
         return 0
-    except StartError as exc:
+    except (StartError, relay_guard.GuardError) as exc:
         print(f"kemi: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -89,6 +95,8 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for d in reversed(started):
             d.stop()
+        if guarded:
+            relay_guard.remove()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ docker/Dockerfile on it with podman (runc; docs/docker.md). The three services t
 docker/compose.yaml describes (tests/harness/compose.py): MariaDB on its socket only, rtpengine
 and Kamailio on the host network, which is a network namespace this test made (loopback only),
 so the compose file's fixed ports are this test's alone. Two extensions register with digest
-through the container and one calls the other; the callee's SDP shows rtpengine's ports.
+through the container and one calls the other; the callee's SDP shows rtpengine's ports, and
+the rtpengine service has loaded the relay's packet limit (nftables) into that namespace.
 
 The Debian 13 suite (scripts/debroot.py, a chroot) does not run it: the host's suite builds and
 runs both images, and podman's storage would not work on the chroot's overlay.
@@ -91,6 +92,9 @@ def test_the_image_registers_and_calls(engine, debian, tmp_path):
         port = int(re.search(r"^m=audio (\d+) ", invite, re.M).group(1))
         assert RTP_MIN <= port <= RTP_MAX, invite
         assert "Traceback" not in run.logs("kamailio")
+        # the rtpengine service loaded the relay's per-source packet limit into its network
+        table = ns.run(["nft", "list", "table", "inet", "kemi_relay"], check=False)
+        assert table.returncode == 0 and f"udp dport {RTP_MIN}-{RTP_MAX}" in table.stdout, table.stdout + table.stderr
     finally:
         problems = run.down()
         problems += topo.teardown()

@@ -97,3 +97,46 @@ def test_a_second_sigterm_while_stopping_still_stops_everything(db, tmp_path):
             runner.wait(10)
         if kamailio_pid and _children(kamailio_pid):
             os.killpg(kamailio_pid, signal.SIGKILL)
+
+
+def test_with_media_the_runner_loads_the_relay_packet_limit_and_removes_it(db, tmp_path):
+    """`make run` with rtpengine (docs/security.md, "Media attacks"): the nftables table that
+    limits each source per relay port is there while it runs, and gone after SIGTERM. Run in a
+    network namespace of its own, so the table never touches this machine's ruleset."""
+    from harness import media, netns
+    from harness.sbc import probe
+
+    topo = netns.Topology()
+    ns = topo.namespace("mkrun")
+    port = stack.kamailio_port()
+    ng_port = stack.PORT_BASE + 78
+    inst = stack.KamailioInstance(tmp_path / "run", port, {"media": {"enabled": True, "rtpengine": {
+        "listen_ng": f"127.0.0.1:{ng_port}", "port_min": media.RTPENGINE_PORT_MIN,
+        "port_max": media.RTPENGINE_PORT_MAX, "interfaces": [{"name": "default", "address": "127.0.0.1"}]}}})
+    home = tmp_path / "home"
+    home.mkdir()
+    log = tmp_path / "runner.log"
+    table = lambda: ns.run(["nft", "list", "table", "inet", "kemi_relay"], check=False)
+    with open(log, "wb") as out:
+        runner = ns.popen([sys.executable, "-m", "kemi_tools.stack", str(inst.settings_file)],
+                          cwd=stack.project_file(), env=dict(os.environ, HOME=str(home)), stdout=out,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: probe(ns, "127.0.0.1", "127.0.0.1", port) or runner.poll() is not None, 40,
+                 "the runner's Kamailio in its namespace")
+        assert runner.poll() is None, log.read_text()[-3000:]
+        listed = table()
+        assert listed.returncode == 0, listed.stderr
+        assert (f"ip daddr 127.0.0.1 udp dport {media.RTPENGINE_PORT_MIN}-{media.RTPENGINE_PORT_MAX} "
+                f"update @flows4 {{ ip saddr . udp dport limit rate over 1000/second burst 100 packets }}") in listed.stdout
+        assert "kemi: loaded nftables table inet kemi_relay" in log.read_text()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(30) == 0, log.read_text()[-3000:]
+        assert table().returncode != 0, "the runner left its nftables table behind"
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            if os.path.exists(inst.settings.pid_file):
+                os.killpg(int(open(inst.settings.pid_file).read()), signal.SIGKILL)
+        problems = topo.teardown()
+    assert problems == []

@@ -46,7 +46,7 @@ def browser_calls_phone(web, db, tmp_path, browser_user, phone_user, media):
     web.start_kamailio(media)
     for user in (browser_user, phone_user):
         db.add_subscriber(user)
-    phone = Baresip(tmp_path, phone_user, tone_hz=PHONE_HZ, register=True)
+    phone = Baresip(tmp_path, phone_user, tone_hz=PHONE_HZ, register=True, address=MEDIA_ADDRESS)
     phone.start(web.proxy, seconds=90, netns=web.ns)
     try:
         assert wait_until(lambda: db.locations(phone_user), 20, 0.2), phone.log()[-2000:]
@@ -90,7 +90,7 @@ def test_a_plain_rtp_phone_calls_the_browser_registered_over_wss(web, db, tmp_pa
     tone = tmp_path / "browser-tone.wav"
     write_tone(tone, BROWSER_HZ, seconds=30)
     browsing = web.browse_async(web.page_url("4205"), HOLD_SECONDS, tone)
-    phone = Baresip(tmp_path, "4206", tone_hz=PHONE_HZ)
+    phone = Baresip(tmp_path, "4206", tone_hz=PHONE_HZ, address=MEDIA_ADDRESS)
     try:
         assert wait_until(lambda: db.locations("4205"), 30, 0.2), browsing.page_log()[-3000:]
         phone.start(web.proxy, dial="4205", seconds=HOLD_SECONDS + 6, netns=web.ns)

@@ -96,9 +96,12 @@ class Baresip:
 
     def __init__(self, workdir: Path, user: str, port: int | None = None, tone_hz: float = 600,
                  mediaenc: str | None = None, password: str = stack.PASSWORD, register: bool = False,
-                 answer: bool = True):
+                 answer: bool = True, address: str = "127.0.0.1"):
         self.user, self.password, self.tone_hz, self.mediaenc = user, password, tone_hz, mediaenc
         self.register, self.answer = register, answer
+        # the phone's own address (SIP and RTP: its SDP names it, and it sends from it)
+        self.address = address
+        self.netns = None
         self.port = port or sip_port()
         self.ctrl_port = next(_ctrl_ports)
         self.rtp_min = next(_rtp_blocks)
@@ -112,8 +115,8 @@ class Baresip:
     def write_config(self, proxy: str) -> None:
         (self.dir / "config").write_text("\n".join([
             "poll_method epoll",
-            f"sip_listen 127.0.0.1:{self.port}",
-            "net_interface 127.0.0.1",
+            f"sip_listen {self.address}:{self.port}",
+            f"net_interface {self.address}",
             f"audio_source aufile,{self.tone}",
             "audio_player aufile,/dev/null",
             "audio_alert aufile,/dev/null",
@@ -146,6 +149,7 @@ class Baresip:
         if dial:
             argv += ["-e", f"/dial sip:{dial}@{proxy}"]
         name, log = f"baresip-{self.user}", self.dir / "baresip.log"
+        self.netns = netns
         self.daemon = netns.spawn(argv, log, name=name) if netns is not None else Daemon(name, argv, log)
         return self
 
@@ -154,7 +158,12 @@ class Baresip:
         import json
         import socket
         body = json.dumps({"command": command, "params": params, "token": command}).encode()
-        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5) as s:
+        # ctrl_tcp listens on the loopback of the phone's namespace
+        sock = self.netns.socket(socket.AF_INET, socket.SOCK_STREAM) if self.netns is not None \
+            else socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", self.ctrl_port))
+        with sock as s:
             s.sendall(b"%d:%s," % (len(body), body))
             data = b""
             while not data.endswith(b","):

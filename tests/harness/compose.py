@@ -1,7 +1,7 @@
 """docker/compose.yaml run with podman, service by service, as compose would (no compose tool
 here): ${VAR:-default} interpolation, depends_on order with condition: service_healthy (the
 healthcheck's CMD run with `podman exec` until it passes), environment, named volumes,
-network_mode (host / none), command. Containers and volumes get names unique to this test run
+network_mode (host / none), cap_add, command. Containers and volumes get names unique to this test run
 and are removed, by name, at `down()`.
 
 With `netns` (a network namespace the test made), network_mode: host becomes that namespace
@@ -82,6 +82,8 @@ class ComposeRun:
         if network == "host" and self.netns:
             network = f"ns:/run/netns/{self.netns}"
         argv += ["--network", network] if network else []
+        for cap in svc.get("cap_add") or []:
+            argv += ["--cap-add", cap]
         env = svc.get("environment") or {}
         for key, value in (env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)):
             argv += ["-e", f"{key}={interpolate(value, self.env)}"]

@@ -6,7 +6,9 @@
       HTTP server  127.0.0.1:HTTP_PORT: tests/web (phone.html, jssip.js), loopback is a secure
                    context for getUserMedia
       Chromium     headless (Debian's), driven by tests/web/drive.js (playwright-core)
-      baresip      the plain-RTP phone on 127.0.0.1
+      baresip      the plain-RTP phone on 203.0.113.5 (web0): its SDP names the address it
+                   sends from (bound to 127.0.0.1 it would send to the relay from web0's
+                   address, and strict-source drops what does not come from the SDP's)
 
 Why a namespace: Chromium gathers ICE host candidates from every non-loopback interface
 (it ignores loopback); in the root namespace that would be the machine's real NIC, and

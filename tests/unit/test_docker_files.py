@@ -174,6 +174,8 @@ def compose_problems(doc: dict) -> list[str]:
                     problems.append(f"{name}: needs network_mode: none (its unix socket is all it serves)")
             elif svc.get("network_mode") != "host":
                 problems.append(f"{name}: needs network_mode: host (SIP and RTP on the host's addresses)")
+            if name == "rtpengine" and "NET_ADMIN" not in (svc.get("cap_add") or []):
+                problems.append(f"{name}: needs cap_add: [NET_ADMIN] (its entrypoint loads the relay's packet limit)")
             if "command" in svc:
                 problems += image_command_problems(svc["command"], f"{name}.command")
             problems += env_problems(svc.get("environment") or {})
@@ -263,11 +265,12 @@ def test_a_broken_compose_file_is_caught():
     broken = copy.deepcopy(doc)
     broken["services"]["kamailio"]["healthcheck"]["test"][3] = "health-kamailo"
     broken["services"]["rtpengine"]["network_mode"] = "bridge"
+    del broken["services"]["rtpengine"]["cap_add"]
     broken["services"]["mariadb"]["healthcheck"]["test"] = ["CMD", "mysqladmin-typo", "ping"]
     broken["services"]["mariadb"]["network_mode"] = "host"
     broken["services"]["kamailio"]["volumes"] = ["mysqld-socket:/run/mysqld"]
     problems = "\n".join(compose_problems(broken))
-    for words in ("no command 'health-kamailo'", "rtpengine: needs network_mode: host",
+    for words in ("no command 'health-kamailo'", "rtpengine: needs network_mode: host", "rtpengine: needs cap_add",
                   "mariadb.healthcheck: not an entrypoint.py health command", "mariadb: needs network_mode: none",
                   "volume mysqld-socket is not declared"):
         assert words in problems

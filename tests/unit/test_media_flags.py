@@ -13,31 +13,31 @@ TRANSCODING = MediaProfile("transcoding", flags=("replace-origin",), rtcp_mux=("
 
 @pytest.mark.parametrize("op, profile, kw, expected", [
     # the seed's default: replace o= and session c=, trust the SDP address when not NATed
-    (OFFER, DEFAULT_MEDIA_PROFILE, {}, f"{SEED} trust-address"),
-    (ANSWER, DEFAULT_MEDIA_PROFILE, {}, f"{SEED} trust-address"),
+    (OFFER, DEFAULT_MEDIA_PROFILE, {}, f"{SEED} trust-address endpoint-learning-off strict-source"),
+    (ANSWER, DEFAULT_MEDIA_PROFILE, {}, f"{SEED} trust-address endpoint-learning-off strict-source"),
     # behind NAT: the media address is the SIP packet's source
-    (OFFER, DEFAULT_MEDIA_PROFILE, {"nat": True}, f"{SEED} SIP-source-address"),
-    (ANSWER, DEFAULT_MEDIA_PROFILE, {"nat": True}, f"{SEED} SIP-source-address"),
+    (OFFER, DEFAULT_MEDIA_PROFILE, {"nat": True}, f"{SEED} SIP-source-address endpoint-learning-heuristic strict-source"),
+    (ANSWER, DEFAULT_MEDIA_PROFILE, {"nat": True}, f"{SEED} SIP-source-address endpoint-learning-heuristic strict-source"),
     # delete carries none of the SDP flags
     (DELETE, DEFAULT_MEDIA_PROFILE, {"nat": True}, ""),
     (DELETE, DEFAULT_MEDIA_PROFILE, {"extra": ["via-branch=1"]}, "via-branch=1"),
     # the SBC's two interfaces: direction= twice, the SDP sender's interface first
     (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "public", "egress": "private"},
-     f"{SEED} trust-address direction=public direction=private"),
+     f"{SEED} trust-address endpoint-learning-off strict-source direction=public direction=private"),
     (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "private", "egress": "public", "nat": True},
-     f"{SEED} SIP-source-address direction=private direction=public"),
+     f"{SEED} SIP-source-address endpoint-learning-heuristic strict-source direction=private direction=public"),
     # ... on answers too (rtpengine 10.5 applies it there): the answerer's interface first
     (ANSWER, DEFAULT_MEDIA_PROFILE, {"ingress": "private", "egress": "public"},
-     f"{SEED} trust-address direction=private direction=public"),
+     f"{SEED} trust-address endpoint-learning-off strict-source direction=private direction=public"),
     (DELETE, DEFAULT_MEDIA_PROFILE, {"ingress": "private", "egress": "public"}, ""),
     # one interface for both sides is allowed (rtpengine repeats it)
-    (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "pub", "egress": "pub"}, f"{SEED} trust-address direction=pub direction=pub"),
+    (OFFER, DEFAULT_MEDIA_PROFILE, {"ingress": "pub", "egress": "pub"}, f"{SEED} trust-address endpoint-learning-off strict-source direction=pub direction=pub"),
     # rtcp-mux handling and codec filtering: passed through on offers, in this order
-    (OFFER, TRANSCODING, {}, "replace-origin trust-address rtcp-mux-demux codec-mask=all codec-strip=G729 "
+    (OFFER, TRANSCODING, {}, "replace-origin trust-address endpoint-learning-off strict-source rtcp-mux-demux codec-mask=all codec-strip=G729 "
                              "codec-transcode=PCMU codec-transcode=PCMA"),
-    (ANSWER, TRANSCODING, {}, "replace-origin trust-address"),
+    (ANSWER, TRANSCODING, {}, "replace-origin trust-address endpoint-learning-off strict-source"),
     # extra flags go last; a repeated flag is written once
-    (OFFER, DEFAULT_MEDIA_PROFILE, {"extra": ["replace-origin", "via-branch=auto"]}, f"{SEED} trust-address via-branch=auto"),
+    (OFFER, DEFAULT_MEDIA_PROFILE, {"extra": ["replace-origin", "via-branch=auto"]}, f"{SEED} trust-address endpoint-learning-off strict-source via-branch=auto"),
 ])
 def test_build_flags(op, profile, kw, expected):
     assert build_flags(op, profile, **kw) == expected

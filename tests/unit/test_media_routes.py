@@ -44,7 +44,7 @@ def rtpengine_calls(ksr):
 
 def test_invite_with_sdp_is_offered_to_rtpengine_then_relayed():
     ksr = routed(invite())
-    assert rtpengine_calls(ksr) == [(OFFER, (f"{SEED_FLAGS} trust-address",))]
+    assert rtpengine_calls(ksr) == [(OFFER, (f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",))]
     assert FLT_SDP_OFFER in ksr.flags               # the 1xx/2xx SDP will be the answer
     assert len(ksr.relayed) == 1 and ksr.replies == []
     assert ksr.rtpengine_sessions == {ksr.message.call_id}
@@ -62,7 +62,7 @@ def test_sender_behind_nat_gets_sip_source_address():
     ksr.results["nathelper.nat_uac_test"] = lambda k, tests: 1 if tests == sip.NAT_TESTS else -1
     make_router(ksr, MEDIA_ON).ksr_request_route(None)
     assert FLT_NATS in ksr.flags
-    assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} SIP-source-address",)]
+    assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} SIP-source-address endpoint-learning-heuristic strict-source",)]
 
 
 def test_private_address_in_sdp_gets_sip_source_address():
@@ -70,7 +70,7 @@ def test_private_address_in_sdp_gets_sip_source_address():
     ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
     ksr.results["nathelper.nat_uac_test"] = lambda k, tests: 1 if tests == sip.NAT_TEST_SDP else -1
     make_router(ksr, MEDIA_ON).ksr_request_route(None)
-    assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} SIP-source-address",)]
+    assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} SIP-source-address endpoint-learning-heuristic strict-source",)]
 
 
 def test_rtpengine_unreachable_answers_503_and_does_not_relay():
@@ -115,7 +115,7 @@ def test_anchoring_off_never_calls_rtpengine():
 def test_reinvite_and_update_with_sdp_are_offers():
     for method in ("INVITE", "UPDATE"):
         ksr = routed(in_dialog(method, body=SDP))
-        assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} trust-address",)], method
+        assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",)], method
         assert len(ksr.relayed) == 1
 
 
@@ -127,7 +127,7 @@ def test_reinvite_rtpengine_unreachable_gets_503_and_keeps_the_session():
 
 def test_ack_with_sdp_is_the_answer_to_a_late_offer():
     ksr = routed(in_dialog("ACK", body=SDP), rtpengine_sessions={"call-1@192.0.2.10"})
-    assert ksr.calls_to(ANSWER) == [(f"{SEED_FLAGS} trust-address",)]
+    assert ksr.calls_to(ANSWER) == [(f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",)]
     assert len(ksr.relayed) == 1
 
 
@@ -179,14 +179,14 @@ def reply(status, body=SDP, flags=(), bflags=()):
 
 
 @pytest.mark.parametrize("status, body, flags, bflags, expected", [
-    (200, SDP, {FLT_SDP_OFFER}, (), [(ANSWER, (f"{SEED_FLAGS} trust-address",))]),
-    (183, SDP, {FLT_SDP_OFFER}, (), [(ANSWER, (f"{SEED_FLAGS} trust-address",))]),
+    (200, SDP, {FLT_SDP_OFFER}, (), [(ANSWER, (f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",))]),
+    (183, SDP, {FLT_SDP_OFFER}, (), [(ANSWER, (f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",))]),
     # late offer: the INVITE had no SDP
-    (200, SDP, (), (), [(OFFER, (f"{SEED_FLAGS} trust-address",))]),
+    (200, SDP, (), (), [(OFFER, (f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",))]),
     # the callee is registered behind NAT
-    (200, SDP, {FLT_SDP_OFFER}, {FLB_NATB}, [(ANSWER, (f"{SEED_FLAGS} SIP-source-address",))]),
+    (200, SDP, {FLT_SDP_OFFER}, {FLB_NATB}, [(ANSWER, (f"{SEED_FLAGS} SIP-source-address endpoint-learning-heuristic strict-source",))]),
     # the caller's NAT flag (request flags show in reply routes) is not the callee's
-    (200, SDP, {FLT_SDP_OFFER, FLT_NATS}, (), [(ANSWER, (f"{SEED_FLAGS} trust-address",))]),
+    (200, SDP, {FLT_SDP_OFFER, FLT_NATS}, (), [(ANSWER, (f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source",))]),
     (180, "", {FLT_SDP_OFFER}, (), []),
     (100, "", {FLT_SDP_OFFER}, (), []),
 ])
@@ -234,7 +234,7 @@ def test_profile_flags_codecs_and_rtcp_mux_on_the_offer():
                           "profiles": {"hd": {"flags": ["replace-origin"], "rtcp_mux": ["accept", "offer"],
                                               "codec_strip": ["G729"], "codec_transcode": ["opus"]}}}}
     ksr = routed(invite(), settings=settings)
-    assert ksr.calls_to(OFFER) == [("replace-origin trust-address rtcp-mux-accept rtcp-mux-offer "
+    assert ksr.calls_to(OFFER) == [("replace-origin trust-address endpoint-learning-off strict-source rtcp-mux-accept rtcp-mux-offer "
                                     "codec-strip=G729 codec-transcode=opus",)]
 
 
@@ -247,10 +247,10 @@ class TwoInterfaceRouter(Router):
 
 def test_media_directions_hook_adds_direction_on_offers():
     ksr = routed(invite(), router_class=TwoInterfaceRouter)
-    assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} trust-address direction=public direction=private",)]
+    assert ksr.calls_to(OFFER) == [(f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source direction=public direction=private",)]
     late = FakeKSR(SipMessage(method="INVITE", status=200, to_tag="t", headers=SDP_HEADERS, body=SDP))
     make_router(late, MEDIA_ON, router_class=TwoInterfaceRouter).ksr_onreply_manage(None)
-    assert late.calls_to(OFFER) == [(f"{SEED_FLAGS} trust-address direction=private direction=public",)]
+    assert late.calls_to(OFFER) == [(f"{SEED_FLAGS} trust-address endpoint-learning-off strict-source direction=private direction=public",)]
 
 
 def test_rtpengine_raising_is_answered_500_by_the_handler_guard():

@@ -11,7 +11,7 @@ from kemi.testing.helpers import make_router, signed_route
 from test_media_security import DTLS_SDP, PLAIN_SDP, SDES_SDP, WEBRTC_SDP
 from test_sbc_media_routes import gateway_invite, ksr_for, raw_settings, router as sbc_router
 
-SEED = "replace-origin replace-session-connection trust-address"
+SEED = "replace-origin replace-session-connection trust-address endpoint-learning-off strict-source"
 OFFER, ANSWER, DELETE = "rtpengine.rtpengine_offer", "rtpengine.rtpengine_answer", "rtpengine.rtpengine_delete0"
 SDP_HEADERS = {"Content-Type": "application/sdp"}
 CREDENTIALS = {"Proxy-Authorization": 'Digest username="2002"'}

@@ -97,6 +97,11 @@ def test_rtpengine_command_line():
     ({"rtpengine": {"interfaces": [{"name": "a", "address": "127.0.0.2"}, {"name": "a", "address": "127.0.0.3"}]}},
      "media.rtpengine.interfaces[1].name", "its own name"),
     ({"rtpengine": {"delete_delay": -1}}, "media.rtpengine.delete_delay", "0 to 3600"),
+    ({"rtpengine": {"endpoint_learning": "heuristic"}}, "media.rtpengine.endpoint_learning", '"nat"'),
+    ({"rtpengine": {"endpoint_learning": True}}, "media.rtpengine.endpoint_learning", "string"),
+    ({"profiles": {"x": {"flags": ["endpoint-learning-delayed"]}}}, "media.profiles.x.flags",
+     "media.rtpengine.endpoint_learning"),
+    ({"profiles": {"x": {"flags": ["endpoint-learning=off"]}}}, "media.profiles.x.flags", "endpoint-learning-"),
 ])
 def test_bad_media_settings_name_the_key_and_the_fix(table, key, fix):
     with pytest.raises(SettingsError) as err:

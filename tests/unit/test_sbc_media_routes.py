@@ -11,7 +11,7 @@ from kemi.settings import SettingsError, parse_settings
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import TEST_ROUTE_SECRET, FakeDids, FakeSubscribers, make_router, signed_route
 
-SEED = "replace-origin replace-session-connection trust-address"
+SEED = "replace-origin replace-session-connection trust-address endpoint-learning-off strict-source"
 OFFER, ANSWER = "rtpengine.rtpengine_offer", "rtpengine.rtpengine_answer"
 DELETE, DELETE_FLAGS = "rtpengine.rtpengine_delete0", "rtpengine.rtpengine_delete"
 SDP = "v=0\r\no=- 1 1 IN IP4 198.51.100.10\r\ns=-\r\nc=IN IP4 198.51.100.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
@@ -254,7 +254,7 @@ def test_subscriber_phone_keeps_nat_detection():
     ksr = ksr_for(message)
     ksr.results["nathelper.nat_uac_test"] = lambda k, tests: 1 if tests == sip.NAT_TEST_SDP else -1
     request(message, ksr=ksr)
-    assert offered(ksr) == ["replace-origin replace-session-connection SIP-source-address "
+    assert offered(ksr) == ["replace-origin replace-session-connection SIP-source-address endpoint-learning-heuristic strict-source "
                             "direction=private direction=public"]
 
 
