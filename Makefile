@@ -12,6 +12,7 @@
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 # make bench-debian13  the same on the Debian 13 root (Kamailio 6.0): bench/results-trixie/
+# make bench-topology  topology hiding's cost per call, hiding off vs on (bench/topology.py)
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
@@ -30,7 +31,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
+.PHONY: run deps install uninstall test test-debian13 bench-debian13 bench-topology image unit e2e check install-test install-bench fuzz bench sipp reload cluster
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -60,6 +61,9 @@ bench: install-bench
 
 test: install-test
 	$(PYTEST) -q tests
+
+bench-topology: install-bench
+	$(PY) -m bench.topology $(BENCH_ARGS)
 
 test-debian13:
 	$(PY) scripts/debroot.py test trixie

@@ -104,6 +104,9 @@ class _Handler:
     def ksr_xhttp_event(self, msg, *event):
         return self._router().ksr_xhttp_event(msg, *event)
 
+    def ksr_topos_event(self, msg, *event):
+        return self._router().ksr_topos_event(msg, *event)
+
     def __getattr__(self, name):
         # the other callbacks, route names a Router subclass adds
         return getattr(self._router(), name)
@@ -141,6 +144,10 @@ class _CountingHandler(_Handler):
     def ksr_xhttp_event(self, msg, *event):
         KSR.statistics.update_stat(_STAT + "xhttp_event", 1)
         return self._router().ksr_xhttp_event(msg, *event)
+
+    def ksr_topos_event(self, msg, *event):
+        KSR.statistics.update_stat(_STAT + "topos_event", 1)
+        return self._router().ksr_topos_event(msg, *event)
 
     def __getattr__(self, name):
         method = getattr(self._router(), name)
@@ -192,6 +199,10 @@ def ksr_failure_manage(*_):
 
 def ksr_xhttp_event(*event):
     return _handler.ksr_xhttp_event(None, *event)
+
+
+def ksr_topos_event(*event):
+    return _handler.ksr_topos_event(None, *event)
 
 
 def child_init(rank):

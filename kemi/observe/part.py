@@ -23,7 +23,7 @@ from kemi.observe import decisions as dlog
 from kemi.observe.metrics import (BAN_FLOOD, BAN_PASSWORD_GUESSING, BAN_SCANNER, BANS, CALL_AUTH_FAILED,
                                   CALL_REJECTED, CALLS, DROPPED, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS,
                                   INITIAL_SERIES, REG_AUTH_FAILED, REG_REFUSED, REGISTRATIONS, REPLIES_503,
-                                  RTPENGINE_ERRORS, SIDE_NONE)
+                                  RTPENGINE_ERRORS, SIDE_NONE, TOPOLOGY_CALLS)
 from kemi.security.ban import Reason, is_failed_guess
 
 if TYPE_CHECKING:
@@ -114,6 +114,10 @@ class Observer:
     def note_drop(self, reason: str) -> None:
         """A request dropped without a reply."""
 
+    def note_topology(self, result: str) -> None:
+        """A new call met topology hiding (kemi/topology/): hidden, or refused and why (the
+        refusals are in the decision log through note_503 / note_call)."""
+
     # --- the decision log -----------------------------------------------------------------
 
     def decision_log_on(self) -> bool:
@@ -196,3 +200,6 @@ class MeteredObserver(Observer):
 
     def note_drop(self, reason: str) -> None:
         self.ksr.xhttp_prom.counter_inc_l1(DROPPED.name, 1, reason)
+
+    def note_topology(self, result: str) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(TOPOLOGY_CALLS.name, 1, result)

@@ -30,6 +30,7 @@ import kemi.settings.sip as sip
 import kemi.settings.tls as tls
 from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
 from kemi.settings.model import Settings
+from kemi.topology import settings as topology
 from kemi.websocket import settings as websocket
 
 __all__ = ["DEFAULT_SETTINGS_FILE", "PROJECT_ROOT", "SETTINGS_ENV", "load_settings", "parse_settings",
@@ -46,7 +47,7 @@ TABLE_PARSERS = {"media": media.parse, "websocket": websocket.parse}
 TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validate, python.validate, runtime.validate,
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
-                observe.validate_logging, cluster.validate)
+                observe.validate_logging, cluster.validate, topology.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:
