@@ -4,20 +4,22 @@
 
 The bench's SBC on loopback sides (bench/stack.py: public 127.0.1.1, private 127.0.2.1; the
 trunk on the public side calls through the dispatcher to two private gateways, rtpengine
-between the sides), the Python routing only (bench/native.cfg has no topology hiding), in two
-Kamailios started side by side from the same settings except one key, sbc.public.hide_topology,
-both pinned to the same CPU. Every round offers the same calls (INVITE/180/200/ACK/BYE, 100 ms
-held) to each, alternating which goes first, at a rate both carry without failures, and
-measures per call:
+between the sides), the Python routing only (bench/native.cfg has no topology hiding), in three
+Kamailios started side by side from the same settings but for hiding: off, on (the public side
+hides: topos's event callback set), both (both sides hide: the same calls hidden, no callback),
+all pinned to the same CPU. Every round offers the same calls (INVITE/180/200/ACK/BYE, 100 ms
+held) to each, in alternating order, at a rate all carry without failures, and measures per call:
 
 * Kamailio's CPU (user + system of all its processes, /proc);
-* MariaDB's CPU (mariadbd, /proc): the SERVER IS SHARED with whatever else uses it on this
-  machine (other test runs), so this column is an upper bound of topos's database work;
+* the database's CPU and statements: both Kamailios use a MariaDB of the bench's own (own
+  datadir, socket and port; MariaDB's defaults, so every write is a commit with its fsync),
+  which nothing else uses: its CPU (/proc) and its statement counters are the calls' alone;
 * entries into Python (settings metrics.count_python_entries, both Kamailios);
 * topos records written (rows added to topos_d and topos_t).
 
-The machine is shared and noisy: medians over the rounds, and each round, are printed and
-written to OUT/topology.json and OUT/topology.md. Everything it started is stopped by PID.
+The machine is shared and noisy (other test runs use the same two cores): medians over the
+rounds, and the range, are printed and written to OUT/topology.json and OUT/topology.md.
+Everything it started is stopped by PID.
 """
 from __future__ import annotations
 
@@ -29,13 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-from kemi.settings import PROJECT_ROOT
+from kemi.settings import PROJECT_ROOT, parse_settings
 from kemi_tools.stack import mariadb
 from kemi_tools.stack.process import StartError
 
 from bench.load import FIXTURES_DIR, SCENARIO_DIR, Sipp, client_argv, read_stats, server_argv
-from bench.stack import (PRIVATE_GATEWAYS, PUBLIC_GATEWAY, PYTHON_CFG, SBC_PUBLIC, BenchDatabase, BenchKamailio,
-                         media_table, rtpengine_daemon, start_rtpengine, wait_until)
+from bench.stack import (PRIVATE_GATEWAYS, PUBLIC_GATEWAY, PYTHON_CFG, SBC_PUBLIC, BenchKamailio, media_table,
+                         process_cpu_seconds, rtpengine_daemon, start_rtpengine)
+
+sys.path.insert(0, str(PROJECT_ROOT / "tests"))
+from harness.own_mariadb import OwnMariaDB  # noqa: E402  (the fault tests' private MariaDB)
 
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 PORT_BASE = 10000 + 1000 * SLOT + 700          # clear of the tests' and make bench's ports in the slot
@@ -43,47 +48,45 @@ MEDIA_PORT_MIN = 20000 + 2000 * SLOT if SLOT <= 5 else 6000 + 2000 * (SLOT - 6) 
 MEDIA_PORT_MAX = MEDIA_PORT_MIN + 1999
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 ROUTE_SECRET = "bench-topology-secret-0123456789abcdef"
-MODES = ("off", "on")
+# off: nothing hides; on: the public side hides (topos's event callback set: one side hides);
+# both: both sides hide (the same calls hidden, no event callback: what the callback costs)
+MODES = ("off", "on", "both")
 CALL_HOLD_MS = 100
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+DB_NAME, DB_USER, DB_PASSWORD = "kemi_topology", "kemi_topology", "kemi_topology_pw"
+# the database's statements and commit flushes (SHOW GLOBAL STATUS of the bench's own server)
+DB_COUNTERS = ("Com_select", "Com_insert", "Com_update", "Com_delete", "Innodb_data_fsyncs")
 
 
 def log(text: str) -> None:
     print(text, flush=True)
 
 
-def mariadb_cpu_seconds() -> float:
-    """user+system CPU of every mariadbd process so far (the shared server)."""
-    total = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                raw = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if raw[raw.find("(") + 1:raw.rfind(")")] != "mariadbd":
-            continue
-        rest = raw[raw.rfind(")") + 2:].split()
-        total += int(rest[11]) + int(rest[12])
-    return total / CLK_TCK
+class BenchDb:
+    """What BenchKamailio needs of its database: the URLs (the bench's own server, over TCP)."""
+
+    def __init__(self, port: int):
+        self.url = f"mysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{port}/{DB_NAME}"
+        self.ro_url = f"mysql://{DB_USER}_ro:{DB_PASSWORD}@127.0.0.1:{port}/{DB_NAME}"
 
 
 class Bench:
-    def __init__(self, workdir: Path, kamailio_cpus: str, load_cpus: str, children: int):
+    def __init__(self, workdir: Path, kamailio_cpus: str, load_cpus: str, children: int, flush_at_commit: int = 1):
         self.workdir, self.kamailio_cpus, self.load_cpus, self.children = workdir, kamailio_cpus, load_cpus, children
+        self.flush_at_commit = flush_at_commit
         self.owned: list = []
-        self.db = BenchDatabase(f"kemi_bench_topology{SLOT or ''}", workdir)
+        self.server = OwnMariaDB(PORT_BASE + 40, name=f"kemi-bench-topology{SLOT}")
+        self.db = BenchDb(self.server.port)
         self.kamailios: dict[str, BenchKamailio] = {}
         self.gateway_port, self.caller_port = PORT_BASE + 10, PORT_BASE + 20
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        daemon = mariadb.start(self.workdir)
-        if daemon:
-            self.owned.append(daemon)
-        self.db.create(10)
+        self.server.install().start()
+        self.owned.append(self.server)
+        # 1 (MariaDB's default): every commit is flushed to disk; 2: once a second
+        self.server.sql(f"SET GLOBAL innodb_flush_log_at_trx_commit = {self.flush_at_commit};")
+        mariadb.provision(parse_settings({"database": {"url": self.db.url, "ro_url": self.db.ro_url}}),
+                          socket=self.server.socket)
         engine = rtpengine_daemon(PORT_BASE + 30, MEDIA_PORT_MIN, MEDIA_PORT_MAX)
         self.owned.append(start_rtpengine(engine, self.workdir, self.load_cpus))
         for n, mode in enumerate(MODES):
@@ -91,7 +94,8 @@ class Bench:
                 f"python-hiding-{mode}", PYTHON_CFG, PORT_BASE + n, self.db, self.workdir / mode,
                 self.kamailio_cpus, self.children, media=media_table(engine), sbc_gateway_port=self.gateway_port,
                 extra={"security": {"route_secret": ROUTE_SECRET},
-                       "sbc.public": {"hide_topology": mode == "on"}})
+                       "sbc.public": {"hide_topology": mode != "off"},
+                       "sbc.private": {"hide_topology": mode == "both"}})
             kam.start()
             self.owned.append(kam)
             self.kamailios[mode] = kam
@@ -110,13 +114,19 @@ class Bench:
                 thing.stop()
             except Exception as exc:       # stop everything else all the same
                 log(f"bench: stopping {thing}: {exc}")
-        self.db.drop()
+        self.server.remove()
+
+    def db_state(self) -> tuple[float, dict[str, int], int]:
+        """(the server's CPU seconds, its counters, topos rows) now."""
+        status = dict(line.split("\t") for line in self.server.sql("SHOW GLOBAL STATUS;").splitlines() if "\t" in line)
+        rows = int(self.server.sql("SELECT (SELECT COUNT(*) FROM topos_d) + (SELECT COUNT(*) FROM topos_t);",
+                                   DB_NAME).strip())
+        return process_cpu_seconds(self.server.daemon.pid), {k: int(status[k]) for k in DB_COUNTERS}, rows
 
     def run(self, mode: str, calls: int, rate: float, round_no: int) -> dict:
         kam = self.kamailios[mode]
         kam.wait_idle()
-        before = (kam.cpu_seconds(), mariadb_cpu_seconds(), sum(kam.python_entries().values()),
-                  self.db.count("topos_d") + self.db.count("topos_t"))
+        before = (kam.cpu_seconds(), sum(kam.python_entries().values()), *self.db_state())
         workdir = self.workdir / f"{mode}-{round_no}"
         argv = client_argv(kam.sbc_target, SCENARIO_DIR / "trunk.xml", self.csv, self.caller_port, calls, rate,
                            local_ip=PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}, measure=True) + [
@@ -124,17 +134,20 @@ class Bench:
         sipp = Sipp(argv, workdir, self.load_cpus).start()
         sipp.wait(calls / rate + 60)
         kam.wait_idle()
-        after = (kam.cpu_seconds(), mariadb_cpu_seconds(), sum(kam.python_entries().values()),
-                 self.db.count("topos_d") + self.db.count("topos_t"))
+        after = (kam.cpu_seconds(), sum(kam.python_entries().values()), *self.db_state())
         stats = read_stats(workdir) or {}
         ok = int(stats.get("SuccessfulCall(C)", 0))
         failed = int(stats.get("FailedCall(C)", 0))
         per = max(ok, 1)
+        counters = {k: (after[3][k] - before[3][k]) / per for k in DB_COUNTERS}
         return {"mode": mode, "round": round_no, "calls": calls, "rate": rate, "successful": ok, "failed": failed,
                 "kamailio_cpu_ms_per_call": 1000 * (after[0] - before[0]) / per,
-                "mariadb_cpu_ms_per_call": 1000 * (after[1] - before[1]) / per,
-                "python_entries_per_call": (after[2] - before[2]) / per,
-                "topos_rows_per_call": (after[3] - before[3]) / per}
+                "mariadb_cpu_ms_per_call": 1000 * (after[2] - before[2]) / per,
+                "db_statements_per_call": sum(v for k, v in counters.items() if k.startswith("Com_")),
+                "db_writes_per_call": counters["Com_insert"] + counters["Com_update"] + counters["Com_delete"],
+                "db_log_fsyncs_per_call": counters["Innodb_data_fsyncs"],
+                "python_entries_per_call": (after[1] - before[1]) / per,
+                "topos_rows_per_call": (after[4] - before[4]) / per}
 
 
 def median(rows: list[dict], key: str) -> float:
@@ -142,9 +155,10 @@ def median(rows: list[dict], key: str) -> float:
 
 
 def table(results: list[dict]) -> str:
-    keys = [("kamailio_cpu_ms_per_call", "Kamailio CPU ms/call", 3), ("mariadb_cpu_ms_per_call",
-            "MariaDB CPU ms/call (shared server)", 3), ("python_entries_per_call", "entries into Python/call", 1),
-            ("topos_rows_per_call", "topos rows written/call", 1)]
+    keys = [("kamailio_cpu_ms_per_call", "Kamailio CPU ms/call", 2), ("mariadb_cpu_ms_per_call",
+            "MariaDB CPU ms/call", 2), ("db_statements_per_call", "SQL statements/call", 1),
+            ("db_writes_per_call", "of them writes", 1), ("db_log_fsyncs_per_call", "InnoDB fsyncs/call", 1),
+            ("python_entries_per_call", "entries into Python/call", 1), ("topos_rows_per_call", "topos rows/call", 1)]
     lines = ["| hiding | " + " | ".join(title for _, title, _ in keys) + " | calls ok / failed |",
              "|---|" + "---|" * (len(keys) + 1)]
     for mode in MODES:
@@ -155,10 +169,13 @@ def table(results: list[dict]) -> str:
             cells.append(f"{median(rows, key):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})")
         done = f"{sum(r['successful'] for r in rows)} / {sum(r['failed'] for r in rows)}"
         lines.append(f"| {mode} | " + " | ".join(cells) + f" | {done} |")
-    off, on = ([r for r in results if r["mode"] == m] for m in MODES)
+    off, on, both = ([r for r in results if r["mode"] == m] for m in MODES)
+    cpu = "kamailio_cpu_ms_per_call"
     lines.append("")
-    lines.append(f"Hiding adds {median(on, 'kamailio_cpu_ms_per_call') - median(off, 'kamailio_cpu_ms_per_call'):.3f} "
-                 f"ms of Kamailio CPU per call (medians; ranges in brackets over the rounds).")
+    lines.append(f"off: nothing hides; on: sbc.public.hide_topology (topos's event callback set); both: both "
+                 f"sides hide (no callback). Medians over the rounds, ranges in brackets. Hiding (on) adds "
+                 f"{median(on, cpu) - median(off, cpu):.2f} ms of Kamailio CPU per call; the event callback "
+                 f"(on - both) {median(on, cpu) - median(both, cpu):.2f} ms.")
     return "\n".join(lines)
 
 
@@ -171,11 +188,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--kamailio-cpus", default="1")
     ap.add_argument("--sipp-cpus", default="0")
     ap.add_argument("--children", type=int, default=4)
+    ap.add_argument("--flush-at-commit", type=int, choices=(1, 2), default=1,
+                    help="the bench database's innodb_flush_log_at_trx_commit (1: MariaDB's default)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.topology: run as root (it starts Kamailio, rtpengine and SIPp)", file=sys.stderr)
         return 2
-    bench = Bench(Path(f"/tmp/kemi-bench-topology{SLOT or ''}"), args.kamailio_cpus, args.sipp_cpus, args.children)
+    bench = Bench(Path(f"/tmp/kemi-bench-topology{SLOT or ''}"), args.kamailio_cpus, args.sipp_cpus, args.children,
+                  args.flush_at_commit)
     results: list[dict] = []
     try:
         bench.start()
@@ -185,9 +205,10 @@ def main(argv: list[str]) -> int:
                 res = bench.run(mode, args.calls, args.rate, n)
                 results.append(res)
                 log(f"bench.topology: round {n + 1} hiding {mode}: {res['successful']} ok, {res['failed']} failed, "
-                    f"Kamailio {res['kamailio_cpu_ms_per_call']:.3f} ms/call, MariaDB "
-                    f"{res['mariadb_cpu_ms_per_call']:.3f} ms/call, {res['python_entries_per_call']:.1f} Python "
-                    f"entries/call, {res['topos_rows_per_call']:.1f} topos rows/call")
+                    f"Kamailio {res['kamailio_cpu_ms_per_call']:.2f} ms/call, MariaDB "
+                    f"{res['mariadb_cpu_ms_per_call']:.2f} ms/call, {res['db_statements_per_call']:.1f} statements "
+                    f"({res['db_writes_per_call']:.1f} writes, {res['db_log_fsyncs_per_call']:.1f} fsyncs)/call, "
+                    f"{res['python_entries_per_call']:.1f} Python entries/call")
     except (StartError, KeyboardInterrupt) as exc:
         log(f"bench.topology: stopped: {exc}")
         return 1
@@ -197,9 +218,11 @@ def main(argv: list[str]) -> int:
     log("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     load = open("/proc/loadavg").read().split()[:3]
-    (args.out / "topology.json").write_text(json.dumps({"load_after": load, "runs": results}, indent=1) + "\n")
-    (args.out / "topology.md").write_text(f"Load average after the run: {' '.join(load)} (a shared machine).\n\n"
-                                          + text + "\n")
+    setup = (f"{args.calls} calls at {args.rate:g}/s per run, {args.rounds} rounds, sip.children {args.children}, "
+             f"innodb_flush_log_at_trx_commit {args.flush_at_commit}; load average after the run: {' '.join(load)} "
+             f"(a shared machine)")
+    (args.out / "topology.json").write_text(json.dumps({"setup": setup, "runs": results}, indent=1) + "\n")
+    (args.out / "topology.md").write_text(setup + ".\n\n" + text + "\n")
     return 0 if all(r["failed"] == 0 for r in results) else 1
 
 
