@@ -135,6 +135,8 @@ def test_control_hiding_off_the_check_finds_the_private_side(sbc, rtpe):
     assert any("private address 198.51.100.10 in 'Via:" in line for line in to_public), to_public
     assert any("private address 198.51.100.1 in 'Record-Route:" in line for line in to_public), to_public
     assert any("'Contact: <sip:15559990001@198.51.100.10" in line for line in to_public), to_public
+    assert any("'From: <sip:15559990001@198.51.100.10>" in line for line in to_public), to_public
+    assert any("'INVITE sip:004930123@198.51.100.1 SIP/2.0'" in line for line in to_public), to_public
     assert any("private Call-ID" in line for line in to_public), to_public
     assert "WITH_TOPOLOGY" not in (k.workdir / "kamailio-settings.cfg").read_text()
 
@@ -175,6 +177,22 @@ def test_cancel_failover_busy_and_redirect_leak_nothing(sbc, rtpe):
     # for each of the 5 final errors
     assert {k: traffic.kinds(private)[k] for k in ("INVITE", "CANCEL", "ACK")} == \
         {"INVITE": 5, "CANCEL": 1, "ACK": 5}, traffic.kinds(private)
+
+
+def test_control_without_the_redirect_rewrite_a_302_names_the_private_side(sbc, rtpe):
+    """CONTROL: with the failure route's 3xx answer taken out, the private gateway's 302 reaches
+    the public caller with its own Contact (topos passes a 3xx's Contact unchanged)."""
+    sbc.start_kamailio(hiding_tables(rtpe, python={"router": "topology_routers:UnrewrittenRedirectRouter",
+                                                   "path": [ROUTERS]}))
+    gws = [sbc.gateway(sbc.private, i, scenario="gw_redirect.xml") for i in range(2)]
+    with capture(sbc) as cap:
+        redirected = sbc.trunk_call(sbc.public, "15550199", scenario="topo_fail_call.xml", hold_ms=None).wait()
+        for gw in gws:
+            sbc.stop_sipp(gw)
+    assert redirected.finals == [302], redirected.stdout[-2000:]
+    assert redirected.values("contact")[0].startswith("<sip:4711@198.51.100.1")
+    leaks = [line for line in Traffic(cap.packets, SIDES).leaks() if " to public: " in line]
+    assert any("302 Moved" in line and "'Contact: <sip:4711@198.51.100.1" in line for line in leaks), leaks
 
 
 # --- only calls that touch a hiding side are hidden -------------------------------------------

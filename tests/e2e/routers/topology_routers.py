@@ -11,6 +11,16 @@ class ToposEverywhereRouter(Router):
         return ROUTE_OK
 
 
+class UnrewrittenRedirectRouter(Router):
+    """A hidden call's 3xx is relayed as the callee sent it (no SBC contacts)."""
+
+    def failure_manage(self, msg):
+        canceled = self.ksr.tm.t_is_canceled() > 0
+        if not canceled and self.sides.failover(msg):
+            return
+        self.media.on_failure(msg, canceled)
+
+
 class _AlwaysUsable:
     def problem(self):
         return None
