@@ -179,7 +179,7 @@ class Topology:
 
     # which tm callbacks a relayed request of a hidden call needs
     def wants_replies(self, msg) -> bool:
-        return msg.hidden                 # every reply's Call-ID is flipped
+        return msg.hidden and msg.method != "ACK"     # every reply's Call-ID is flipped (an ACK has none)
 
     def wants_failures(self, msg) -> bool:
         return msg.hidden and not msg.in_dialog       # a 3xx is answered here
