@@ -35,12 +35,14 @@ from kemi.settings import PROJECT_ROOT, parse_settings
 from kemi_tools.stack import mariadb
 from kemi_tools.stack.process import StartError
 
-from bench.load import FIXTURES_DIR, SCENARIO_DIR, Sipp, client_argv, read_stats, server_argv
-from bench.stack import (PRIVATE_GATEWAYS, PUBLIC_GATEWAY, PYTHON_CFG, SBC_PUBLIC, BenchKamailio, media_table,
-                         process_cpu_seconds, rtpengine_daemon, start_rtpengine)
+from bench.load import client, server
+from bench.stack import (PRIVATE_GATEWAYS, PUBLIC_GATEWAY, PYTHON_CFG, SBC_PUBLIC, BenchDatabase, BenchKamailio,
+                         media_table, rtpengine_daemon, start_rtpengine)
+from kemi_tools.sipp import process_cpu_seconds
 
+# the fault tests' private MariaDB (tests/harness/own_mariadb.py), outside mypy's files
 sys.path.insert(0, str(PROJECT_ROOT / "tests"))
-from harness.own_mariadb import OwnMariaDB  # noqa: E402  (the fault tests' private MariaDB)
+from harness.own_mariadb import OwnMariaDB  # type: ignore[import-not-found]
 
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 PORT_BASE = 10000 + 1000 * SLOT + 700          # clear of the tests' and make bench's ports in the slot
@@ -61,10 +63,11 @@ def log(text: str) -> None:
     print(text, flush=True)
 
 
-class BenchDb:
+class BenchDb(BenchDatabase):
     """What BenchKamailio needs of its database: the URLs (the bench's own server, over TCP)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int):     # not BenchDatabase's: no database on the shared server
+        self.name = DB_NAME
         self.url = f"mysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{port}/{DB_NAME}"
         self.ro_url = f"mysql://{DB_USER}_ro:{DB_PASSWORD}@127.0.0.1:{port}/{DB_NAME}"
 
@@ -100,8 +103,8 @@ class Bench:
             self.owned.append(kam)
             self.kamailios[mode] = kam
         for address in PRIVATE_GATEWAYS:
-            gw = Sipp(server_argv(FIXTURES_DIR / "gw_answer.xml", self.gateway_port, local_ip=address),
-                      self.workdir / f"gateway-{address}", self.load_cpus).start()
+            gw = server("gw_answer.xml", self.workdir / f"gateway-{address}", self.gateway_port, self.load_cpus,
+                        local_ip=address).start()
             self.owned.append(gw)
         time.sleep(0.3)
         self.csv = self.workdir / "trunk.csv"
@@ -128,14 +131,12 @@ class Bench:
         kam.wait_idle()
         before = (kam.cpu_seconds(), sum(kam.python_entries().values()), *self.db_state())
         workdir = self.workdir / f"{mode}-{round_no}"
-        argv = client_argv(kam.sbc_target, SCENARIO_DIR / "trunk.xml", self.csv, self.caller_port, calls, rate,
-                           local_ip=PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}, measure=True) + [
-            "-default_behaviors", "all,-abortunexp"]
-        sipp = Sipp(argv, workdir, self.load_cpus).start()
-        sipp.wait(calls / rate + 60)
+        sipp = client("trunk_call.xml", kam.sbc_target, self.csv, workdir, self.caller_port, calls, rate,
+                      self.load_cpus, local_ip=PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}, measure=False,
+                      extra=["-default_behaviors", "all,-abortunexp"]).start()
+        stats = sipp.wait(calls / rate + 60).stats
         kam.wait_idle()
         after = (kam.cpu_seconds(), sum(kam.python_entries().values()), *self.db_state())
-        stats = read_stats(workdir) or {}
         ok = int(stats.get("SuccessfulCall(C)", 0))
         failed = int(stats.get("FailedCall(C)", 0))
         per = max(ok, 1)
@@ -217,7 +218,7 @@ def main(argv: list[str]) -> int:
     text = table(results)
     log("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
-    load = open("/proc/loadavg").read().split()[:3]
+    load = Path("/proc/loadavg").read_text().split()[:3]
     setup = (f"{args.calls} calls at {args.rate:g}/s per run, {args.rounds} rounds, sip.children {args.children}, "
              f"innodb_flush_log_at_trx_commit {args.flush_at_commit}; load average after the run: {' '.join(load)} "
              f"(a shared machine)")

@@ -20,6 +20,7 @@ ON_SL_REPLY_CALLBACK = "ksr_on_sl_reply"      # tm on_sl_reply: replies matching
 XHTTP_CALLBACK = "ksr_xhttp_event"            # xhttp event_callback: HTTP requests (/metrics)
 # topology hiding (kemi/topology/), one SBC side hiding: topos asks which outgoing messages to leave alone
 TOPOS_EVENT_CALLBACK = "ksr_topos_event"
+RECORDS_REPLAY_CALLBACK = "ksr_records_replay"   # rtimer (records on): the spool replayed into MySQL
 
 # every callback above enters Python; with settings metrics.count_python_entries each entry
 # is counted in a statistics-module variable (kemi_entries_request_route, ...; `kamcmd
@@ -39,6 +40,10 @@ FLAGS = {"FLT_NATS": FLT_NATS, "FLB_NATB": FLB_NATB, "FLB_NATSIPPING": FLB_NATSI
          "FLT_SDP_OFFER": FLT_SDP_OFFER}
 # flags only the Python routing reads (not rendered): keep them apart from the ones above
 FLT_HIDDEN = 14       # topology hiding: the transaction belongs to a hidden call (kemi/topology/)
+# records (kemi/records/): acc writes this transaction's row (db_flag), also when it fails
+# (failed_transaction_flag); rendered with the records' lines, only when records are on
+FLT_ACC = 20
+FLT_ACC_FAILED = 21
 
 # --- htables (declared in kamailio-common.cfg from the rendered HTABLE_* defines) -----------
 BAN_TABLE = "ipban"               # source address -> banned (expires after security.ban_time)

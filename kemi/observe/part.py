@@ -20,10 +20,26 @@ from typing import TYPE_CHECKING
 from kemi.message import Message
 from kemi.names import DECISION_LOG_PV, DS_CURRENT_GATEWAY, METRICS_SOCKET_NAME
 from kemi.observe import decisions as dlog
-from kemi.observe.metrics import (BAN_FLOOD, BAN_PASSWORD_GUESSING, BAN_SCANNER, BANS, CALL_AUTH_FAILED,
-                                  CALL_REJECTED, CALLS, DROPPED, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS,
-                                  INITIAL_SERIES, REG_AUTH_FAILED, REG_REFUSED, REGISTRATIONS, REPLIES_503,
-                                  RTPENGINE_ERRORS, SIDE_NONE, TOPOLOGY_CALLS)
+from kemi.observe.metrics import (
+    BAN_FLOOD,
+    BAN_PASSWORD_GUESSING,
+    BAN_SCANNER,
+    BANS,
+    CALL_AUTH_FAILED,
+    CALL_REJECTED,
+    CALLS,
+    DROPPED,
+    GATEWAY_ATTEMPTS,
+    GATEWAY_FAILOVERS,
+    INITIAL_SERIES,
+    REG_AUTH_FAILED,
+    REG_REFUSED,
+    REGISTRATIONS,
+    REPLIES_503,
+    RTPENGINE_ERRORS,
+    SIDE_NONE,
+    TOPOLOGY_CALLS,
+)
 from kemi.security.ban import Reason, is_failed_guess
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from kemi.media.settings import MediaSettings
 from kemi.names import DMQ_SOCKET_NAME
 from kemi.nat.settings import NatSettings
 from kemi.observe.settings import LoggingSettings, MetricsSettings
+from kemi.records.settings import CaptureSettings, RecordsSettings
 from kemi.sbc.settings import SbcSettings
 from kemi.schema import Listen, bracket
 from kemi.security.settings import SecuritySettings
@@ -43,6 +44,8 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     topology: TopologySettings = field(default_factory=TopologySettings)     # kemi/topology/
+    records: RecordsSettings = field(default_factory=RecordsSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
     environment: tuple[tuple[str, str], ...] = ()
@@ -53,7 +56,7 @@ class Settings:
         out = [(listen, "") for listen in self.sip.listen]
         if self.sbc.enabled:
             for side in self.sbc.sides:
-                out += list(zip(side.listen, side.socket_names()))
+                out += list(zip(side.listen, side.socket_names(), strict=True))
         c = self.cluster
         if c.enabled:
             # the floating address on every SIP port; the DMQ socket on this node's address

@@ -56,7 +56,7 @@ class CallIdMask:
         if not 0 < len(plain) <= MAX_CALL_ID:
             raise ValueError(f"a Call-ID of {len(plain)} bytes cannot be masked (1 to {MAX_CALL_ID})")
         tag = self._mac(b"t" + plain)[:TAG_BYTES]
-        body = bytes(a ^ b for a, b in zip(plain, self._stream(tag, len(plain))))
+        body = bytes(a ^ b for a, b in zip(plain, self._stream(tag, len(plain)), strict=True))
         return PREFIX + base64.urlsafe_b64encode(tag + body).decode().rstrip("=")
 
     def unmask(self, value: str) -> str | None:
@@ -71,7 +71,7 @@ class CallIdMask:
         if len(raw) <= TAG_BYTES:
             return None
         tag, body = raw[:TAG_BYTES], raw[TAG_BYTES:]
-        plain = bytes(a ^ b for a, b in zip(body, self._stream(tag, len(body))))
+        plain = bytes(a ^ b for a, b in zip(body, self._stream(tag, len(body)), strict=True))
         if not hmac.compare_digest(self._mac(b"t" + plain)[:TAG_BYTES], tag):
             return None
         return plain.decode("utf-8", "surrogateescape")

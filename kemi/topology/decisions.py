@@ -47,7 +47,9 @@ def topos_leaves_alone(record_routes: str | None) -> bool:
     any Record-Route (tm's CANCEL / ACK, a relayed MESSAGE) is left to topos: hiding more than
     needed is safe, less is not.
     """
-    return bool(record_routes) and _MARK_RE.search(record_routes) is None
+    if not record_routes:
+        return False
+    return _MARK_RE.search(record_routes) is None
 
 
 def uri_on_host(uri: str, host: str) -> str:

@@ -24,7 +24,8 @@ Chosen once (Router.__init__): NoTopology when nothing hides, every method retur
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kemi import sip
 from kemi.message import Message
@@ -56,7 +57,8 @@ REDIRECTION = range(300, 400)
 def hidden_message_class(base: type[Message]) -> type[Message]:
     """`base` (Message, or the SBC's SbcMessage) with what topology hiding keeps per message."""
 
-    class HiddenMessage(base):
+    # the base is chosen at start (Message, or the SBC's SbcMessage): a variable base mypy cannot check
+    class HiddenMessage(base):  # type: ignore[misc,valid-type]
         __slots__ = ("dialog_call_id", "hidden")
 
         def __init__(self, ksr):
