@@ -120,6 +120,27 @@ def test_hidden_call_shows_each_side_only_the_sbc(sbc, rtpe, direction):
     assert "refused" not in k.log() and "ERROR" not in k.log(), k.log()[-3000:]
 
 
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_the_caller_hangs_up_a_hidden_call(sbc, rtpe, direction):
+    """The caller's own BYE (the calls above end with the callee's): it reaches the callee,
+    its 200 the caller, and nothing of either side crosses in any message of the call."""
+    ingress, egress = sides(sbc, direction)
+    sbc.start_kamailio(hiding_tables(rtpe))
+    gws = [sbc.gateway(egress, i) for i in range(2)]
+    with capture(sbc) as cap:
+        call = sbc.trunk_call(ingress, "004930123").wait()
+        for gw in gws:
+            sbc.stop_sipp(gw)
+    assert call.rc == 0 and call.finals == [200] and call.values("bye") == ["200"], call.stdout[-3000:]
+    assert sum(len(gw.result().values("bye")) for gw in gws) == 1
+    traffic = Traffic(cap.packets, SIDES)
+    assert_nothing_leaks(traffic)
+    caller_side, callee_side = direction.split("->")
+    to_caller, to_callee = traffic.kinds(traffic.side(caller_side)), traffic.kinds(traffic.side(callee_side))
+    assert (to_callee["INVITE"], to_callee["ACK"], to_callee["BYE"]) == (1, 1, 1), to_callee
+    assert (to_caller["200/INVITE"], to_caller["200/BYE"]) == (1, 1), to_caller
+
+
 def test_control_hiding_off_the_check_finds_the_private_side(sbc, rtpe):
     """The same call with hiding off: the leak check finds the private side's addresses and
     Call-ID in what the public gateways got (Via, Record-Route, Contact, From, Call-ID)."""
