@@ -1,4 +1,4 @@
-"""CONTROLS for the topology-hiding tests (tests/e2e/test_topology.py)."""
+"""CONTROLS for the topology-hiding tests (tests/e2e/test_sbc_topology.py)."""
 from kemi.routing import Router
 from kemi.routing.guard import ROUTE_OK
 
