@@ -16,6 +16,7 @@
 # make bench-debian13  the same on the Debian 13 root (Kamailio 6.0): bench/results-trixie/
 # make bench-records  what call records and HEP capture cost: Kamailio CPU per call, A/B
 #             (BENCH_ARGS=--media: calls anchored by rtpengine), bench/results/records-cost*.json
+# make bench-topology  topology hiding's cost per call, hiding off vs on (bench/topology.py)
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
@@ -34,7 +35,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records
+.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -72,6 +73,9 @@ test: install-test lint
 # the paths and rules are in pyproject.toml ([tool.ruff], [tool.mypy]); both run, either failing fails it
 lint: install-test
 	$(VENV_PY) -m ruff check; ruff=$$?; $(VENV_PY) -m mypy && exit $$ruff
+
+bench-topology: install-bench
+	$(PY) -m bench.topology $(BENCH_ARGS)
 
 test-debian13:
 	$(PY) scripts/debroot.py test trixie

@@ -123,6 +123,7 @@ class BenchKamailio:
     memory_manager: str = ""    # kamailio -x: qm (Kamailio's default), fm or tlsf
     media: dict | None = None   # the [media] table (rtpengine) when anchoring is on, else off
     sbc_gateway_port: int = 0   # SBC on (loopback sides, gateways on this port) when not 0
+    extra: dict = field(default_factory=dict)   # more settings, {table: {key: value}} (bench/topology.py)
     daemon: Daemon | None = None
     settings: Settings | None = field(default=None, repr=False)
     log_offset: int = 0
@@ -165,6 +166,8 @@ class BenchKamailio:
                 "sbc.private": {"listen": [f"udp:{SBC_PRIVATE}:{self.port}"], "networks": ["127.0.2.0/24"],
                                 "gateways": [f"sip:{a}:{gw}" for a in PRIVATE_GATEWAYS]},
             })
+        for table, items in self.extra.items():
+            tables.setdefault(table, {}).update(items)
         file.write_text(toml_dump(tables))
         self.settings = load_settings(file)
         return self.settings

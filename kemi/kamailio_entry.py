@@ -108,6 +108,9 @@ class _Handler:
     def ksr_xhttp_event(self, msg, *event):
         return self._router().ksr_xhttp_event(msg, *event)
 
+    def ksr_topos_event(self, msg, *event):
+        return self._router().ksr_topos_event(msg, *event)
+
     def __getattr__(self, name):
         # the other callbacks, route names a Router subclass adds
         return getattr(self._router(), name)
@@ -145,6 +148,10 @@ class _CountingHandler(_Handler):
     def ksr_xhttp_event(self, msg, *event):
         KSR.statistics.update_stat(_STAT + "xhttp_event", 1)
         return self._router().ksr_xhttp_event(msg, *event)
+
+    def ksr_topos_event(self, msg, *event):
+        KSR.statistics.update_stat(_STAT + "topos_event", 1)
+        return self._router().ksr_topos_event(msg, *event)
 
     def __getattr__(self, name):
         method = getattr(self._router(), name)
@@ -197,6 +204,10 @@ def ksr_failure_manage(*_):
 
 def ksr_xhttp_event(*event):
     return _handler.ksr_xhttp_event(None, *event)
+
+
+def ksr_topos_event(*event):
+    return _handler.ksr_topos_event(None, *event)
 
 
 def ksr_records_replay(*event):

@@ -69,6 +69,9 @@ class Message:
     # the SBC (class attributes: SbcMessage has slots for them, a registrar's message nothing)
     ingress: Side | None = None
     egress: str | None = None
+    # topology hiding (kemi/topology/): the dialog's Call-ID when the message carries the far
+    # side's masked one on the wire (rtpengine is told this one); None: the message's own
+    dialog_call_id: str | None = None
 
     method = _PV("$rm")
     ruri = _PV("$ru")

@@ -18,13 +18,15 @@ FAILURE_ROUTE = "ksr_failure_manage"
 # module callbacks set in kamailio.cfg (rendered as #!define KEMI_ON_SL_REPLY / KEMI_XHTTP_EVENT)
 ON_SL_REPLY_CALLBACK = "ksr_on_sl_reply"      # tm on_sl_reply: replies matching no transaction
 XHTTP_CALLBACK = "ksr_xhttp_event"            # xhttp event_callback: HTTP requests (/metrics)
+# topology hiding (kemi/topology/), one SBC side hiding: topos asks which outgoing messages to leave alone
+TOPOS_EVENT_CALLBACK = "ksr_topos_event"
 RECORDS_REPLAY_CALLBACK = "ksr_records_replay"   # rtimer (records on): the spool replayed into MySQL
 
 # every callback above enters Python; with settings metrics.count_python_entries each entry
 # is counted in a statistics-module variable (kemi_entries_request_route, ...; `kamcmd
 # stats.get_statistics script:`), and any other method name a site arms in kemi_entries_other
 ENTRY_CALLBACKS = ("ksr_request_route", "ksr_on_sl_reply", BRANCH_ROUTE, ONREPLY_ROUTE, FAILURE_ROUTE,
-                   XHTTP_CALLBACK)
+                   XHTTP_CALLBACK, TOPOS_EVENT_CALLBACK)
 ENTRY_STAT_PREFIX = "kemi_entries_"
 ENTRY_STATS = {callback: ENTRY_STAT_PREFIX + callback.removeprefix("ksr_") for callback in ENTRY_CALLBACKS}
 OTHER_ENTRY_STAT = ENTRY_STAT_PREFIX + "other"
@@ -36,6 +38,8 @@ FLB_NATSIPPING = 7    # send SIP OPTIONS keepalives to this contact (nathelper s
 FLT_SDP_OFFER = 8     # the request carried an SDP offer to rtpengine: its 1xx/2xx SDP is the answer
 FLAGS = {"FLT_NATS": FLT_NATS, "FLB_NATB": FLB_NATB, "FLB_NATSIPPING": FLB_NATSIPPING,
          "FLT_SDP_OFFER": FLT_SDP_OFFER}
+# flags only the Python routing reads (not rendered): keep them apart from the ones above
+FLT_HIDDEN = 14       # topology hiding: the transaction belongs to a hidden call (kemi/topology/)
 # records (kemi/records/): acc writes this transaction's row (db_flag), also when it fails
 # (failed_transaction_flag); rendered with the records' lines, only when records are on
 FLT_ACC = 20

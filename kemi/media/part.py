@@ -203,7 +203,10 @@ class Rtpengine:
         """rtpengine_delete of the call (a delete takes no flags: rtpengine finds the call by
         its Call-ID and tags)."""
         ksr = self.ksr
-        if ksr.rtpengine.rtpengine_delete0() < 0:
+        # topology hiding: a request from the far side has the masked Call-ID on the wire
+        deleted = ksr.rtpengine.rtpengine_delete0() if msg.dialog_call_id is None \
+            else ksr.rtpengine.rtpengine_delete(f"call-id={msg.dialog_call_id}")
+        if deleted < 0:
             self.observe.note_rtpengine_error(RTP_DELETE, RTP_FAILED)
             # not fatal: rtpengine drops a session by itself after media_timeout without media
             ksr.notice(f"kemi: media: rtpengine delete ({why}) failed; rtpengine may already have "
@@ -225,6 +228,8 @@ class Rtpengine:
             flags = self.built_flags[key] = build_flags(op, self.settings.get_profile(view.profile), nat=nat,
                                                         ingress=ingress, egress=egress,
                                                         extra=(*security, *view.extra), learning=self.learning)
+        if msg.dialog_call_id is not None:       # topology hiding: the wire has the masked Call-ID
+            return f"{flags} call-id={msg.dialog_call_id}"
         return flags
 
     def has_sdp(self) -> bool:

@@ -57,6 +57,14 @@ UNAVAILABLE_NO_GATEWAY = "no_gateway"         # no active gateway in the set at 
 UNAVAILABLE_GATEWAYS_FAILED = "gateways_failed"   # every gateway tried failed (failover)
 UNAVAILABLE_RTPENGINE = "rtpengine"           # rtpengine did not answer the offer
 UNAVAILABLE_SYNCING = "syncing"               # cluster: the location set is still arriving
+UNAVAILABLE_TOPOLOGY = "topology_storage"     # topology hiding: its storage (the database) cannot be used
+
+# kemi_topology_calls_total{result}: new calls that met topology hiding (kemi/topology/)
+TOPOLOGY_HIDDEN = "hidden"                    # hidden end to end
+TOPOLOGY_STORAGE_DOWN = "storage_down"        # refused (503): topos could not have stored it
+TOPOLOGY_CALL_ID_TOO_LONG = "call_id_too_long"  # refused (400): its Call-ID cannot be masked
+TOPOLOGY_REDIRECT = "redirect_rewritten"      # a 3xx answered with the SBC's own contacts
+TOPOLOGY_RESULTS = (TOPOLOGY_HIDDEN, TOPOLOGY_STORAGE_DOWN, TOPOLOGY_CALL_ID_TOO_LONG, TOPOLOGY_REDIRECT)
 
 # kemi_rtpengine_errors_total{operation, error}
 RTP_OFFER, RTP_ANSWER, RTP_DELETE = OFFER, ANSWER, DELETE     # the rtpengine operations' names
@@ -90,9 +98,11 @@ RTPENGINE_ERRORS = Counter("kemi_rtpengine_errors_total", ("operation", "error")
                            "rtpengine commands that failed")
 BANS = Counter("kemi_bans_total", ("reason",), "source addresses banned")
 DROPPED = Counter("kemi_dropped_requests_total", ("reason",), "requests dropped without a reply")
+TOPOLOGY_CALLS = Counter("kemi_topology_calls_total", ("result",),
+                         "new calls that met topology hiding: hidden, or refused and why")
 
 COUNTERS = (REGISTRATIONS, CALLS, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS, REPLIES_503,
-            RTPENGINE_ERRORS, BANS, DROPPED)
+            RTPENGINE_ERRORS, BANS, DROPPED, TOPOLOGY_CALLS)
 
 # series created at 0 when Kamailio starts, so rate() and alerts see them before the first event
 INITIAL_SERIES = (

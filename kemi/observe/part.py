@@ -38,6 +38,7 @@ from kemi.observe.metrics import (
     REPLIES_503,
     RTPENGINE_ERRORS,
     SIDE_NONE,
+    TOPOLOGY_CALLS,
 )
 from kemi.security.ban import Reason, is_failed_guess
 
@@ -129,6 +130,10 @@ class Observer:
     def note_drop(self, reason: str) -> None:
         """A request dropped without a reply."""
 
+    def note_topology(self, result: str) -> None:
+        """A new call met topology hiding (kemi/topology/): hidden, or refused and why (the
+        refusals are in the decision log through note_503 / note_call)."""
+
     # --- the decision log -----------------------------------------------------------------
 
     def decision_log_on(self) -> bool:
@@ -211,3 +216,6 @@ class MeteredObserver(Observer):
 
     def note_drop(self, reason: str) -> None:
         self.ksr.xhttp_prom.counter_inc_l1(DROPPED.name, 1, reason)
+
+    def note_topology(self, result: str) -> None:
+        self.ksr.xhttp_prom.counter_inc_l1(TOPOLOGY_CALLS.name, 1, result)

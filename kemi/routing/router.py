@@ -15,6 +15,7 @@ Each feature is a folder (its decisions, its KSR part.py, its settings.py):
     self.media      kemi/media/      rtpengine offer / answer / delete (NoMedia: media off), media security
     self.websocket  kemi/websocket/  the WebSocket handshake for browsers (NoWebSocket: websocket off)
     self.cluster    kemi/cluster/    KDMQ from peers, a starting node's location set (NoCluster: one node)
+    self.topology   kemi/topology/   topology hiding: Call-ID, From/To of hidden calls; topos (NoTopology: off)
     self.records    kemi/records/    what acc writes per call, the spool replay (NoRecords: records off)
     self.guard      guard.py         every callback runs guarded: one log line and an answer, never a traceback
 
@@ -50,6 +51,7 @@ from kemi.routing.sides import OneSide, Sides
 from kemi.sbc.part import SbcSides
 from kemi.store.mysql import Database
 from kemi.security.part import NoScreen, RecordRouteSigner, Screen
+from kemi.topology.part import topology_for
 from kemi.websocket.part import NoWebSocket, WebSocket
 
 if TYPE_CHECKING:
@@ -77,7 +79,10 @@ class Router:
             self.sides: Sides = SbcSides(ksr, settings, subscribers, dids, self.observe, self.reply)
         else:
             self.sides = OneSide(settings.media.profile)
-        self.guard = Guard(ksr, self.reply, self.sides.message_class)
+        # topology hiding (kemi/topology/): NoTopology when no side hides; its message class
+        # carries a hidden call's Call-ID as the routing sees it
+        self.topology = topology_for(ksr, settings, self.observe, self.reply)
+        self.guard = Guard(ksr, self.reply, self.topology.message_class(self.sides.message_class))
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
         self.nat = Nat(ksr, websocket=settings.websocket.enabled)
@@ -132,7 +137,7 @@ class Router:
     def close(self) -> None:
         """A live reload replaced this router: its MySQL connection closes now. (The parts hold
         the Router's reply hook, so the router is freed by Python's cyclic GC, not at once.)"""
-        for store in (self.subscribers, self.dids):
+        for store in (self.subscribers, self.dids, self.topology):
             close = getattr(store, "close", None)      # a site's or a test's directory may have none
             if close is not None:
                 close()
@@ -161,6 +166,17 @@ class Router:
 
     def ksr_failure_manage(self, _msg) -> int:
         return self.guard.run("failure_route", self.failure_manage, answer=True)
+
+    def ksr_topos_event(self, _msg=None, _event: str = "") -> int:
+        """topos's event_callback (kamailio-common.cfg, when one SBC side hides): before topos
+        strips an outgoing message. A failure here leaves topos to hide it: hiding more than
+        needed is safe."""
+        try:
+            self.topology.topos_event()
+        except Exception as exc:
+            self.ksr.err(f"kemi: topos event callback raised {type(exc).__name__}: {exc}; "
+                         f"the message is hidden\n")
+        return ROUTE_OK
 
     def ksr_records_replay(self, _msg=None, _event: str = "") -> int:
         """rtimer's process (records on): records spooled while the database was down go in."""
@@ -195,6 +211,7 @@ class Router:
             return
         if not self.route_reqinit(msg):
             return
+        self.topology.arriving(msg)                 # a hidden call's far side: its masked Call-ID
         self.route_natdetect(msg)
         if msg.method == "CANCEL":
             if ksr.tm.t_check_trans() > 0:
@@ -331,19 +348,24 @@ class Router:
     def route_relay(self, msg: Message) -> None:
         ksr, method = self.ksr, msg.method
         self.sides.leaving(msg)                     # SBC: the side it leaves through (media needs it)
+        if not self.topology.relaying(msg):         # topology hiding: 503 when its storage is down
+            return
         self.records.on_relay(msg)                  # records: where it goes; a BYE's media figures
         if not self.media.on_request(msg):          # rtpengine offer / answer / delete
             return
         # each tm callback only when it has work there: NAT (nat.py), media, SBC failover
         nat_branch, nat_reply = self.nat.tm_work(msg) if method in BRANCH_ROUTE_METHODS else (False, False)
-        if method in BRANCH_ROUTE_METHODS and (self.own_branch_route or nat_branch) \
+        if method in BRANCH_ROUTE_METHODS and (self.own_branch_route or nat_branch
+                                               or self.topology.wants_branch(msg)) \
                 and ksr.tm.t_is_set("branch_route") < 0:
             ksr.tm.t_on_branch(BRANCH_ROUTE)
-        if method in ONREPLY_ROUTE_METHODS and (self.own_reply_route or self.media.wants_replies or nat_reply) \
-                and ksr.tm.t_is_set("onreply_route") < 0:
+        # a hidden call's every reply: its Call-ID is flipped (topology.on_reply)
+        if (method in ONREPLY_ROUTE_METHODS and (self.own_reply_route or self.media.wants_replies or nat_reply)
+                or self.topology.wants_replies(msg)) and ksr.tm.t_is_set("onreply_route") < 0:
             ksr.tm.t_on_reply(ONREPLY_ROUTE)
         if method == "INVITE" and (self.own_failure_route or self.media.wants_failures
-                                   or self.records.wants_failures or self.sides.failover_possible(msg)) \
+                                   or self.records.wants_failures or self.sides.failover_possible(msg)
+                                   or self.topology.wants_failures(msg)) \
                 and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
@@ -358,10 +380,12 @@ class Router:
 
     # branch_route[MANAGE_BRANCH]
     def branch_manage(self, msg: Message) -> None:
+        self.topology.on_branch(msg)                # a hidden gateway call: the gateway as R-URI host
         self.route_natmanage(msg)
 
     # onreply_route[MANAGE_REPLY]
     def onreply_manage(self, msg: Message) -> None:
+        self.topology.on_reply(msg)                 # a hidden call: the reply's Call-ID flipped
         status = msg.status
         if isinstance(status, int) and 100 < status < 300:
             self.route_natmanage(msg, is_reply=True)
@@ -377,6 +401,7 @@ class Router:
         if not canceled and self.sides.failover(msg):
             self.records.on_failover(msg)
             return
+        self.topology.failed(msg, canceled)         # a hidden call's 3xx: the SBC's own contacts
         self.media.on_failure(msg, canceled)
 
     # tm on_sl_reply: a reply that matches no transaction of ours is dropped

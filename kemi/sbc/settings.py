@@ -52,6 +52,9 @@ class SbcSide:
     # media security of the parties on this side (any, rtp, srtp, sdes, dtls, webrtc),
     # "" = media.security; e.g. "srtp" on a public side: SRTP only, a plain offer gets 488
     media_security: str = ""
+    # topology hiding (kemi/topology/, docs/sbc.md): what is sent to this side carries no
+    # address, Via, Contact, Record-Route or Call-ID of the other side's parties
+    hide_topology: bool = False
 
     @property
     def media_interface(self) -> str:

@@ -31,6 +31,7 @@ from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_tabl
 from kemi.security import settings as security
 from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
 from kemi.settings.model import Settings
+from kemi.topology import settings as topology
 from kemi.websocket import settings as websocket
 
 __all__ = ["DEFAULT_SETTINGS_FILE", "PROJECT_ROOT", "SETTINGS_ENV", "load_settings", "parse_settings",
@@ -47,7 +48,8 @@ TABLE_PARSERS = {"media": media.parse, "websocket": websocket.parse}
 TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validate, python.validate, runtime.validate,
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
-                observe.validate_logging, cluster.validate, records.validate_records, records.validate_capture)
+                observe.validate_logging, cluster.validate, records.validate_records, records.validate_capture,
+                topology.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

@@ -23,6 +23,7 @@ from kemi.settings.registrar import RegistrarSettings
 from kemi.settings.runtime import RuntimeSettings
 from kemi.settings.sip import SipSettings
 from kemi.settings.tls import TlsSettings
+from kemi.topology.settings import TopologySettings
 from kemi.websocket.settings import WebsocketSettings
 
 
@@ -42,6 +43,7 @@ class Settings:
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    topology: TopologySettings = field(default_factory=TopologySettings)     # kemi/topology/
     records: RecordsSettings = field(default_factory=RecordsSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     source: str = ""

@@ -27,6 +27,7 @@ from kemi.security import settings as security
 from kemi.settings.environment import environment_digest
 from kemi.settings.load import PROJECT_ROOT
 from kemi.settings.model import Settings
+from kemi.topology import settings as topology
 from kemi.websocket import settings as websocket
 
 __all__ = ["RENDERED_CFG_NAME", "describe", "dispatcher_list_path", "render_dispatcher_list",
@@ -56,6 +57,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         *sbc.timer_lines(s),
         *shared_name_lines(),
         *sbc.cfg_lines(s, outdir, PROJECT_ROOT),
+        *topology.cfg_lines(s),
         *sip.tcp_lines(s),
         *database.failover_lines(s),
         *runtime.memory_lines(s),

@@ -524,18 +524,20 @@ class FakeKSR:
         declared = (self.message.header("Content-Type") or "").split(";")[0].strip().lower()
         return 1 if self.message.body and declared == content_type.lower() else -1
 
-    def _rtpengine(self, op: str) -> int:
+    def _rtpengine(self, op: str, flags: str = "") -> int:
         """offer creates a session, answer needs one, delete removes it; -1 when unreachable.
 
         A reachable rtpengine that refuses an offer fills rtp_inst_pvar (as the real module
-        does for any answer) and, like rtpengine, may keep a half-made session.
+        does for any answer) and, like rtpengine, may keep a half-made session. The session is
+        the message's Call-ID, or the flags' call-id=... (the module's override).
         """
         from kemi.names import RTPENGINE_INSTANCE_PV
 
         if not self.rtpengine_up:
             return -1
         self.pvs[RTPENGINE_INSTANCE_PV] = self.rtpengine_instance
-        call_id = self.message.call_id
+        override = next((f.split("=", 1)[1] for f in flags.split() if f.startswith("call-id=")), None)
+        call_id = override or self.message.call_id
         if op == "offer":
             self.rtpengine_sessions.add(call_id)
             return -1 if self.rtpengine_refuses else 1
@@ -545,11 +547,11 @@ class FakeKSR:
             self.rtpengine_sessions.discard(call_id)
         return 1
 
-    def _m_rtpengine__rtpengine_offer(self, flags): return self._rtpengine("offer")
+    def _m_rtpengine__rtpengine_offer(self, flags): return self._rtpengine("offer", flags)
     def _m_rtpengine__rtpengine_offer0(self): return self._rtpengine("offer")
-    def _m_rtpengine__rtpengine_answer(self, flags): return self._rtpengine("answer")
+    def _m_rtpengine__rtpengine_answer(self, flags): return self._rtpengine("answer", flags)
     def _m_rtpengine__rtpengine_answer0(self): return self._rtpengine("answer")
-    def _m_rtpengine__rtpengine_delete(self, flags): return self._rtpengine("delete")
+    def _m_rtpengine__rtpengine_delete(self, flags): return self._rtpengine("delete", flags)
     def _m_rtpengine__rtpengine_delete0(self): return self._rtpengine("delete")
     def _m_kx__get_send_sock_name(self): return self.send_socket
     def _m_kx__get_rcv_sock_name(self): return self.message.socket_name

@@ -21,7 +21,7 @@ from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 SCHEMA_DIR = Path("/usr/share/kamailio/mysql")
 # Kamailio modules whose tables we create (standard = the `version` table)
-SCHEMA_MODULES = ("standard", "auth_db", "usrloc", "registrar", "dispatcher", "htable")
+SCHEMA_MODULES = ("standard", "auth_db", "usrloc", "registrar", "dispatcher", "htable", "topos")
 SOCKET = "/run/mysqld/mysqld.sock"
 DATADIR = Path("/var/lib/mysql")
 

@@ -37,7 +37,7 @@ def register_and_call(db, proxy, phones, caller: str, callee: str) -> tuple[dict
     start = entries(proxy)
     # every callback declared (the start's OPTIONS probe has entered request_route already)
     assert set(start) == {"request_route", "on_sl_reply", "branch_manage", "onreply_manage",
-                          "failure_manage", "xhttp_event", "other"}, start
+                          "failure_manage", "xhttp_event", "topos_event", "other"}, start
     reg = phones.register(callee, callee_port)
     assert reg.finals == [200], reg.stdout[-2000:]
     registered = entries(proxy)
