@@ -15,7 +15,7 @@ and the cfg lines it renders (one key is traced in one file):
     kemi/settings/sip.py database.py registrar.py python.py runtime.py tls.py   the proxy's own
     kemi/media/settings.py [media]    kemi/sbc/settings.py [sbc]    kemi/nat/settings.py [nat]    kemi/security/settings.py [security]
     kemi/observe/settings.py [metrics] [logging]    kemi/cluster/settings.py [cluster]
-    kemi/websocket/settings.py [websocket]
+    kemi/websocket/settings.py [websocket]    kemi/limits/settings.py [limits]
 
 and here what puts them together:
 
@@ -29,6 +29,7 @@ and here what puts them together:
     python3 -m kemi.settings render [FILE] [OUTDIR]  write OUTDIR/kamailio-settings.cfg
 """
 from kemi.cluster.settings import ClusterSettings
+from kemi.limits.settings import LimitsSettings
 from kemi.media.settings import (
                                  DEFAULT_MEDIA_PROFILE,
                                  MediaInterface,
@@ -85,7 +86,7 @@ from kemi.websocket.settings import WebsocketSettings
 
 __all__ = [
     "ClusterSettings", "DEFAULT_MEDIA_PROFILE", "DEFAULT_SETTINGS_FILE", "DISPATCHER_LIST_NAME", "DatabaseSettings",
-    "ENV_PREFIX", "EnvOverride", "EnvSettingsError", "Listen", "LoggingSettings", "META_FIELDS", "MediaInterface",
+    "ENV_PREFIX", "EnvOverride", "EnvSettingsError", "LimitsSettings", "Listen", "LoggingSettings", "META_FIELDS", "MediaInterface",
     "MediaProfile", "MediaSettings", "MetricsSettings", "NatSettings", "PROJECT_ROOT", "PythonSettings", "RENDERED_CFG_NAME",
     "RegistrarSettings", "RtpengineDaemon", "RtpengineInstance", "RuntimeSettings", "SETTINGS_ENV", "SbcSettings",
     "SbcSide", "SecuritySettings", "Settings", "SettingsError", "SettingsProblems", "SipSettings", "TlsSettings",

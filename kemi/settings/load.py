@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from kemi.cluster import settings as cluster
+from kemi.limits import settings as limits
 from kemi.media import settings as media
 from kemi.nat import settings as nat
 from kemi.observe import settings as observe
@@ -46,7 +47,7 @@ TABLE_PARSERS = {"media": media.parse, "websocket": websocket.parse}
 TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validate, python.validate, runtime.validate,
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
-                observe.validate_logging, cluster.validate)
+                observe.validate_logging, cluster.validate, limits.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kemi.cluster.settings import ClusterSettings
+from kemi.limits.settings import LimitsSettings
 from kemi.media.settings import MediaSettings
 from kemi.names import DMQ_SOCKET_NAME
 from kemi.nat.settings import NatSettings
@@ -41,6 +42,7 @@ class Settings:
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)        # kemi/limits/: call limits
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
     environment: tuple[tuple[str, str], ...] = ()

@@ -9,6 +9,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from kemi.cluster import settings as cluster
+from kemi.limits import settings as limits
 from kemi.media import settings as media
 from kemi.nat import settings as nat
 from kemi.names import (FLAGS, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
@@ -65,6 +66,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         *security.cfg_lines(s),
         *tls.cfg_lines(s),
         *cluster.cfg_lines(s),
+        *limits.cfg_lines(s),          # kemi/limits/: dialog profiles, pipelimit
         *reload_lines(),
         *observe.cfg_lines(s),
         # the sockets last: Kamailio reads a line after a listen= as one more address

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, unquote
 
 from kemi.settings import Settings
 from kemi.store import dids
+from kemi.store import limits as call_limits
 from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 SCHEMA_DIR = Path("/usr/share/kamailio/mysql")
@@ -122,6 +123,7 @@ def provision(settings: Settings, modules=SCHEMA_MODULES, socket: str = SOCKET,
 # Tables of our own (not from a Kamailio module), created the same idempotent way.
 EXTRA_TABLES: dict[str, str] = {
     dids.TABLE: dids.CREATE_TABLE_SQL,        # SBC: DID -> extension (kemi/store/dids.py)
+    call_limits.TABLE: call_limits.CREATE_TABLE_SQL,   # per-name call limits (kemi/store/limits.py)
 }
 
 
