@@ -109,7 +109,9 @@ class CallLimits:
             ingress=msg.ingress.name if msg.ingress is not None else None,
             from_gateway=msg.source_ip if from_gateway else None,     # $si: as uri_host() writes it
             to_trunk=trunk.name if trunk is not None else None)
-        if ksr.dialog.dlg_manage() < 0:
+        # dlg_manage() fails when this request has its dialog already (another feature made it):
+        # then that one is counted
+        if ksr.dialog.dlg_manage() < 0 and ksr.dialog.is_known_dlg() < 0:
             return self.failed(msg, "dlg_manage")
         for count in counts(ends):
             if not self.take(msg, count, emergency):

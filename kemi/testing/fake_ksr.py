@@ -641,9 +641,13 @@ class FakeKSR:
     def _m_dialog__dlg_manage(self):
         if self.message.to_tag:
             return 1                                   # an in-dialog request: matched, nothing made
-        if self.dialog_links is None:
-            self.dialog_links = []
+        if self.dialog_links is not None:
+            return -1                                  # this request has its dialog already
+        self.dialog_links = []
         return 1
+
+    def _m_dialog__is_known_dlg(self):
+        return 1 if self.dialog_links is not None else -1
 
     def _m_dialog__set_dlg_profile(self, profile, value):
         if self.dialog_links is None:

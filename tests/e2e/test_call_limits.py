@@ -334,6 +334,22 @@ def test_a_row_of_the_table_overrides_the_setting_live(sbc, db, from_database):
         db.query("DELETE FROM call_limits;")
 
 
+def test_a_dialog_another_feature_made_is_counted(sbc):
+    """A feature that makes the dialog first (CDRs would): the limits count that one."""
+    routers = str(stack.project_file("tests", "e2e", "routers"))
+    k = start(sbc, {"trunk_calls": {"public": 1}},
+              python={"router": "early_dialog_router:EarlyDialogRouter", "path": [routers]})
+    for i in range(2):
+        sbc.gateway(sbc.private, i)
+    trunk = ua(sbc, sbc.public, PUBLIC_GATEWAYS[0])
+    first = trunk.call("15550100")
+    assert first.code == 200, first
+    assert profile_size(k, "trunk", "public") == 1
+    assert trunk.call("15550101").code == 503
+    assert not [line for line in k.log().splitlines() if "call counting failed" in line]
+    assert trunk.bye(first) == 200
+
+
 # --- fails closed ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("broken", [True, False], ids=["dialog-error", "control-working"])

@@ -327,15 +327,27 @@ def test_the_table_is_not_asked_without_from_database(version):
     assert ksr.replies == [(486, "Busy Here - caller call limit")] and table.asked == []
 
 
-@pytest.mark.parametrize("failing", ["dialog.dlg_manage", "dialog.set_dlg_profile", "dialog.get_profile_size"])
+@pytest.mark.parametrize("failing", [("dialog.dlg_manage", "dialog.is_known_dlg"), ("dialog.set_dlg_profile",),
+                                     ("dialog.get_profile_size",)])
 def test_counters_that_fail_refuse_the_call(version, failing):
     ksr = FakeKSR(SipMessage(method="INVITE", ruri="sip:2001@127.0.0.1", headers=dict(CREDS)), kamailio=version)
     ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
-    ksr.results[failing] = -1
+    for function in failing:
+        ksr.results[function] = -1
     make_router(ksr, {"limits": {"caller_calls": 5}, "media": {"enabled": False}}).ksr_request_route(None)
     assert ksr.replies == [(503, "Service Unavailable - call limits unavailable")] and not ksr.relayed
     errors = [t for level, t in ksr.logs if level == "err"]
     assert len(errors) == 1 and "call counting failed" in errors[0]
+
+
+def test_a_dialog_another_feature_made_is_counted(version):
+    """dlg_manage() refuses a second dialog for one request: the one there is counted."""
+    ksr = FakeKSR(SipMessage(method="INVITE", ruri="sip:2001@127.0.0.1", headers=dict(CREDS)), kamailio=version)
+    ksr.locations["2001"] = ["sip:2001@192.0.2.20:5060"]
+    ksr.dialog_links = []                                # made earlier in this request
+    make_router(ksr, {"limits": {"caller_calls": 5}, "media": {"enabled": False}}).ksr_request_route(None)
+    assert ksr.relayed and ksr.dialog_links == [("kemi_caller", "2002"), ("kemi_callee", "2001")]
+    assert ksr.calls_to("dialog.dlg_manage") == [()] and ksr.called("dialog.is_known_dlg")
 
 
 def test_keepalives_are_asked_for_every_call(version):
