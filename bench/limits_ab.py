@@ -3,7 +3,7 @@
 One SBC Kamailio (kamailio.cfg, the Python routing; loopback sides and gateways as make bench's
 sbc scenario, bench/stack.py; media off, so the figure is the signalling's alone), started in
 turn with each configuration below. Each start gets the same load: N trunk calls at R calls/s
-(SIPp from the public gateway's address, bench/sipp/trunk.xml, held 100 ms) to two private
+(SIPp from the public gateway's address, kemi_tools/scenarios/trunk_call.xml, held 100 ms) to two private
 gateways (SIPp). Measured: Kamailio's CPU (user + system of all its processes, from /proc) per
 call, less what it uses idle over the same time (measured for 5 s before each load); every
 call must succeed (none refused: the limits are far above the load; SIPp may retransmit).
@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.load import FIXTURES_DIR, SCENARIO_DIR, Sipp, client_argv, read_stats, server_argv
+from bench.load import client, server
 from bench.stack import (PRIVATE_GATEWAYS, PUBLIC_GATEWAY, PYTHON_CFG, SBC_PUBLIC, BenchDatabase, BenchKamailio,
                          toml_dump)
 from kemi.settings import load_settings
@@ -65,8 +65,8 @@ def run_once(kam: LimitsKamailio, workdir: Path, calls: int, rate: float, load_c
     csv = workdir / "trunk.csv"
     csv.write_text("SEQUENTIAL\n" + "\n".join(f"1555999{i:04d};1555010{i:04d};{SBC_PUBLIC}" for i in range(calls))
                    + "\n")
-    gateways = [Sipp(server_argv(FIXTURES_DIR / "gw_answer.xml", PORT_BASE + 11, local_ip=a),
-                     workdir / f"gw-{a}", load_cpus).start() for a in PRIVATE_GATEWAYS]
+    gateways = [server("gw_answer.xml", workdir / f"gw-{a}", PORT_BASE + 11, load_cpus, local_ip=a).start()
+                for a in PRIVATE_GATEWAYS]
     try:
         time.sleep(0.3)
         kam.wait_idle()
@@ -78,15 +78,14 @@ def run_once(kam: LimitsKamailio, workdir: Path, calls: int, rate: float, load_c
         before, started = kam.cpu_seconds(), time.monotonic()
         # CPU, not response times, is measured: SIPp may retransmit (a busy shared machine
         # delays answers now and then; make bench's zero-retransmission rule would fail calls)
-        load = Sipp(client_argv(kam.sbc_target, SCENARIO_DIR / "trunk.xml", csv, PORT_BASE + 12, calls, rate,
-                                local_ip=PUBLIC_GATEWAY, sets={"hold_ms": HOLD_MS}, measure=True)
-                    + ["-default_behaviors", "all,-abortunexp", "-max_retrans", "5", "-recv_timeout", "10000"],
-                    workdir / "load", load_cpus).start()
-        load.wait(calls / rate + 60)
+        load = client("trunk_call.xml", kam.sbc_target, csv, workdir / "load", PORT_BASE + 12, calls, rate,
+                      load_cpus, PUBLIC_GATEWAY, sets={"hold_ms": HOLD_MS}, timeout=calls / rate + 60,
+                      extra=["-default_behaviors", "all,-abortunexp"])
+        load.max_retrans, load.recv_timeout = 5, 10.0
+        result = load.start().wait()
         cpu, wall = kam.cpu_seconds() - before, time.monotonic() - started
-        stats = read_stats(workdir / "load") or {}
-        ok = int(stats.get("SuccessfulCall(C)", 0) or 0)
-        failed = int(stats.get("FailedCall(C)", 0) or 0)
+        ok = result.sipp_count("SuccessfulCall") or 0
+        failed = result.sipp_count("FailedCall") or 0
         net = cpu - idle * wall
         return {"calls": calls, "successful": ok, "failed": failed, "cpu_s": round(cpu, 3),
                 "idle_cpu_per_s": round(idle, 4), "wall_s": round(wall, 1),

@@ -47,8 +47,11 @@ def trace(entry: str, pvs: dict, answers: dict, settings) -> list[tuple[str, str
 def summary(events: list[tuple[str, str, str]]) -> dict:
     """files entered, file changes, returns into router.py (from another file)."""
     stack: list[str] = []
-    files, changes, returns, current = [], 0, 0, None
+    files: list[str] = []
+    changes, returns = 0, 0
+    current: str | None = None
     for event, file, _fn in events:
+        now: str | None
         if event == "call":
             stack.append(file)
             now = file

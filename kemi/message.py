@@ -49,7 +49,7 @@ class _PV:
     def __init__(self, spec: str):
         self.spec = spec
 
-    def __get__(self, msg: "Message", owner=None):
+    def __get__(self, msg: Message, owner=None):
         if msg is None:
             return self
         spec, cache = self.spec, msg.cache

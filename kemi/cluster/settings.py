@@ -101,7 +101,7 @@ def validate(s: Settings, source: str) -> None:
         require(low <= value <= high, f"cluster.{name}", f"{value} is out of range",
                 f"use {low} to {high} {unit}", source)
     addresses = [_ip(a) for a in c.nodes]
-    for text, ip in zip(c.nodes, addresses):
+    for text, ip in zip(c.nodes, addresses, strict=True):
         require(ip is not None, "cluster.nodes", f"{text!r} is not an IP address",
                 "list every node's cluster address as a literal IPv4 or IPv6 address", source)
     require(len(c.nodes) >= 2, "cluster.nodes", f"has {len(c.nodes)} node(s)",

@@ -24,7 +24,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 from kemi import sip
 from kemi.names import LIMIT_PROFILES
@@ -110,17 +111,17 @@ class Refusal(NamedTuple):
     """What a call over a limit gets: the reply, the Retry-After (None: none), the log's words."""
     reply: sip.Reply
     retry_after: int | None
-    count: Count
+    counted: Count                 # the count that is full
     calls_up: int                  # the calls it already had (this one not included)
     limit: int
 
     @property
     def reason(self) -> str:
         """The label of the refusals metric and the decision log (the kind)."""
-        return self.count.kind
+        return self.counted.kind
 
     def describe(self) -> str:
-        return (f"{self.count.kind} {self.count.key} has {self.calls_up} calls (limit {self.limit}), "
+        return (f"{self.counted.kind} {self.counted.key} has {self.calls_up} calls (limit {self.limit}), "
                 f"answered {self.reply.code}")
 
 

@@ -18,7 +18,8 @@ at error level), never relays it uncounted. The dialog module releases a call's 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from kemi import sip
 from kemi.limits.calls import (GATEWAY, NO_LIMIT, SIDE, TRUNK, CallEnds, Count, Defaults, Refusal, counts, full,
@@ -47,7 +48,7 @@ def side_names(settings: Settings) -> dict[str, str]:
 
 
 def calls_for(ksr, settings: Settings, observe: Observer, reply: Callable[[sip.Reply], None], overrides,
-              trusted: Callable[[Message], bool], listed_gateway: Callable[[Message], bool]):
+              trusted: Callable[[Any], bool], listed_gateway: Callable[[Any], bool]):
     """CallLimits when a concurrent limit is configured (or read from the database), else NoCallLimits."""
     if not settings.limits.calls_on:
         return NoCallLimits()
@@ -55,7 +56,7 @@ def calls_for(ksr, settings: Settings, observe: Observer, reply: Callable[[sip.R
 
 
 def rate_for(ksr, settings: Settings, observe: Observer, reply: Callable[[sip.Reply], None],
-             listed_gateway: Callable[[Message], bool]):
+             listed_gateway: Callable[[Any], bool]):
     if not settings.limits.rate_on:
         return NoCallRate()
     return CallRate(ksr, settings, observe, reply, listed_gateway)
@@ -73,7 +74,7 @@ class NoCallLimits:
 
 class CallLimits:
     def __init__(self, ksr, settings: Settings, observe: Observer, reply: Callable[[sip.Reply], None], overrides,
-                 trusted: Callable[[Message], bool], listed_gateway: Callable[[Message], bool]):
+                 trusted: Callable[[Any], bool], listed_gateway: Callable[[Any], bool]):
         lim = settings.limits
         self.ksr, self.observe, self.reply = ksr, observe, reply
         self.trusted, self.listed_gateway = trusted, listed_gateway
@@ -211,7 +212,7 @@ class CallLimits:
 
     def note(self, msg: Message, why: Refusal, what: str) -> None:
         self.ksr.notice(f"kemi: limits: {why.describe()}, {what}: {msg.describe()}\n")
-        self.observe.note_limited(msg, why.reason, why.reply.code, why.count.key,
+        self.observe.note_limited(msg, why.reason, why.reply.code, why.counted.key,
                                   UNAVAILABLE_CALL_LIMIT if why.reply.code == sip.SERVICE_UNAVAILABLE.code else "")
 
     def failed(self, msg: Message, what: str, answer: bool = True) -> bool:
@@ -246,7 +247,7 @@ class NoCallRate:
 
 class CallRate:
     def __init__(self, ksr, settings: Settings, observe: Observer, reply: Callable[[sip.Reply], None],
-                 listed_gateway: Callable[[Message], bool]):
+                 listed_gateway: Callable[[Any], bool]):
         lim = settings.limits
         self.ksr, self.observe, self.reply, self.listed_gateway = ksr, observe, reply, listed_gateway
         self.source_cps, self.gateway_cps = lim.source_cps, lim.gateway_cps

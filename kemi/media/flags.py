@@ -17,7 +17,8 @@ or pass none and rtpengine keeps what the offer set. A delete ignores the pair.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 OFFER = "offer"
 ANSWER = "answer"

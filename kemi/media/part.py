@@ -15,20 +15,34 @@ NoMedia: SDP passes untouched.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kemi import sip
-from kemi.media.actions import (ANSWER_METHODS, OFFER_METHODS, failure_action, offer_failed_reply,
-                                reply_action, request_action)
+from kemi.media.actions import (
+    ANSWER_METHODS,
+    OFFER_METHODS,
+    failure_action,
+    offer_failed_reply,
+    reply_action,
+    request_action,
+)
 from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
-from kemi.media.security import (NOTHING, Decision, Parties, Rules, decide, refused_reply, rules_in_use,
-                                 sdp_crypto)
+from kemi.media.security import NOTHING, Decision, Parties, Rules, decide, refused_reply, rules_in_use, sdp_crypto
 from kemi.media.settings import MediaSettings
 from kemi.media.view import SdpView
 from kemi.message import Message, loggable
 from kemi.names import AVP_MEDIA_CALLEE, AVP_MEDIA_CALLER, DONE, FLT_SDP_OFFER, NEXT, RTPENGINE_INSTANCE_PV
-from kemi.observe.metrics import (RTP_ANSWER, RTP_DELETE, RTP_FAILED, RTP_INSECURE, RTP_NO_ANSWER, RTP_OFFER,
-                                  RTP_REFUSED, UNAVAILABLE_RTPENGINE)
+from kemi.observe.metrics import (
+    RTP_ANSWER,
+    RTP_DELETE,
+    RTP_FAILED,
+    RTP_INSECURE,
+    RTP_NO_ANSWER,
+    RTP_OFFER,
+    RTP_REFUSED,
+    UNAVAILABLE_RTPENGINE,
+)
 from kemi.observe.part import Observer
 
 if TYPE_CHECKING:
@@ -36,6 +50,8 @@ if TYPE_CHECKING:
     from kemi.settings import Settings
 
 SDP_CONTENT_TYPE = "application/sdp"
+# rtpengine_query_v: compact JSON into this variable (records, kemi/records/media.py reads it)
+STATS_FORMAT, STATS_VAR = "j", "$var(kemi_rtpstats)"
 SDP_METHODS = OFFER_METHODS | ANSWER_METHODS
 
 
@@ -120,6 +136,14 @@ class Rtpengine:
         self.reply(reply)
         return DONE
 
+    def query_stats(self) -> str | None:
+        """rtpengine's figures for this message's call, as JSON (ng query): records ask before
+        a BYE's delete. None when no rtpengine answered."""
+        ksr = self.ksr
+        if ksr.rtpengine.rtpengine_query_v(STATS_FORMAT, STATS_VAR) < 0:
+            return None
+        return ksr.pv.gete(STATS_VAR) or None
+
     def relay_failed(self, msg: Message) -> None:
         """t_relay failed after an offer: the initial INVITE's session would be left behind."""
         if not msg.in_dialog and self.ksr.isflagset(FLT_SDP_OFFER):
@@ -138,10 +162,9 @@ class Rtpengine:
             self.answer_refused(msg, decision, parties, f"the {status} reply")
             return
         flags = self.sdp_flags(msg, action, self.views.media_view(msg, True), True, decision.flags)
-        if action == OFFER:              # late offer: the INVITE had no SDP, the reply has
-            ok = ksr.rtpengine.rtpengine_offer(flags) > 0
-        else:
-            ok = ksr.rtpengine.rtpengine_answer(flags) > 0
+        # a late offer (the INVITE had no SDP, the reply has), else the answer
+        command = ksr.rtpengine.rtpengine_offer if action == OFFER else ksr.rtpengine.rtpengine_answer
+        ok = command(flags) > 0
         if not ok:
             self.observe.note_rtpengine_error(action, RTP_FAILED)      # action: RTP_OFFER or RTP_ANSWER
             ksr.err(f"kemi: media: rtpengine {action} for the {status} reply failed "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from kemi.media.security import SECURITIES
@@ -185,11 +185,11 @@ def parse(name: str, raw, factory, source: str) -> MediaSettings:
     profiles = {DEFAULT_MEDIA_PROFILE.name: DEFAULT_MEDIA_PROFILE}
     for pname, table in p_raw.items():
         profiles[pname] = record(f"media.profiles.{pname}", table, MediaProfile, source, name=pname)
-    security_tables = {key: security_table(f"media.{key}", raw[key], source) if key in raw else getattr(DEFAULTS, key)
-                       for key in ("transport_security", "extension_security")}
-    return MediaSettings(**{f.name: getattr(plain, f.name) for f in fields(MediaSettings) if f.name not in nested},
-                         instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()),
-                         **security_tables)
+    def security(key: str) -> tuple[tuple[str, str], ...]:
+        return security_table(f"media.{key}", raw[key], source) if key in raw else getattr(DEFAULTS, key)
+    return replace(plain, instances=instances, rtpengine=daemon, profiles=tuple(profiles.values()),
+                   transport_security=security("transport_security"),
+                   extension_security=security("extension_security"))
 
 
 def security_table(key: str, raw, source: str) -> tuple[tuple[str, str], ...]:
@@ -233,7 +233,8 @@ def validate(s: Settings, source: str) -> None:
         if require(NG_SOCKET_RE.match(inst.ng) is not None, f"{key}.ng", f"{inst.ng!r} is not an ng socket",
                    'write "udp:HOST:PORT" or "udp6:[ADDRESS]:PORT", e.g. "udp:127.0.0.1:2223"', source):
             port = int(inst.ng.rsplit(":", 1)[1])
-            require(1 <= port <= 65535, f"{key}.ng", f"port {port} is out of range", "use a port from 1 to 65535", source)
+            require(1 <= port <= 65535, f"{key}.ng", f"port {port} is out of range", "use a port from 1 to 65535",
+                    source)
         require(1 <= inst.weight <= 1000, f"{key}.weight", f"{inst.weight} is out of range", "use 1 to 1000", source)
     socks = [inst.ng for inst in m.instances]
     require(len(set(socks)) == len(socks), "media.instances", "names one ng socket twice",
@@ -309,7 +310,8 @@ def validate_daemon(m: MediaSettings, source: str) -> None:
         key = f"media.rtpengine.interfaces[{i}]"
         require(MEDIA_NAME_RE.match(itf.name) is not None, f"{key}.name", f"{itf.name!r} is not a valid name",
                 'use letters, digits, _ and -, e.g. "public"', source)
-        require(itf.name not in seen, f"{key}.name", f"{itf.name!r} is used twice", "give each interface its own name", source)
+        require(itf.name not in seen, f"{key}.name", f"{itf.name!r} is used twice", "give each interface its own name",
+                source)
         seen.add(itf.name)
         for attr in ("address", "advertised"):
             value = getattr(itf, attr)

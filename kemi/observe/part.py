@@ -15,15 +15,34 @@ the line is built only when it is on.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from kemi.message import Message
 from kemi.names import DECISION_LOG_PV, DS_CURRENT_GATEWAY, METRICS_SOCKET_NAME
 from kemi.observe import decisions as dlog
-from kemi.observe.metrics import (BAN_FLOOD, BAN_PASSWORD_GUESSING, BAN_SCANNER, BANS, CALL_AUTH_FAILED,
-                                  CALL_LIMITED, CALL_REJECTED, CALLS, DROPPED, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS,
-                                  INITIAL_SERIES, LIMIT_REFUSALS, REG_AUTH_FAILED, REG_REFUSED, REGISTRATIONS,
-                                  REPLIES_503, RTPENGINE_ERRORS, SIDE_NONE, Gauge)
+from kemi.observe.metrics import (
+    BAN_FLOOD,
+    BAN_PASSWORD_GUESSING,
+    BAN_SCANNER,
+    BANS,
+    CALL_AUTH_FAILED,
+    CALL_LIMITED,
+    CALL_REJECTED,
+    CALLS,
+    DROPPED,
+    GATEWAY_ATTEMPTS,
+    GATEWAY_FAILOVERS,
+    INITIAL_SERIES,
+    LIMIT_REFUSALS,
+    REG_AUTH_FAILED,
+    REG_REFUSED,
+    REGISTRATIONS,
+    REPLIES_503,
+    RTPENGINE_ERRORS,
+    SIDE_NONE,
+    Gauge,
+)
 from kemi.security.ban import Reason, is_failed_guess
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from kemi.names import DECISION_LOG_GROUP, DECISION_LOG_VAR, ENTRY_STATS, METRICS_SOCKET_NAME, OTHER_ENTRY_STAT
 from kemi.observe.decisions import DECISION_LEVELS
 from kemi.observe.metrics import COUNTERS, LIMIT_METRICS
-from kemi.schema import require
+from kemi.schema import SettingsError, report, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -63,10 +63,11 @@ def validate_metrics(s: Settings, source: str) -> None:
     except ValueError:
         addr = None
     fix = 'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:9090" or "[::1]:9090"'
-    # require records a problem and returns False: the later checks need a parsed address
-    if not require(addr is not None and (addr.version == 4) == (not host.startswith("[")) and
-                    (addr.version == 4 or host.endswith("]")), "metrics.listen",
-                   f"{m.listen!r} is not ADDRESS:PORT", fix, source):
+    # the later checks need a parsed address
+    # an IPv4 address bare, an IPv6 one in brackets
+    if addr is None or not (addr.version == 4 and not host.startswith("[")
+                            or addr.version == 6 and host.startswith("[") and host.endswith("]")):
+        report(SettingsError("metrics.listen", f"{m.listen!r} is not ADDRESS:PORT", fix, source))
         return
     if not require(1 <= int(port) <= 65535, "metrics.listen", f"port {port} is out of range",
                    "use a port from 1 to 65535", source):

@@ -9,7 +9,7 @@ ACK).
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from kemi import sip
 from kemi.message import Message, UndecodableValue, loggable

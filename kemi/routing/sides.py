@@ -7,7 +7,8 @@ same questions in kemi/sbc/part.py (SbcSides). The Router builds one of the two.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from kemi.media.view import SdpView
 from kemi.message import Message

@@ -23,8 +23,8 @@ so answers get the pair in the answerer's order, never the offer's.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from kemi.sbc.direction import CallSides
 

@@ -26,13 +26,22 @@ branch, reply and failure routes read what the transaction remembers instead of 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from kemi import sip
 from kemi.media.view import SdpView
 from kemi.message import Message
-from kemi.names import (AVP_EGRESS, AVP_GATEWAY_SET, AVP_INGRESS, BRANCH_ROUTE, DONE, DS_CURRENT_GATEWAY,
-                        FAILURE_ROUTE, NEXT)
+from kemi.names import (
+    AVP_EGRESS,
+    AVP_GATEWAY_SET,
+    AVP_INGRESS,
+    BRANCH_ROUTE,
+    DONE,
+    DS_CURRENT_GATEWAY,
+    FAILURE_ROUTE,
+    NEXT,
+)
 from kemi.observe.metrics import CALL_NO_GATEWAY, UNAVAILABLE_GATEWAYS_FAILED, UNAVAILABLE_NO_GATEWAY
 from kemi.observe.part import Observer
 from kemi.sbc import media as sbc_media

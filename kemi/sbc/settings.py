@@ -116,7 +116,9 @@ def validate(s: Settings, source: str) -> None:
     else:
         require(not sbc.list_file, "sbc.list_file", f"is set but gateways_from is {sbc.gateways_from!r}",
                 'remove it, or set gateways_from = "file"', source)
-    names, sets, sockets = {}, {}, {l.socket: "sip.listen" for l in s.sip.listen}
+    names: dict[str, str] = {}
+    sets: dict[int, str] = {}
+    sockets = {listen.socket: "sip.listen" for listen in s.sip.listen}
     for role, side in (("public", sbc.public), ("private", sbc.private)):
         key = f"sbc.{role}"
         require(SOCKET_NAME_RE.match(side.name) is not None, f"{key}.name", f"{side.name!r} is not a usable name",
@@ -127,16 +129,17 @@ def validate(s: Settings, source: str) -> None:
         require(1 <= side.gateway_set <= 10000, f"{key}.gateway_set", f"{side.gateway_set} is out of range",
                 "use a dispatcher set id from 1 to 10000", source)
         require(side.gateway_set not in sets, f"{key}.gateway_set",
-                f"set {side.gateway_set} is also sbc.{sets.get(side.gateway_set)}'s", "give each side its own set", source)
+                f"set {side.gateway_set} is also sbc.{sets.get(side.gateway_set)}'s", "give each side its own set",
+                source)
         sets[side.gateway_set] = role
         require(side.algorithm in DS_ALGORITHMS, f"{key}.algorithm", f"{side.algorithm} is not supported",
                 "use " + ", ".join(f"{k} ({v})" for k, v in DS_ALGORITHMS.items()), source)
         require(bool(side.listen), f"{key}.listen", "no socket for this side",
                 f'list the SBC\'s address on the {role} NIC, e.g. ["udp:203.0.113.1:5060"]', source)
-        for l in side.listen:
-            require(l.socket not in sockets, f"{key}.listen", f"{l.socket} is also in {sockets.get(l.socket)}",
-                    "list each socket once", source)
-            sockets[l.socket] = f"{key}.listen"
+        for listen in side.listen:
+            require(listen.socket not in sockets, f"{key}.listen", f"{listen.socket} is also in "
+                    f"{sockets.get(listen.socket)}", "list each socket once", source)
+            sockets[listen.socket] = f"{key}.listen"
         require(bool(side.networks), f"{key}.networks", "no network for this side",
                 'list the CIDRs of the hosts on this side, e.g. ["203.0.113.0/24", "2001:db8::/32"]', source)
         for cidr in side.networks:
@@ -167,7 +170,7 @@ def validate_media(s: Settings, source: str) -> None:
     if not (sbc.enabled and m.enabled):
         return
     profiles = [p.name for p in m.profiles]
-    used = {}
+    used: dict[str, str] = {}
     for role, side in (("public", sbc.public), ("private", sbc.private)):
         key, name = f"sbc.{role}", side.media_interface
         require(MEDIA_NAME_RE.match(name) is not None, f"{key}.rtpengine_interface",
@@ -201,7 +204,7 @@ def gateway_socket_name(side: SbcSide, uri: str) -> str | None:
     proto = m.group("transport") or "udp"
     host = m.group("host")
     family = 6 if host.startswith("[") else 4 if re.fullmatch(r"[0-9.]+", host) else None
-    for listen, name in zip(side.listen, side.socket_names()):
+    for listen, name in zip(side.listen, side.socket_names(), strict=True):
         listen_family = 6 if listen.address.startswith("[") else 4
         if listen.proto == proto and family in (None, listen_family):
             return name

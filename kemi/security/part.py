@@ -24,7 +24,8 @@ The decisions are plain functions beside this file (ban.py, scanner.py, uri.py, 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from kemi import sip
 from kemi.message import Message

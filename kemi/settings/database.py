@@ -107,7 +107,11 @@ def usrloc_db_mode(s: Settings) -> int:
 
 
 def usrloc_lines(s: Settings) -> list[str]:
-    return [f"#!define USRLOC_DB_MODE {usrloc_db_mode(s)}"]
+    mode = usrloc_db_mode(s)
+    return [f"#!define USRLOC_DB_MODE {mode}",
+            # db_mode 3 (DB only): a contact's INSERT re-run after its answer was lost is an
+            # upsert (usrloc db_insert_update in kamailio-common.cfg, docs/cluster.md)
+            *(["#!define USRLOC_DB_ONLY"] if mode == 3 else [])]
 
 
 def cache_lines(s: Settings) -> list[str]:
@@ -122,7 +126,7 @@ def failover_lines(s: Settings) -> list[str]:
         return []
     urls = (db.url, *db.failover_urls())
     names = [f"db{i + 1}" for i in range(len(urls))]
-    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls)]
+    connections = [f'modparam("db_cluster", "connection", "{n}=>{u}")' for n, u in zip(names, urls, strict=True)]
     spec = ";".join(f"{n}={9 - i}s{9 - i}s" for i, n in enumerate(names))
     return [
         "#!define WITH_DB_CLUSTER",

@@ -15,20 +15,21 @@ import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 
-from kemi.cluster import settings as cluster
-from kemi.limits import settings as limits
-from kemi.media import settings as media
-from kemi.nat import settings as nat
-from kemi.observe import settings as observe
-from kemi.sbc import settings as sbc
-from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_table, checked, collecting, reject_unknown
-from kemi.security import settings as security
 import kemi.settings.database as database
 import kemi.settings.python as python
 import kemi.settings.registrar as registrar
 import kemi.settings.runtime as runtime
 import kemi.settings.sip as sip
 import kemi.settings.tls as tls
+from kemi.cluster import settings as cluster
+from kemi.limits import settings as limits
+from kemi.media import settings as media
+from kemi.nat import settings as nat
+from kemi.observe import settings as observe
+from kemi.records import settings as records
+from kemi.sbc import settings as sbc
+from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_table, checked, collecting, reject_unknown
+from kemi.security import settings as security
 from kemi.settings.environment import apply_overrides, blame_environment, environment_overrides
 from kemi.settings.model import Settings
 from kemi.websocket import settings as websocket
@@ -47,7 +48,8 @@ TABLE_PARSERS = {"media": media.parse, "websocket": websocket.parse}
 TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validate, python.validate, runtime.validate,
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
-                observe.validate_logging, cluster.validate, limits.validate)
+                observe.validate_logging, cluster.validate, records.validate_records, records.validate_capture,
+                limits.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

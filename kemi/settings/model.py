@@ -14,6 +14,7 @@ from kemi.media.settings import MediaSettings
 from kemi.names import DMQ_SOCKET_NAME
 from kemi.nat.settings import NatSettings
 from kemi.observe.settings import LoggingSettings, MetricsSettings
+from kemi.records.settings import CaptureSettings, RecordsSettings
 from kemi.sbc.settings import SbcSettings
 from kemi.schema import Listen, bracket
 from kemi.security.settings import SecuritySettings
@@ -42,6 +43,8 @@ class Settings:
     websocket: WebsocketSettings = field(default_factory=WebsocketSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)        # kemi/limits/: call limits
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
@@ -53,7 +56,7 @@ class Settings:
         out = [(listen, "") for listen in self.sip.listen]
         if self.sbc.enabled:
             for side in self.sbc.sides:
-                out += list(zip(side.listen, side.socket_names()))
+                out += list(zip(side.listen, side.socket_names(), strict=True))
         c = self.cluster
         if c.enabled:
             # the floating address on every SIP port; the DMQ socket on this node's address

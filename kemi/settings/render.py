@@ -8,23 +8,23 @@ import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from kemi.cluster import settings as cluster
-from kemi.limits import settings as limits
-from kemi.media import settings as media
-from kemi.nat import settings as nat
-from kemi.names import (FLAGS, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR,
-                        XHTTP_CALLBACK)
-from kemi.observe import settings as observe
-from kemi.sbc import settings as sbc
-from kemi.sbc.settings import render_dispatcher_list
-from kemi.schema import META_FIELDS, Listen
-from kemi.security import settings as security
 import kemi.settings.database as database
 import kemi.settings.python as python
 import kemi.settings.registrar as registrar
 import kemi.settings.runtime as runtime
 import kemi.settings.sip as sip
 import kemi.settings.tls as tls
+from kemi.cluster import settings as cluster
+from kemi.limits import settings as limits
+from kemi.media import settings as media
+from kemi.names import FLAGS, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR, XHTTP_CALLBACK
+from kemi.nat import settings as nat
+from kemi.observe import settings as observe
+from kemi.records import settings as records
+from kemi.sbc import settings as sbc
+from kemi.sbc.settings import render_dispatcher_list
+from kemi.schema import META_FIELDS, Listen
+from kemi.security import settings as security
 from kemi.settings.environment import environment_digest
 from kemi.settings.load import PROJECT_ROOT
 from kemi.settings.model import Settings
@@ -67,6 +67,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         *tls.cfg_lines(s),
         *cluster.cfg_lines(s),
         *limits.cfg_lines(s),          # kemi/limits/: dialog profiles, pipelimit
+        *records.cfg_lines(s),
         *reload_lines(),
         *observe.cfg_lines(s),
         # the sockets last: Kamailio reads a line after a listen= as one more address

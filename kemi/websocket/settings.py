@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kemi.schema import Listen, record, require
+from kemi.schema import Listen, SettingsError, record, report, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -27,7 +27,8 @@ class WebsocketSettings:
     @property
     def sockets(self) -> tuple[tuple[Listen, str], ...]:
         """(Listen, socket name) per listen entry: "ws", "wss", then "ws-2", ..."""
-        out, count = [], {}
+        out: list[tuple[Listen, str]] = []
+        count: dict[str, int] = {}
         for entry in self.listen:
             m = WEBSOCKET_LISTEN_RE.match(entry)
             if not m:
@@ -57,8 +58,9 @@ def validate(s: Settings, source: str) -> None:
         taken[s.metrics.socket] = "metrics.listen"
     for entry in ws.listen:
         m = WEBSOCKET_LISTEN_RE.match(entry)
-        if not require(m is not None, "websocket.listen", f"{entry!r} is not a WebSocket socket",
-                       'write "ws:ADDRESS:PORT" or "wss:ADDRESS:PORT", e.g. "wss:127.0.0.1:8443"', source):
+        if m is None:
+            report(SettingsError("websocket.listen", f"{entry!r} is not a WebSocket socket",
+                                 'write "ws:ADDRESS:PORT" or "wss:ADDRESS:PORT", e.g. "wss:127.0.0.1:8443"', source))
             continue
         require(1 <= int(m.group(3)) <= 65535, "websocket.listen", f"port {m.group(3)} in {entry!r} is out of range",
                 "use a port from 1 to 65535", source)

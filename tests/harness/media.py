@@ -324,13 +324,7 @@ def parse_sdp(message: str) -> Sdp | None:
 
 def sipp_messages(result, kind: str = "received") -> list[str]:
     """SIP messages a SIPp run logged (-trace_msg) as `kind`: "received" or "sent"."""
-    import re
-    out = []
-    for block in re.split(r"^-{20,}.*$", result.messages, flags=re.M):
-        head, _, text = block.strip().partition("\n")
-        if f"message {kind}" in head:
-            out.append(text.strip())
-    return out
+    return result.traced(kind)
 
 
 def sdps(messages: list[str], start: str) -> list[Sdp]:
