@@ -334,6 +334,35 @@ def test_a_row_of_the_table_overrides_the_setting_live(sbc, db, from_database):
         db.query("DELETE FROM call_limits;")
 
 
+@pytest.mark.parametrize("from_database, user", [(True, "4706"), (False, "4707")],
+                         ids=["subscriber-row", "control-table-off"])
+def test_a_subscriber_row_overrides_the_caller_limit(sbc, db, from_database, user):
+    """A subscriber's own row (caller, 2) over the setting (caller_calls 1): two calls up, the
+    third busy. Control: the same row with from_database off, the second is busy."""
+    db.add_subscriber(user)
+    db.query("DELETE FROM call_limits;")
+    db.query(f"INSERT INTO call_limits (kind, name, max_calls) VALUES ('caller', '{user}', 2);")
+    try:
+        start(sbc, {"caller_calls": 1, "from_database": from_database})
+        for i in range(2):
+            sbc.gateway(sbc.public, i)
+        phone = ua(sbc, sbc.private, PHONE, user=user, password=stack.PASSWORD)
+        up = [phone.call("004930100")]
+        second = phone.call("004930101")
+        if not from_database:
+            assert (second.code, second.reason) == (486, "Busy Here - caller call limit"), second  # the setting
+        else:
+            assert second.code == 200, second                 # the row (2) wins over the setting (1)
+            up.append(second)
+            third = phone.call("004930102")
+            assert (third.code, third.reason) == (486, "Busy Here - caller call limit"), third
+        assert up[0].code == 200
+        for call in up:
+            assert phone.bye(call) == 200
+    finally:
+        db.query("DELETE FROM call_limits;")
+
+
 def test_a_dialog_another_feature_made_is_counted(sbc):
     """A feature that makes the dialog first (CDRs would): the limits count that one."""
     routers = str(stack.project_file("tests", "e2e", "routers"))
@@ -418,21 +447,32 @@ def test_call_rate_per_gateway_and_per_trunk_refuses_without_a_ban(sbc, on):
     assert first.call("15550130").code == 486        # not banned: admitted in the next window
 
 
-def test_call_rate_per_source_counts_authenticated_invites(sbc, db):
+@pytest.mark.parametrize("on, user", [(True, "4704"), (False, "4705")], ids=["rate", "control-no-rate"])
+def test_call_rate_per_source_counts_authenticated_invites(sbc, db, on, user):
     """source_cps 2 for a phone: a call is one INVITE after its 407 challenge (the challenged one
-    does not count), so two calls pass in a window and the third gets 503."""
-    db.add_subscriber("4704")
-    k = start(sbc, {"source_cps": 2})
+    does not count), so two calls pass in a window and the third gets 503 + Retry-After: 1. The
+    phone is not banned (the screen's flood detection is on, as by default): it is admitted in
+    the next window. Control: no source_cps, the third call is relayed."""
+    db.add_subscriber(user)
+    k = start(sbc, {"source_cps": 2} if on else {"caller_calls": 100})
     for i in range(2):
         sbc.gateway(sbc.public, i, scenario="gw_busy.xml")
-    phone = ua(sbc, sbc.private, PHONE, user="4704", password=stack.PASSWORD)
+    phone = ua(sbc, sbc.private, PHONE, user=user, password=stack.PASSWORD)
     assert phone.call("004930100").code == 486
-    window_start(k, f"src:{PHONE}")
+    if on:
+        window_start(k, f"src:{PHONE}")
     codes = [phone.call(f"00493011{i}") for i in range(3)]
+    if not on:
+        assert [c.code for c in codes] == [486, 486, 486], codes     # control: every INVITE relayed
+        return
     assert [c.code for c in codes] == [486, 486, 503], codes
     assert codes[2].reason == "Service Unavailable - call rate limit (source)"
+    assert retry_after(codes[2]) == "1"
     lines = [line for line in limited_lines(k) if "INVITEs per second" in line]
     assert len(lines) == 1 and f"src:{PHONE} is over 2 INVITEs per second" in lines[0], lines
+    assert PHONE not in k.kamcmd("htable.dump", "ipban")
+    time.sleep(1.1)
+    assert phone.call("004930120").code == 486       # not banned: admitted in the next window
 
 
 # --- metrics and the decision log ------------------------------------------------------------------
