@@ -11,15 +11,14 @@ call. Each mechanism has its control (the limit off, the table off, no emergency
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
 
 import pytest
 
 from harness import netns, stack
-from harness.sbc import (DOMAIN, GATEWAY_PORT, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, SBC_PORT, SBC_PRIVATE, SBC_PUBLIC,
-                         SbcNetwork, wait_until)
+from harness.sbc import (DOMAIN, GATEWAY_PORT, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, SBC_PORT, SBC_PRIVATE,
+                         SBC_PUBLIC, SbcNetwork, wait_until)
 from harness.sipp import Sipp
 from harness.ua import UA, retry_after, wait_for_request
 
@@ -286,7 +285,8 @@ def test_callee_limit_and_the_dialog_timeout_releases(sbc, db, timeout, user):
             return
         assert ended is not None, "the dialog timeout sends BYE to the caller"
         wait_until(lambda: phone.requests("BYE"), 3, "the dialog timeout's BYE to the callee")
-        FIGURES["dialog timeout 3 s: BYE after the answer (s)"] = round(trunk.requests("BYE", first)[0].at - answered, 1)
+        bye_at = trunk.requests("BYE", first)[0].at
+        FIGURES["dialog timeout 3 s: BYE after the answer (s)"] = round(bye_at - answered, 1)
         wait_until(lambda: profile_size(k, "callee", user) == 0, 5, "the timeout to release the count")
         again = trunk.call("15550147")
         assert again.code == 200
@@ -302,7 +302,7 @@ def test_a_row_of_the_table_overrides_the_setting_live(sbc, db, from_database):
     db.query("DELETE FROM call_limits;")
     db.query("INSERT INTO call_limits (kind, name, max_calls) VALUES ('trunk', 'public', 2);")
     try:
-        k = start(sbc, {"trunk_calls": {"public": 1}, "from_database": from_database, "cache_ttl": 1})
+        start(sbc, {"trunk_calls": {"public": 1}, "from_database": from_database, "cache_ttl": 1})
         for i in range(2):
             sbc.gateway(sbc.private, i)
         trunk = ua(sbc, sbc.public, PUBLIC_GATEWAYS[0])

@@ -10,7 +10,6 @@ up, limit 2).
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -65,7 +64,7 @@ def test_a_caller_limit_counts_the_calls_of_every_node(net, users, shared):
         assert (caller_calls(k1, caller_user), caller_calls(k2, caller_user)) == (1, 1)
         third = caller.call(callee_user, k1.sip)
         assert third[0] == 200, third
-        for code, dialog in (first, second, third):
+        for _code, dialog in (first, second, third):
             assert caller.bye(dialog) == 200
         return
     _, took = wait_until(lambda: caller_calls(k1, caller_user) == caller_calls(k2, caller_user) == LIMIT, 5,

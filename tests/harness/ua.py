@@ -16,6 +16,7 @@ credentials, and `register()` works. Plain UDP; documentation addresses only.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -266,10 +267,8 @@ class UA:
         if body:
             lines.append("Content-Type: application/sdp")
         lines += [f"Content-Length: {len(body)}", "", ""]
-        try:
+        with contextlib.suppress(OSError):
             self.sock.sendto(("\r\n".join(lines) + body).encode(), source)
-        except OSError:
-            pass
 
 
 def retry_after(call: Call) -> str | None:

@@ -69,7 +69,8 @@ def test_the_same_trunk_is_not_counted_twice():
 def test_limit_of_a_count_the_table_wins_over_the_settings():
     defaults = Defaults(caller=2, trunk={"public": 30, "private": 0})
     rows = {("caller", "2001"): 5, ("trunk", "private"): 10, ("caller", "2003"): 0}
-    override = lambda kind, key: rows.get((kind, key))
+    def override(kind, key):
+        return rows.get((kind, key))
     assert calls.limit_of(Count(CALLER, "2002"), defaults, override) == 2
     assert calls.limit_of(Count(CALLER, "2001"), defaults, override) == 5
     assert calls.limit_of(Count(CALLER, "2003"), defaults, override) == 0        # a row: no limit
@@ -445,7 +446,8 @@ def test_failover_moves_the_gateway_count(version):
     ksr.relayed.clear()
     router.ksr_failure_manage(None)
     assert ksr.relayed and ksr.relayed[0]["du"] == PRIV_GW[1]
-    assert ("kemi_gateway", "198.51.100.10") not in ksr.dialog_links and ksr.dialog_links[-1] == ("kemi_gateway", "198.51.100.11")
+    assert ("kemi_gateway", "198.51.100.10") not in ksr.dialog_links
+    assert ksr.dialog_links[-1] == ("kemi_gateway", "198.51.100.11")
 
 
 def test_failover_to_a_full_gateway_is_no_gateway_left(version):
