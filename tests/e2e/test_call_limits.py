@@ -19,6 +19,7 @@ import pytest
 from harness import netns, stack
 from harness.sbc import (DOMAIN, GATEWAY_PORT, PHONE, PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, SBC_PORT, SBC_PRIVATE,
                          SBC_PUBLIC, SbcNetwork, wait_until)
+from harness.records import cdrs, wait_rows
 from harness.sipp import Sipp
 from harness.ua import UA, retry_after, wait_for_request
 
@@ -502,6 +503,28 @@ def test_metrics_and_the_decision_log_name_the_limit(sbc):
     assert trunk.bye(up) == 200
     wait_until(lambda: 'kamailio_kemi_limit_calls{limit="trunk", key="public"} 0' in metrics_text(sbc), 5,
                "the gauge to drop to 0")
+
+
+# --- with call records (kemi/records/) --------------------------------------------------------------
+
+def test_a_call_a_limit_refused_has_its_record(sbc, db, tmp_path):
+    """[records] on beside the limits: the refused call has its record with the limit's 503 (the
+    refusal is the transaction's reply, which acc writes), the admitted call its 200."""
+    start(sbc, {"trunk_calls": {"public": 1}}, records={"enabled": True, "spool_dir": str(tmp_path / "spool")})
+    for i in range(2):
+        sbc.gateway(sbc.private, i)
+    trunk = ua(sbc, sbc.public, PUBLIC_GATEWAYS[0])
+    up = trunk.call("15550100")
+    refused = trunk.call("15550101")
+    assert (up.code, refused.code) == (200, 503), (up, refused)
+    assert trunk.bye(up) == 200
+    rows = wait_rows(lambda: cdrs(db, refused.call_id), 1)
+    assert len(rows) == 1, rows
+    # the code is the limit's; acc's reason column holds the standard phrase (not the limit's words)
+    assert rows[0]["sip_code"] == "503", rows
+    assert rows[0]["src_side"] == "public" and rows[0]["answer_time"] is None, rows
+    admitted = wait_rows(lambda: cdrs(db, up.call_id), 1)
+    assert len(admitted) == 1 and admitted[0]["sip_code"] == "200", admitted
 
 
 # --- a dead party: dialog keepalives -----------------------------------------------------------------
