@@ -13,7 +13,7 @@ import timeit
 from collections import Counter
 from types import SimpleNamespace
 
-from kemi.names import FLT_NATS
+from kemi.names import DS_CURRENT_GATEWAY, FLT_NATS, LIMIT_SIZE_PV
 from kemi.routing import Router
 from kemi.security.dialog import rr_param
 from kemi.settings import Settings
@@ -22,7 +22,8 @@ ITERATIONS = 20_000
 # KSR sub-modules (everything else on KSR is a core function)
 MODULES = frozenset({"tm", "tmx", "sl", "rr", "maxfwd", "registrar", "auth", "auth_db", "sanity",
                      "nathelper", "siputils", "hdr", "textops", "kx", "pv", "htable", "sqlops",
-                     "dispatcher", "rtpengine", "sdpops", "dialog", "pike", "permissions", "ipops", "uac"})
+                     "dispatcher", "rtpengine", "sdpops", "dialog", "pike", "permissions", "ipops", "uac",
+                     "pipelimit"})
 
 
 class StubModule:
@@ -132,6 +133,17 @@ SBC_PATHS: dict[str, tuple[str, dict, dict]] = {
         {"isflagset": True, "isbflagset": False}),
 }
 
+# the same INVITE with every call limit of an SBC gateway call (kemi/limits/): 5 dialog profile
+# counts (side, trunk both ways, gateway both ends) and 2 pipelimit pipes; no count is full
+LIMITS_TABLES = {**SBC_TABLES, "limits": {"trunk_calls": {"public": 1000, "private": 1000},
+                                          "side_calls": {"public": 1000}, "gateway_calls": 1000,
+                                          "gateway_cps": 1000, "trunk_cps": {"public": 1000}}}
+LIMITS_PATHS = {
+    "SBC: the same INVITE with call limits": (
+        "ksr_request_route", {**SBC_INVITE, LIMIT_SIZE_PV: 0, DS_CURRENT_GATEWAY: "sip:127.0.2.10:5070"},
+        SBC_PATHS["SBC: INVITE public trunk -> gateways"][2]),
+}
+
 
 class _NoDids:
     def extension(self, did):
@@ -143,7 +155,9 @@ def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
 
     out = []
     sbc_settings = parse_settings(SBC_TABLES, source="bench.python_cost")
-    paths = [(p, Settings()) for p in PATHS.items()] + [(p, sbc_settings) for p in SBC_PATHS.items()]
+    limits_settings = parse_settings(LIMITS_TABLES, source="bench.python_cost")
+    paths = [(p, Settings()) for p in PATHS.items()] + [(p, sbc_settings) for p in SBC_PATHS.items()] + \
+        [(p, limits_settings) for p in LIMITS_PATHS.items()]
     for (name, (entry, pvs, answers)), settings in paths:
         ksr = StubKSR(dict(pvs), {**NOT_BANNED, **answers})
         router = Router(ksr, settings, subscribers=None, dids=_NoDids())

@@ -6,6 +6,7 @@ import sys
 
 from kemi.settings import RENDERED_CFG_NAME, Settings, SettingsError, environment_digest, load_settings
 from kemi.store.dids import DidMap
+from kemi.store.limits import CallLimitTable
 from kemi.store.mysql import Database
 from kemi.store.subscribers import SubscriberDirectory
 
@@ -40,7 +41,9 @@ def create_router(ksr, settings: Settings):
     subscribers = SubscriberDirectory(db, settings.database.cache_ttl, settings.database.cache_size)
     sbc = settings.sbc
     dids = DidMap(db, sbc.did_cache_ttl, sbc.did_cache_size) if sbc.enabled else None
-    return cls(ksr, settings, subscribers, dids=dids)
+    lim = settings.limits
+    call_limits = CallLimitTable(db, lim.cache_ttl, lim.cache_size) if lim.calls_on and lim.from_database else None
+    return cls(ksr, settings, subscribers, dids=dids, call_limits=call_limits)
 
 
 def warn_disabled_callbacks(ksr, cls) -> list[str]:

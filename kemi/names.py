@@ -74,3 +74,9 @@ DMQ_SOCKET_NAME = "dmq"           # cluster: the DMQ socket (KDMQ from peers onl
 WEBSOCKET_SOCKET_NAMES = ("ws", "wss")   # [websocket] sockets' names (then ws-2, ...): the WebSocket handshake
 LOCATION_TABLE = "location"       # usrloc's table (registrar save / lookup, usrloc preload)
 SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it
+
+# --- call limits (kemi/limits/): one dialog profile (with values) per kind of concurrent
+# limit, rendered as DLG_PROFILES for the dialog module's profiles_with_value --------------
+LIMIT_PROFILES = {"caller": "kemi_caller", "callee": "kemi_callee", "trunk": "kemi_trunk",
+                  "gateway": "kemi_gateway", "side": "kemi_side"}
+LIMIT_SIZE_PV = "$var(kemi_calls)"      # where get_profile_size() leaves a profile's size

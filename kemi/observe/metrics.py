@@ -25,10 +25,23 @@ class Counter(NamedTuple):
     help: str
 
     @property
+    def kind(self) -> str:
+        """The xhttp_prom modparam that declares it."""
+        return "prom_counter"
+
+    @property
     def declaration(self) -> str:
         """The prom_counter modparam value."""
         label = f" label={':'.join(self.labels)};" if self.labels else ""
         return f"name={self.name};{label}"
+
+
+class Gauge(Counter):
+    """A value set when /metrics is asked (prom_gauge), e.g. calls up now."""
+
+    @property
+    def kind(self) -> str:
+        return "prom_gauge"
 
 
 # --- label values ---------------------------------------------------------------------
@@ -50,6 +63,7 @@ CALL_FOREIGN_DOMAIN = "foreign_domain"   # an authenticated user's call to anoth
 CALL_AUTH_FAILED = "auth_failed"     # wrong password or unknown user (challenged again)
 CALL_REJECTED = "rejected"           # 403 / 405 / 484 / an unroutable user (answered here)
 CALL_ERROR = "error"                 # 500: the location lookup failed
+CALL_LIMITED = "limited"             # refused by a call limit or the call rate (kemi/limits/)
 SIDE_NONE = "none"                   # ingress/egress without the SBC, or not left at all
 
 # kemi_replies_503_total{reason}
@@ -65,6 +79,14 @@ TOPOLOGY_STORAGE_DOWN = "storage_down"        # refused (503): topos could not h
 TOPOLOGY_CALL_ID_TOO_LONG = "call_id_too_long"  # refused (400): its Call-ID cannot be masked
 TOPOLOGY_REDIRECT = "redirect_rewritten"      # a 3xx answered with the SBC's own contacts
 TOPOLOGY_RESULTS = (TOPOLOGY_HIDDEN, TOPOLOGY_STORAGE_DOWN, TOPOLOGY_CALL_ID_TOO_LONG, TOPOLOGY_REDIRECT)
+UNAVAILABLE_CALL_LIMIT = "call_limit"         # a trunk, gateway or side has its limit of calls up
+UNAVAILABLE_CALL_RATE = "call_rate"           # more INVITEs per second than a source / gateway / trunk may send
+UNAVAILABLE_LIMITS_FAILED = "limits_failed"   # the call counters could not be used (fails closed)
+
+# kemi_limit_refusals_total{limit}: the kinds of kemi/limits/calls.py and rate.py, and
+LIMIT_FAILED = "failed"              # the counters could not be used: refused all the same
+# kemi_limit_calls{limit, key}: calls up per kind, in total (key "all") or per SBC side
+LIMIT_KEY_ALL = "all"
 
 # kemi_rtpengine_errors_total{operation, error}
 RTP_OFFER, RTP_ANSWER, RTP_DELETE = OFFER, ANSWER, DELETE     # the rtpengine operations' names
@@ -101,8 +123,15 @@ DROPPED = Counter("kemi_dropped_requests_total", ("reason",), "requests dropped 
 TOPOLOGY_CALLS = Counter("kemi_topology_calls_total", ("result",),
                          "new calls that met topology hiding: hidden, or refused and why")
 
+LIMIT_REFUSALS = Counter("kemi_limit_refusals_total", ("limit",),
+                         "calls refused by a call limit or call-rate limit (kemi/limits/), by limit")
+LIMIT_CALLS = Gauge("kemi_limit_calls", ("limit", "key"),
+                    "calls up now per call-limit kind, in total (key=all) or per SBC side")
+
 COUNTERS = (REGISTRATIONS, CALLS, GATEWAY_ATTEMPTS, GATEWAY_FAILOVERS, REPLIES_503,
             RTPENGINE_ERRORS, BANS, DROPPED, TOPOLOGY_CALLS)
+# declared only where a limit is configured (kemi/observe/settings.py)
+LIMIT_METRICS = (LIMIT_REFUSALS, LIMIT_CALLS)
 
 # series created at 0 when Kamailio starts, so rate() and alerts see them before the first event
 INITIAL_SERIES = (

@@ -16,6 +16,7 @@ the line is built only when it is on.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from kemi.message import Message
 from kemi.names import DECISION_LOG_PV, DS_CURRENT_GATEWAY, METRICS_SOCKET_NAME
@@ -26,12 +27,14 @@ from kemi.observe.metrics import (
     BAN_SCANNER,
     BANS,
     CALL_AUTH_FAILED,
+    CALL_LIMITED,
     CALL_REJECTED,
     CALLS,
     DROPPED,
     GATEWAY_ATTEMPTS,
     GATEWAY_FAILOVERS,
     INITIAL_SERIES,
+    LIMIT_REFUSALS,
     REG_AUTH_FAILED,
     REG_REFUSED,
     REGISTRATIONS,
@@ -39,6 +42,7 @@ from kemi.observe.metrics import (
     RTPENGINE_ERRORS,
     SIDE_NONE,
     TOPOLOGY_CALLS,
+    Gauge,
 )
 from kemi.security.ban import Reason, is_failed_guess
 
@@ -69,6 +73,8 @@ class Observer:
         self.ksr = ksr
         # KSR.info or KSR.notice, looked up once
         self.write_decision = getattr(ksr, settings.logging.decision_level)
+        # what a part sets just before /metrics is rendered (gauges: the call limits' calls up)
+        self.before_scrape: list[Callable[[], None]] = []
 
     def create_series(self, rank: int) -> None:
         """child_init: the counters' initial series (MeteredObserver)."""
@@ -121,6 +127,16 @@ class Observer:
         if self.decision_log_on():
             self.log_decision(msg, dlog.EVENT_UNAVAILABLE, reason, 503)
 
+    def note_limited(self, msg: Message, limit: str, code: int, key: str = "", unavailable: str = "") -> None:
+        """A call refused by a call limit or the call rate (kemi/limits/): `limit` says which
+        (caller, trunk, rate_source, failed, ...), `key` the name it counted (a username, side,
+        address); `unavailable`: the kemi_replies_503_total reason of a 503."""
+        if self.decision_log_on():
+            self.log_decision(msg, dlog.EVENT_CALL, CALL_LIMITED, code, limit=limit, key=key)
+
+    def set_gauge(self, gauge: Gauge, value: int, *labels: str) -> None:
+        """A gauge's value now (MeteredObserver; called from a before_scrape hook)."""
+
     def note_rtpengine_error(self, operation: str, error: str) -> None:
         """An rtpengine command failed (logged by the media part)."""
 
@@ -141,7 +157,7 @@ class Observer:
         return dlog.is_on(self.ksr.pv.gete(DECISION_LOG_PV))
 
     def log_decision(self, msg: Message, event: str, decision: str, code: int,
-                     egress: str = SIDE_NONE, gateway: str = "") -> None:
+                     egress: str = SIDE_NONE, gateway: str = "", **extra: str) -> None:
         fields = {
             "decision": decision,
             "code": code,
@@ -152,6 +168,7 @@ class Observer:
             "egress": egress,
             # after lookup / ds_select_dst: where it went; else what was asked for
             "target": gateway or self.current_target(),
+            **extra,
         }
         self.write_decision(dlog.decision_line(event, fields))
 
@@ -178,6 +195,8 @@ class MeteredObserver(Observer):
     def serve_http(self, msg: Message) -> None:
         ksr = self.ksr
         if msg.received_socket_name == METRICS_SOCKET_NAME and ksr.xhttp_prom.check_uri() > 0:
+            for refresh in self.before_scrape:
+                refresh()
             ksr.xhttp_prom.dispatch()
             return
         # any other path, or /metrics asked on a SIP socket
@@ -210,6 +229,19 @@ class MeteredObserver(Observer):
 
     def note_rtpengine_error(self, operation: str, error: str) -> None:
         self.ksr.xhttp_prom.counter_inc_l2(RTPENGINE_ERRORS.name, 1, operation, error)
+
+    def note_limited(self, msg: Message, limit: str, code: int, key: str = "", unavailable: str = "") -> None:
+        prom = self.ksr.xhttp_prom
+        prom.counter_inc_l1(LIMIT_REFUSALS.name, 1, limit)
+        if msg.method == "INVITE":
+            ingress = msg.ingress.name if msg.ingress is not None else SIDE_NONE
+            prom.counter_inc_l3(CALLS.name, 1, CALL_LIMITED, ingress, SIDE_NONE)
+        if unavailable:
+            prom.counter_inc_l1(REPLIES_503.name, 1, unavailable)
+        super().note_limited(msg, limit, code, key, unavailable)
+
+    def set_gauge(self, gauge: Gauge, value: int, *labels: str) -> None:
+        getattr(self.ksr.xhttp_prom, f"gauge_set_l{len(labels)}")(gauge.name, str(value), *labels)
 
     def note_ban(self, reason: Reason) -> None:
         self.ksr.xhttp_prom.counter_inc_l1(BANS.name, 1, BAN_LABELS[reason])

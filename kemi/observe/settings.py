@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from kemi.names import DECISION_LOG_GROUP, DECISION_LOG_VAR, ENTRY_STATS, METRICS_SOCKET_NAME, OTHER_ENTRY_STAT
 from kemi.observe.decisions import DECISION_LEVELS
-from kemi.observe.metrics import COUNTERS
+from kemi.observe.metrics import COUNTERS, LIMIT_METRICS
 from kemi.schema import SettingsError, report, require
 
 if TYPE_CHECKING:
@@ -112,7 +112,9 @@ def cfg_lines(s: Settings) -> list[str]:
         ]
     if not s.metrics.enabled:
         return lines
-    declarations = [f'modparam("xhttp_prom", "prom_counter", "{c.declaration}")' for c in COUNTERS]
+    # the call limits' counter and gauge only where a limit is configured (kemi/limits/)
+    limits = LIMIT_METRICS if s.limits.calls_on or s.limits.rate_on else ()
+    declarations = [f'modparam("xhttp_prom", "{c.kind}", "{c.declaration}")' for c in (*COUNTERS, *limits)]
     lines += [
         "#!define WITH_METRICS",
         f'#!define METRICS_SOCKET_NAME "{METRICS_SOCKET_NAME}"',

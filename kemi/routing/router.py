@@ -16,6 +16,8 @@ Each feature is a folder (its decisions, its KSR part.py, its settings.py):
     self.websocket  kemi/websocket/  the WebSocket handshake for browsers (NoWebSocket: websocket off)
     self.cluster    kemi/cluster/    KDMQ from peers, a starting node's location set (NoCluster: one node)
     self.topology   kemi/topology/   topology hiding: Call-ID, From/To of hidden calls; topos (NoTopology: off)
+    self.limits     kemi/limits/     concurrent calls per subscriber, side, trunk, gateway (NoCallLimits: none)
+    self.rate       kemi/limits/     INVITEs per second per source, gateway, trunk (NoCallRate: none)
     self.records    kemi/records/    what acc writes per call, the spool replay (NoRecords: records off)
     self.guard      guard.py         every callback runs guarded: one log line and an answer, never a traceback
 
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 from kemi import sip
 from kemi.cluster.part import Cluster, NoCluster
 from kemi.features import error_reply
+from kemi.limits.part import calls_for, rate_for
 from kemi.media.part import NoMedia, Rtpengine, build_security
 from kemi.media.view import SdpView
 from kemi.message import Message
@@ -69,8 +72,9 @@ ONREPLY_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "UPDATE"})
 class Router:
     """Subclass this for a site's own routing and name it in settings `python.router`."""
 
-    def __init__(self, ksr, settings: Settings, subscribers, dids=None):
+    def __init__(self, ksr, settings: Settings, subscribers, dids=None, call_limits=None):
         self.ksr, self.settings, self.subscribers, self.dids = ksr, settings, subscribers, dids
+        self.call_limits = call_limits          # the call_limits table (kemi/store/limits.py), or None
         # answers from Kamailio's internal error code: 5.8+ statefully when there is a
         # transaction (sl.send_reply_error), 5.6 statelessly (kemi/features.py); chosen once
         self.reply_error = error_reply(ksr)
@@ -103,6 +107,13 @@ class Router:
                 security=build_security(ksr, settings), sender_nated=hooked.sender_nated if hooked else None)
         else:
             self.media = NoMedia()
+        # call limits (kemi/limits/): counted right before a new call is relayed; the SBC's failover
+        # moves a call's gateway count along. Call rate: after route_auth
+        self.limits = calls_for(ksr, settings, self.observe, self.reply, call_limits, self.is_trusted_source,
+                                self.sides.is_listed_gateway)
+        if isinstance(self.sides, SbcSides):
+            self.sides.gateway_limits = self.limits
+        self.rate = rate_for(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
         # records: acc's flags and columns where the routing knows them (docs/records.md)
         if settings.records.enabled:
             self.records: Records | NoRecords = Records(
@@ -137,7 +148,7 @@ class Router:
     def close(self) -> None:
         """A live reload replaced this router: its MySQL connection closes now. (The parts hold
         the Router's reply hook, so the router is freed by Python's cyclic GC, not at once.)"""
-        for store in (self.subscribers, self.dids, self.topology):
+        for store in (self.subscribers, self.dids, self.topology, self.call_limits):
             close = getattr(store, "close", None)      # a site's or a test's directory may have none
             if close is not None:
                 close()
@@ -228,6 +239,8 @@ class Router:
                 return
         if not self.route_auth(msg):
             return
+        if not self.route_call_rate(msg):           # limits: INVITEs per second (kemi/limits/)
+            return
         ksr.hdr.remove("Route")                     # preloaded routes are not honoured
         if msg.method in DIALOG_FORMING:
             ksr.rr.record_route()
@@ -309,12 +322,17 @@ class Router:
             return NEXT
         return self.registrar.authenticate(msg)
 
+    # (call rate): a new call from a trusted or authenticated source, per second (kemi/limits/)
+    def route_call_rate(self, msg: Message) -> bool:
+        return self.rate.admit(msg)
+
     # route[SBC]: the other side's gateway set, or a DID mapped to an extension (SBC only)
     def route_sbc(self, msg: Message) -> bool:
         gateways = self.sides.gateways_for(msg, self.is_trusted_source)
         if gateways is None:
             return NEXT                             # on to SIPOUT / REGISTRAR / LOCATION
-        if self.sides.select_gateway(msg, gateways):
+        # limits: counted (and maybe refused) with the gateway the dispatcher picked
+        if self.sides.select_gateway(msg, gateways) and self.limits.admit(msg, trunk=gateways):
             self.route_relay(msg)
             self.observe.note_call(msg, CALL_GATEWAY, egress=gateways.name)
         return DONE
@@ -326,6 +344,8 @@ class Router:
         if msg.method == "REGISTER":
             self.reply(sip.NOT_RELAYING)
             self.observe.note_registration(msg, REG_REFUSED, sip.NOT_RELAYING.code)
+            return DONE
+        if not self.limits.admit(msg):              # limits: the caller's calls
             return DONE
         self.route_relay(msg)
         self.observe.note_call(msg, CALL_FOREIGN_DOMAIN, egress=msg.egress or SIDE_NONE)
@@ -340,7 +360,9 @@ class Router:
 
     # route[LOCATION]
     def route_location(self, msg: Message) -> None:
-        if self.registrar.find_contacts(msg):        # else answered: 404 / 480 / 405 / 500
+        callee = msg.ruri_user                       # before lookup() rewrites the R-URI
+        # else answered: 404 / 480 / 405 / 500; or refused by a call limit (kemi/limits/)
+        if self.registrar.find_contacts(msg) and self.limits.admit(msg, callee=callee):
             self.route_relay(msg)
             self.observe.note_call(msg, CALL_CONTACT, egress=msg.egress or SIDE_NONE)
 

@@ -27,7 +27,7 @@ branch, reply and failure routes read what the transaction remembers instead of 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from kemi import sip
 from kemi.media.view import SdpView
@@ -59,6 +59,18 @@ DS_INACTIVE_PROBING = "ip"
 SIDE_CACHE_SIZE = 4096
 
 
+class GatewayLimits(Protocol):
+    def next_gateway(self, msg: Message, previous: str) -> bool: ...
+
+
+class _NoGatewayLimits:
+    def next_gateway(self, msg: Message, previous: str) -> bool:
+        return True
+
+
+NO_GATEWAY_LIMITS = _NoGatewayLimits()
+
+
 class SbcMessage(Message):
     """A message on the SBC: what its steps learn about its sides (None: not known yet)."""
     __slots__ = ("ingress", "egress", "from_gateway", "gateway_side")
@@ -85,6 +97,9 @@ class SbcSides:
         self.side_cache: dict[tuple[str, str], Detection] = {}     # see detect_side
         # (call sides, SDP in a reply, sent by a gateway) -> the media view: a handful, built once each
         self.views: dict[tuple[CallSides | None, bool, bool], SdpView] = {}
+        # call limits (kemi/limits/part.py): a failover moves the call's gateway count to the next
+        # gateway, skipping full ones; the Router sets it when a call limit is configured
+        self.gateway_limits: GatewayLimits = NO_GATEWAY_LIMITS
 
     # route[SBC_INGRESS]
     def accept(self, msg: SbcMessage) -> bool:
@@ -217,7 +232,7 @@ class SbcSides:
         failed = ksr.pv.gete(DS_CURRENT_GATEWAY)
         ksr.dispatcher.ds_mark_dst_state(DS_INACTIVE_PROBING)
         self.observe.note_failover(msg, failed, code)
-        if ksr.dispatcher.ds_next_dst() < 0:
+        if ksr.dispatcher.ds_next_dst() < 0 or not self.gateway_limits.next_gateway(msg, failed):
             ksr.notice(f"kemi: sbc: gateway {failed} answered {code}, none left in set "
                        f"{side.gateway_set} ({side.name}): {msg.describe()}\n")
             self.reply(no_gateway_reply(side))

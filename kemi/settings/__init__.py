@@ -16,7 +16,7 @@ and the cfg lines it renders (one key is traced in one file):
     kemi/media/settings.py [media]    kemi/sbc/settings.py [sbc]    kemi/nat/settings.py [nat]
     kemi/security/settings.py [security]    kemi/observe/settings.py [metrics] [logging]
     kemi/cluster/settings.py [cluster]
-    kemi/websocket/settings.py [websocket]
+    kemi/websocket/settings.py [websocket]    kemi/limits/settings.py [limits]
 
 and here what puts them together:
 
@@ -30,6 +30,7 @@ and here what puts them together:
     python3 -m kemi.settings render [FILE] [OUTDIR]  write OUTDIR/kamailio-settings.cfg
 """
 from kemi.cluster.settings import ClusterSettings
+from kemi.limits.settings import LimitsSettings
 from kemi.media.settings import (
                                  DEFAULT_MEDIA_PROFILE,
                                  MediaInterface,
@@ -86,9 +87,9 @@ from kemi.websocket.settings import WebsocketSettings
 
 __all__ = [
     "ClusterSettings", "DEFAULT_MEDIA_PROFILE", "DEFAULT_SETTINGS_FILE", "DISPATCHER_LIST_NAME", "DatabaseSettings",
-    "ENV_PREFIX", "EnvOverride", "EnvSettingsError", "Listen", "LoggingSettings", "META_FIELDS", "MediaInterface",
-    "MediaProfile", "MediaSettings", "MetricsSettings", "NatSettings", "PROJECT_ROOT", "PythonSettings",
-    "RENDERED_CFG_NAME",
+    "ENV_PREFIX", "EnvOverride", "EnvSettingsError", "LimitsSettings", "Listen", "LoggingSettings", "META_FIELDS",
+    "MediaInterface", "MediaProfile", "MediaSettings", "MetricsSettings", "NatSettings", "PROJECT_ROOT",
+    "PythonSettings", "RENDERED_CFG_NAME",
     "RegistrarSettings", "RtpengineDaemon", "RtpengineInstance", "RuntimeSettings", "SETTINGS_ENV", "SbcSettings",
     "SbcSide", "SecuritySettings", "Settings", "SettingsError", "SettingsProblems", "SipSettings", "TlsSettings",
     "WebsocketSettings", "apply_overrides", "blame_environment", "describe", "dispatcher_list_path",

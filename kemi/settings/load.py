@@ -22,6 +22,7 @@ import kemi.settings.runtime as runtime
 import kemi.settings.sip as sip
 import kemi.settings.tls as tls
 from kemi.cluster import settings as cluster
+from kemi.limits import settings as limits
 from kemi.media import settings as media
 from kemi.nat import settings as nat
 from kemi.observe import settings as observe
@@ -49,7 +50,7 @@ TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validat
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
                 observe.validate_logging, cluster.validate, records.validate_records, records.validate_capture,
-                topology.validate)
+                topology.validate, limits.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

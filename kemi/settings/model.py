@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kemi.cluster.settings import ClusterSettings
+from kemi.limits.settings import LimitsSettings
 from kemi.media.settings import MediaSettings
 from kemi.names import DMQ_SOCKET_NAME
 from kemi.nat.settings import NatSettings
@@ -46,6 +47,7 @@ class Settings:
     topology: TopologySettings = field(default_factory=TopologySettings)     # kemi/topology/
     records: RecordsSettings = field(default_factory=RecordsSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)        # kemi/limits/: call limits
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
     environment: tuple[tuple[str, str], ...] = ()

@@ -15,6 +15,7 @@ import kemi.settings.runtime as runtime
 import kemi.settings.sip as sip
 import kemi.settings.tls as tls
 from kemi.cluster import settings as cluster
+from kemi.limits import settings as limits
 from kemi.media import settings as media
 from kemi.names import FLAGS, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR, XHTTP_CALLBACK
 from kemi.nat import settings as nat
@@ -67,6 +68,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         *security.cfg_lines(s),
         *tls.cfg_lines(s),
         *cluster.cfg_lines(s),
+        *limits.cfg_lines(s),          # kemi/limits/: dialog profiles, pipelimit
         *records.cfg_lines(s),
         *reload_lines(),
         *observe.cfg_lines(s),

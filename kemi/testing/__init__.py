@@ -7,6 +7,7 @@ target (5.6 or 6.0; by default the installed one: kemi/testing/fake_ksr.py).
     assert ksr.reply == (200, "OK")
 """
 from kemi.testing.fake_ksr import FakeKSR, KSRTypeError, SipMessage, parse_uri
-from kemi.testing.helpers import FakeSubscribers, make_router, signed_route
+from kemi.testing.helpers import FakeCallLimits, FakeSubscribers, make_router, signed_route
 
-__all__ = ["FakeKSR", "FakeSubscribers", "KSRTypeError", "SipMessage", "make_router", "parse_uri", "signed_route"]
+__all__ = ["FakeCallLimits", "FakeKSR", "FakeSubscribers", "KSRTypeError", "SipMessage", "make_router", "parse_uri",
+           "signed_route"]

@@ -252,6 +252,15 @@ class FakeKSR:
         self.defines: dict[str, str] = {}
         # xhttp_prom: (counter name, label values) -> value; xhttp replies sent
         self.metrics: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.gauges: dict[tuple[str, tuple[str, ...]], str] = {}
+        # dialog: (profile, value) -> dialogs in it (preload it for calls already up); the
+        # (profile, value)s of the dialog dlg_manage() made for this message (None: no dialog)
+        self.dialog_profiles: dict[tuple[str, str], int] = {}
+        self.dialog_links: list[tuple[str, str]] | None = None
+        self.dialog_properties: list[str] = []
+        # pipelimit: pipe name -> requests counted in the current window; pipe -> its limit
+        self.pipes: dict[str, int] = {}
+        self.pipe_limits: dict[str, int] = {}
         self.http_replies: list[tuple[int, str, str, str]] = []
 
     # --- the KSR surface --------------------------------------------------------------
@@ -650,6 +659,67 @@ class FakeKSR:
             lines.append(f"kamailio_{name}{{{text}}} {value} 0" if labels else f"kamailio_{name} {value} 0")
         self.http_replies.append((200, "OK", "text/plain; version=0.0.4", "\n".join(lines) + "\n"))
         return 1
+
+    def _gauge_set(self, name, value, *labels):
+        self.gauges[(name, labels)] = value
+        return 1
+
+    def _m_xhttp_prom__gauge_set_l0(self, name, v): return self._gauge_set(name, v)
+    def _m_xhttp_prom__gauge_set_l1(self, name, v, a): return self._gauge_set(name, v, a)
+    def _m_xhttp_prom__gauge_set_l2(self, name, v, a, b): return self._gauge_set(name, v, a, b)
+    def _m_xhttp_prom__gauge_set_l3(self, name, v, a, b, c): return self._gauge_set(name, v, a, b, c)
+
+    # --- model: dialog profiles and pipelimit pipes (kemi/limits/) ----------------------------
+
+    def _m_dialog__dlg_manage(self):
+        if self.message.to_tag:
+            return 1                                   # an in-dialog request: matched, nothing made
+        if self.dialog_links is not None:
+            return -1                                  # this request has its dialog already
+        self.dialog_links = []
+        return 1
+
+    def _m_dialog__is_known_dlg(self):
+        return 1 if self.dialog_links is not None else -1
+
+    def _m_dialog__set_dlg_profile(self, profile, value):
+        if self.dialog_links is None:
+            return -1                                  # no dialog for this message
+        self.dialog_links.append((profile, value))
+        self.dialog_profiles[(profile, value)] = self.dialog_profiles.get((profile, value), 0) + 1
+        return 1
+
+    def _m_dialog__unset_dlg_profile(self, profile, value):
+        if self.dialog_links is None or (profile, value) not in self.dialog_links:
+            return -1
+        self.dialog_links.remove((profile, value))
+        self.dialog_profiles[(profile, value)] -= 1
+        return 1
+
+    def _m_dialog__get_profile_size(self, profile, value, pv):
+        self.pvs[pv] = self.dialog_profiles.get((profile, value), 0)
+        return 1
+
+    def _m_dialog__get_profile_size_static(self, profile, pv):
+        self.pvs[pv] = sum(n for (p, _), n in self.dialog_profiles.items() if p == profile)
+        return 1
+
+    def _m_dialog__dlg_set_property(self, prop):
+        if self.dialog_links is None:
+            return -1
+        self.dialog_properties.append(prop)
+        return 1
+
+    def release_dialog(self) -> None:
+        """This message's dialog ends (BYE, failure, timeout): its counts go."""
+        for key in self.dialog_links or ():
+            self.dialog_profiles[key] -= 1
+        self.dialog_links = None
+
+    def _m_pipelimit__pl_check_limit(self, name, algorithm, limit):
+        self.pipe_limits[name] = limit
+        self.pipes[name] = self.pipes.get(name, 0) + 1
+        return 1 if self.pipes[name] <= limit else -1
 
     def _m_xhttp__xhttp_reply(self, code, reason, ctype, body):
         self.http_replies.append((code, reason, ctype, body))

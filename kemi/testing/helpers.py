@@ -28,6 +28,18 @@ class FakeDids:
         return self.mapping.get(did)
 
 
+class FakeCallLimits:
+    """Stands in for the call_limits table: {(kind, name): max_calls} (None = DB down: no row)."""
+
+    def __init__(self, rows=None):
+        self.rows = None if rows is None else dict(rows)
+        self.asked: list[tuple[str, str]] = []
+
+    def limit(self, kind: str, name: str):
+        self.asked.append((kind, name))
+        return None if self.rows is None else self.rows.get((kind, name))
+
+
 # unit tests sign Record-Routes with this secret, so signed_route() can make a valid Route
 TEST_ROUTE_SECRET = "kemi-unit-test-route-secret-0123456789"
 DEFAULT_CALL_ID = "call-1@192.0.2.10"     # SipMessage's default Call-ID
@@ -45,8 +57,9 @@ def signed_route(call_id: str = DEFAULT_CALL_ID, host: str = "127.0.0.1", extra:
 
 
 def make_router(ksr, settings: Settings | dict | None = None, subscribers=None, router_class=None,
-                dids=None):
-    """A Router (or your subclass) wired to `ksr`, default settings, FakeSubscribers/FakeDids.
+                dids=None, call_limits=None):
+    """A Router (or your subclass) wired to `ksr`, default settings, FakeSubscribers/FakeDids
+    (and `call_limits`, e.g. a FakeCallLimits, for limits.from_database).
 
     Unless the settings say otherwise, Record-Routes are signed with TEST_ROUTE_SECRET.
     """
@@ -58,4 +71,4 @@ def make_router(ksr, settings: Settings | dict | None = None, subscribers=None, 
         settings = parse_settings(raw)
     cls = router_class or Router
     return cls(ksr, settings, subscribers if subscribers is not None else FakeSubscribers(),
-               dids=dids if dids is not None else FakeDids())
+               dids=dids if dids is not None else FakeDids(), call_limits=call_limits)

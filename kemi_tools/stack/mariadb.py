@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, unquote
 from kemi.records import schema as records
 from kemi.settings import Settings
 from kemi.store import dids
+from kemi.store import limits as call_limits
 from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 SCHEMA_DIR = Path("/usr/share/kamailio/mysql")
@@ -126,6 +127,7 @@ def provision(settings: Settings, modules=SCHEMA_MODULES, socket: str = SOCKET,
 EXTRA_TABLES: dict[str, str] = {
     dids.TABLE: dids.CREATE_TABLE_SQL,        # SBC: DID -> extension (kemi/store/dids.py)
     records.TABLE: records.create_table_sql(),    # call records: acc's rows (kemi/records/schema.py)
+    call_limits.TABLE: call_limits.CREATE_TABLE_SQL,   # per-name call limits (kemi/store/limits.py)
 }
 # Views of our own: made on every provisioning (CREATE OR REPLACE: a newer definition wins)
 EXTRA_VIEWS: tuple[str, ...] = (

@@ -172,7 +172,7 @@ def test_cancel_failover_busy_and_redirect_leak_nothing(sbc, rtpe):
     k = sbc.start_kamailio(hiding_tables(rtpe))
     with capture(sbc) as cap:
         gw1 = sbc.gateway(sbc.private, 0, scenario="gw_reject.xml")
-        gw2 = sbc.gateway(sbc.private, 1, scenario="gw_busy.xml")
+        gw2 = sbc.gateway(sbc.private, 1, scenario="gw_ring_busy.xml")
         # round-robin: one of two calls meets gateway 1 first (503, marked inactive, failover)
         busy = sbc.trunk_call(sbc.public, "15550199", calls=2, rate=2, scenario="topo_fail_call.xml", hold_ms=None).wait()
         sbc.stop_sipp(gw2)

@@ -5,8 +5,9 @@
                              (listened on without holding it: ip_nonlocal_bind), its DMQ socket
     kemi<slot>-<pid>-phones  the phones' addresses (Callee / Caller sockets of this process)
 
-Addresses are 192.0.2.(40 * slot + i): a slot's hosts never overlap another slot's, and
-everything is in a documentation range. Ports come from the slot's range too. MariaDB is
+Addresses are 192.0.2.(40 * slot + i) in slots 0 to 5, 203.0.113.(40 * (slot - 6) + 128 + i)
+in slots 6 and 7: a slot's hosts never overlap another slot's, and everything is in a
+documentation range. Ports come from the slot's range too. MariaDB is
 the test session's (unix socket: a filesystem path, reachable from any namespace) unless a
 test brings its own (Galera).
 """
@@ -34,12 +35,17 @@ from kemi_tools.stack.process import Daemon, wait_for
 
 SLOT = stack.SLOT
 NETWORK = "192.0.2"
+UPPER_NETWORK = "203.0.113"          # slots 6 and 7
 
 
 def host(i: int) -> str:
-    """The slot's i-th test address (1..39): slots 0 to 5 only (192.0.2.0/24 holds six)."""
-    assert SLOT <= 5, f"KEMI_TEST_SLOT={SLOT}: the cluster tests run in slots 0 to 5"
+    """The slot's i-th test address (1..39): 192.0.2.0/24 holds slots 0 to 5, the upper half of
+    203.0.113.0/24 slots 6 and 7 (the SBC tests' 203.0.113 hosts are below .128, in namespaces
+    of their own)."""
+    assert SLOT <= 7, f"KEMI_TEST_SLOT={SLOT}: the cluster tests run in slots 0 to 7"
     assert 1 <= i < 40
+    if SLOT >= 6:
+        return f"{UPPER_NETWORK}.{40 * (SLOT - 6) + 128 + i}"
     return f"{NETWORK}.{40 * SLOT + i}"
 
 
