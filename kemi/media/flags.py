@@ -7,6 +7,8 @@ the sender behind NAT, which interfaces), this module only spells them for rtpen
         -> "replace-origin replace-session-connection trust-address"
     build_flags(OFFER, profile, nat=True, ingress="public", egress="private")
         -> "... SIP-source-address direction=public direction=private"
+    build_flags(OFFER, profile, family="IP6")
+        -> "... trust-address address-family=IP6"     (an IPv6 receiver: kemi/media/families.py)
 
 `ingress` is the rtpengine interface the sender of this SDP reaches us on, `egress` the one
 its peer will use. rtpengine wants direction= exactly twice, ingress first. It matters on
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Protocol
+
+from kemi.media.families import family_flag
 
 OFFER = "offer"
 ANSWER = "answer"
@@ -45,8 +49,9 @@ class Profile(Protocol):
 
 
 def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | None = None,
-                egress: str | None = None, extra: Iterable[str] = ()) -> str:
-    """The space-separated rtpengine flags for `op` (OFFER, ANSWER or DELETE)."""
+                egress: str | None = None, family: str | None = None, extra: Iterable[str] = ()) -> str:
+    """The space-separated rtpengine flags for `op` (OFFER, ANSWER or DELETE). `family`: the
+    address family (IP4, IP6) the receiver of an offer speaks (kemi/media/families.py)."""
     if op not in OPERATIONS:
         raise ValueError(f"unknown rtpengine operation {op!r}; use one of {OPERATIONS}")
     if (ingress is None) != (egress is None):
@@ -61,6 +66,7 @@ def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | 
         if ingress is not None:
             out += [f"direction={ingress}", f"direction={egress}"]
     if op == OFFER:
+        out += family_flag(family)
         out += [f"rtcp-mux-{mode}" for mode in profile.rtcp_mux]
         out += [f"codec-mask={c}" for c in profile.codec_mask]
         out += [f"codec-strip={c}" for c in profile.codec_strip]
