@@ -29,7 +29,7 @@ import pytest
 
 from harness import netns, stack
 from harness.baresip import Baresip
-from harness.media import wait_until
+from harness.media import phone_media_port, sdps, wait_until, write_call_pcaps
 from harness.nat import (NAT_UDP_TIMEOUT, OPEN_HOST, PHONE, PROXY, PROXY6, ROUTER_WAN, V6_HOST, KeepaliveRun,
                          NatKamailio, NatNetwork, location, proxy_rtpengine, register)
 from harness.sipp import Sipp, auth_row
@@ -104,6 +104,17 @@ def proxy(net, keepalives, tmp_path_factory):
     finally:
         k.stop()
         rtpe.stop()
+
+
+@pytest.fixture(scope="module")
+def unbridged(net, proxy, tmp_path_factory):
+    """The controls' registrar: the same rtpengine, media.address_family_bridging = false."""
+    k = NatKamailio(net, tmp_path_factory.mktemp("nat-unbridged"), stack.kamailio_port(),
+                    proxy.rtpengine.media_settings(address_family_bridging=False), ipv6=True)
+    try:
+        yield k.start()
+    finally:
+        k.stop()
 
 
 # --- SIPp phones: registration, calls both ways, in-dialog requests both ways ----------------
@@ -393,16 +404,42 @@ def test_ipv6_phone_and_nated_ipv4_phone_hear_each_other(db, net, proxy, tmp_pat
     print(f"\n{direction}: rtpengine relays (party -> relay address) {relays}")
 
 
-def test_control_without_address_family_bridging_the_ipv6_ipv4_call_has_no_audio(db, net, proxy, tmp_path):
+@pytest.mark.parametrize("bridging", [True, False], ids=["bridging", "control-bridging-off"])
+def test_a_late_offer_from_the_ipv4_callee_reaches_the_ipv6_caller_in_its_family(db, net, proxy, unbridged,
+                                                                                 tmp_path, bridging):
+    """The IPv6 caller's INVITE has no SDP; the NATed IPv4 callee offers in its 200 (a late
+    offer): rtpengine is told the caller's family (the INVITE's source) and the caller gets an
+    IPv6 relay address; its answer in the ACK reaches the callee with an IPv4 one. Control
+    (bridging off): the caller is offered the IPv4 relay address."""
+    proxy = proxy if bridging else unbridged
+    caller_user, callee_user = ("2785", "2786") if bridging else ("2787", "2788")
+    for user in (caller_user, callee_user):
+        db.add_subscriber(user)
+    port = stack.free_port()
+    assert register(net, "home2", callee_user, port, proxy, tmp_path).finals == [200]
+    for side in ("callee", "caller"):
+        write_call_pcaps(tmp_path / side, ssrc_base=0x2780)
+    uas = Sipp("media_uas.xml", tmp_path / "callee", local_ip=PHONE, local_port=port, keys={"media_attr": "sendrecv"},
+               netns=net.homes["home2"].ns.name, extra=["-mp", str(phone_media_port())]).start()
+    uac = Sipp("uac_late_offer.xml", tmp_path / "caller", target=proxy.target6, local_ip=V6_HOST, netns=net.v6.name,
+               rows=[auth_row(caller_user, stack.PASSWORD, PROXY, callee_user)], keys={"media_attr": "sendrecv"},
+               sets={"hold_ms": 300}, extra=["-mp", str(phone_media_port())]).start()
+    caller, callee = uac.wait(), uas.wait()
+    assert caller.finals == [200] and caller.rc == 0, caller.stdout[-3000:]
+    offer, = sdps(caller.received(), "SIP/2.0 200")
+    answer, = sdps(callee.received(), "ACK")
+    print(f"\nlate offer IPv4 -> IPv6 (bridging {'on' if bridging else 'off'}): the caller was offered "
+          f"c={offer.connection}, the callee answered to c={answer.connection}")
+    assert (answer.connection, answer.address("audio")) == (PROXY, PROXY), answer
+    relay = PROXY6 if bridging else PROXY            # off: an address the IPv6-only caller cannot reach
+    assert (offer.connection, offer.address("audio")) == (relay, relay), offer
+
+
+def test_control_without_address_family_bridging_the_ipv6_ipv4_call_has_no_audio(db, net, unbridged, tmp_path):
     """media.address_family_bridging = false (the same rtpengine, both families): the IPv6
     phone's offer reaches the IPv4 phone with an IPv6 relay address it cannot use."""
-    k = NatKamailio(net, tmp_path / "kamailio", stack.kamailio_port(),
-                    proxy.rtpengine.media_settings(address_family_bridging=False), ipv6=True).start()
-    try:
-        a, b = baresip_call(db, net, k.target6, tmp_path, ("2791", V6_HOST, net.v6),
-                            ("2792", PHONE, net.homes["home1"].ns), callee_proxy=k.target)
-    finally:
-        k.stop()
+    a, b = baresip_call(db, net, unbridged.target6, tmp_path, ("2791", V6_HOST, net.v6),
+                        ("2792", PHONE, net.homes["home1"].ns), callee_proxy=unbridged.target)
     assert heard(a)[0] != CALLEE_HZ and heard(b)[0] != CALLER_HZ, f"{a.log()[-2000:]}\n{b.log()[-2000:]}"
     print(f"\nno bridging: caller heard {heard(a)}, callee heard {heard(b)}; callee: "
           f"{[line for line in b.log().splitlines() if 'AF' in line or 'closed' in line][:3]}")
