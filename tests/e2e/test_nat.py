@@ -487,6 +487,8 @@ def test_control_the_default_30s_keepalive_loses_a_phone_behind_a_20s_nat(after_
 
 
 def test_control_without_keepalives_the_phone_is_unreachable_after_the_timeout(after_silence):
+    """nat.keepalive_interval = 0: nothing refreshes the binding after the registration; the
+    router forgets it after its timeout, and the call never reaches the phone."""
     finals, answered, died_after = after_silence["off"]
-    assert died_after is not None and died_after <= NAT_UDP_TIMEOUT + 3 and not answered and finals != [200], \
-        after_silence
+    assert died_after is not None and NAT_UDP_TIMEOUT - 3 <= died_after < SILENCE, after_silence
+    assert not answered and finals != [200], after_silence
