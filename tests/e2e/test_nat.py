@@ -306,14 +306,17 @@ def test_nated_phone_calls_a_phone_behind_another_nat_with_two_way_audio(db, net
 
 
 def tcp_connections(proxy) -> list[dict]:
-    """The proxy's TCP/TLS connections (kamcmd core.tcp_list), each {type, src_ip, src_port, ...}."""
+    """The proxy's TCP/TLS connections (kamcmd core.tcp_list: one {...} block each), each
+    {type, src_ip, src_port, dst_port, ...} with lower-case keys."""
     out: list[dict] = []
     for line in proxy.kamcmd("core.tcp_list").splitlines():
-        key, sep, value = line.strip().partition(":")
-        if key == "id":
+        stripped = line.strip()
+        if stripped == "{":
             out.append({})
-        if sep and out:
-            out[-1][key] = value.strip()
+            continue
+        key, sep, value = stripped.partition(":")
+        if sep and out and stripped != "}":
+            out[-1][key.strip().lower()] = value.strip()
     return out
 
 
