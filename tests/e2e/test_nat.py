@@ -10,13 +10,17 @@ is reached through its router's binding or not at all. Topology: tests/harness/n
 Checked: registration stores each phone's public binding; calls both ways with in-dialog
 requests both ways (re-INVITEs, BYE from either side) reach phones through their bindings;
 two phones with the same private address and port are told apart; media anchored by
-rtpengine flows both ways through two NATs (tones heard by frequency); TCP and TLS phones
-are reached over their own connection; an IPv6 phone and an IPv4 phone hear each other
-through rtpengine bridging the families; a silent phone stays reachable after 3x the NAT
-timeout with nat.keepalive_interval shorter than it.
+rtpengine flows both ways through two NATs (tones heard by frequency; rtpengine follows the
+port a router really mapped, not the SDP's); TCP and TLS phones are reached over their own
+connection, and a TCP phone whose connection is gone gets no new one toward its router; an
+IPv6 phone and an IPv4 phone hear each other through rtpengine bridging the families, a late
+offer included; a silent phone stays reachable after 3x the NAT timeout with
+nat.keepalive_interval shorter than it.
 Controls (each must fail): NAT handling off (nat.enabled = false): the call to a NATed
-phone never reaches it; the default 30 s keepalive against a 20 s NAT, and keepalives off:
-the phone is unreachable after the timeout; address-family bridging off: no IPv6/IPv4 audio.
+phone never reaches it; a router subclass that lets Kamailio connect: a SYN reaches the
+router; the default 30 s keepalive against a 20 s NAT, and keepalives off: the phone is
+unreachable after the timeout; address-family bridging off: no IPv6/IPv4 audio, and the
+IPv6 caller is offered an IPv4 relay address.
 
 Extensions 2701-2799 belong to this file.
 """
