@@ -13,6 +13,8 @@
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 # make bench-debian13  the same on the Debian 13 root (Kamailio 6.0): bench/results-trixie/
+# make bench-records  what call records and HEP capture cost: Kamailio CPU per call, A/B
+#             (BENCH_ARGS=--media: calls anchored by rtpengine), bench/results/records-cost*.json
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
@@ -31,7 +33,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
+.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -71,6 +73,9 @@ test-debian13:
 
 bench-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" $(PY) scripts/debroot.py bench trixie
+
+bench-records: install-bench
+	$(PY) -m bench.records_cost $(BENCH_ARGS)
 
 DEBIAN ?= 12
 image:

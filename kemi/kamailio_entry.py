@@ -199,6 +199,10 @@ def ksr_xhttp_event(*event):
     return _handler.ksr_xhttp_event(None, *event)
 
 
+def ksr_records_replay(*event):
+    return _handler.ksr_records_replay(None, *event)
+
+
 def child_init(rank):
     return _handler.child_init(rank)
 

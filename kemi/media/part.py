@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 SDP_CONTENT_TYPE = "application/sdp"
 # in a reply route: the source address of the request the reply answers (tmx)
 REQUEST_SOURCE_PV = "$T_req($si)"
+# rtpengine_query_v: compact JSON into this variable (records, kemi/records/media.py reads it)
+STATS_FORMAT, STATS_VAR = "j", "$var(kemi_rtpstats)"
 SDP_METHODS = OFFER_METHODS | ANSWER_METHODS
 
 
@@ -140,6 +142,14 @@ class Rtpengine:
                     f"to the offer of {msg.method}, answering {reply.code} [call-id={msg.call_id}]\n")
         self.reply(reply)
         return DONE
+
+    def query_stats(self) -> str | None:
+        """rtpengine's figures for this message's call, as JSON (ng query): records ask before
+        a BYE's delete. None when no rtpengine answered."""
+        ksr = self.ksr
+        if ksr.rtpengine.rtpengine_query_v(STATS_FORMAT, STATS_VAR) < 0:
+            return None
+        return ksr.pv.gete(STATS_VAR) or None
 
     def relay_failed(self, msg: Message) -> None:
         """t_relay failed after an offer: the initial INVITE's session would be left behind."""

@@ -15,6 +15,7 @@ Each feature is a folder (its decisions, its KSR part.py, its settings.py):
     self.media      kemi/media/      rtpengine offer / answer / delete (NoMedia: media off), media security
     self.websocket  kemi/websocket/  the WebSocket handshake for browsers (NoWebSocket: websocket off)
     self.cluster    kemi/cluster/    KDMQ from peers, a starting node's location set (NoCluster: one node)
+    self.records    kemi/records/    what acc writes per call, the spool replay (NoRecords: records off)
     self.guard      guard.py         every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
@@ -42,10 +43,12 @@ from kemi.observe.metrics import (
     SIDE_NONE,
 )
 from kemi.observe.part import observer_for
+from kemi.records.part import NoRecords, Records
 from kemi.routing.guard import ROUTE_OK, Guard
 from kemi.routing.registrar import Registrar
 from kemi.routing.sides import OneSide, Sides
 from kemi.sbc.part import SbcSides
+from kemi.store.mysql import Database
 from kemi.security.part import NoScreen, RecordRouteSigner, Screen
 from kemi.websocket.part import NoWebSocket, WebSocket
 
@@ -98,6 +101,14 @@ class Router:
                 families=build_families(ksr, settings))     # IPv4 <-> IPv6 (kemi/media/families.py)
         else:
             self.media = NoMedia()
+        # records: acc's flags and columns where the routing knows them (docs/records.md)
+        if settings.records.enabled:
+            self.records: Records | NoRecords = Records(
+                ksr, settings, is_trusted=self.is_trusted_source, to_gateway=self.sides.failover_possible,
+                media_stats=self.media.query_stats if isinstance(self.media, Rtpengine) else None,
+                database=Database(settings.database.all_connect_args(), log=ksr.err))
+        else:
+            self.records = NoRecords()
         # route_relay arms a tm callback only when it has work (each entry into Python costs):
         # a subclass's own branch, reply or failure route gets it on every relay, as it always did
         self.own_branch_route = self.overrides("ksr_branch_manage", "branch_manage", "route_natmanage")
@@ -113,6 +124,7 @@ class Router:
             self.observe.create_series(rank)
         except Exception as exc:          # metrics must never stop Kamailio from starting
             self.ksr.err(f"kemi: metrics: initial series not created: {exc}\n")
+        self.records.child_init(rank)
         return 0
 
     def take_over(self, previous: Router) -> None:
@@ -152,6 +164,14 @@ class Router:
 
     def ksr_failure_manage(self, _msg) -> int:
         return self.guard.run("failure_route", self.failure_manage, answer=True)
+
+    def ksr_records_replay(self, _msg=None, _event: str = "") -> int:
+        """rtimer's process (records on): records spooled while the database was down go in."""
+        try:
+            self.records.replay()
+        except Exception as exc:
+            self.ksr.err(f"kemi: records: spool replay failed: {type(exc).__name__}: {exc}\n")
+        return ROUTE_OK
 
     def ksr_xhttp_event(self, _msg, _event: str = "") -> int:
         """xhttp's event_callback (kamailio.cfg, with metrics or WebSocket on): an HTTP request."""
@@ -198,6 +218,7 @@ class Router:
         if msg.method in DIALOG_FORMING:
             ksr.rr.record_route()
             self.dialogs.sign(msg)
+        self.records.on_call(msg)                   # records: an INVITE is a call from here on
         if not self.route_sbc(msg):
             return
         if not self.route_sipout(msg):
@@ -313,6 +334,7 @@ class Router:
     def route_relay(self, msg: Message) -> None:
         ksr, method = self.ksr, msg.method
         self.sides.leaving(msg)                     # SBC: the side it leaves through (media needs it)
+        self.records.on_relay(msg)                  # records: where it goes; a BYE's media figures
         if not self.media.on_request(msg):          # rtpengine offer / answer / delete
             return
         # each tm callback only when it has work there: NAT (nat.py), media, SBC failover
@@ -324,7 +346,7 @@ class Router:
                 and ksr.tm.t_is_set("onreply_route") < 0:
             ksr.tm.t_on_reply(ONREPLY_ROUTE)
         if method == "INVITE" and (self.own_failure_route or self.media.wants_failures
-                                   or self.sides.failover_possible(msg)) \
+                                   or self.records.wants_failures or self.sides.failover_possible(msg)) \
                 and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
@@ -352,9 +374,11 @@ class Router:
     def failure_manage(self, msg: Message) -> None:
         self.route_natmanage(msg)
         canceled = self.ksr.tm.t_is_canceled() > 0
+        self.records.on_failure(msg, canceled)      # records: the failed answer's Reason, who ended it
         # SBC: the next gateway of the set gets the same (already anchored) offer, so the
         # media session is deleted only when the call has really failed
         if not canceled and self.sides.failover(msg):
+            self.records.on_failover(msg)
             return
         self.media.on_failure(msg, canceled)
 
@@ -372,7 +396,10 @@ class Router:
 
     def reply(self, reply: sip.Reply) -> None:
         """Answer the current request (statefully if a transaction exists)."""
+        unaccounted = self.records.refusing(reply)  # records: a call refused here
         self.ksr.sl.send_reply(reply.code, reply.reason)
+        if unaccounted:
+            self.records.refused(reply)
 
     def is_trusted_source(self, msg: Message) -> bool:
         """Sources allowed without digest auth: nobody on the registrar, the side's listed

@@ -107,7 +107,11 @@ def usrloc_db_mode(s: Settings) -> int:
 
 
 def usrloc_lines(s: Settings) -> list[str]:
-    return [f"#!define USRLOC_DB_MODE {usrloc_db_mode(s)}"]
+    mode = usrloc_db_mode(s)
+    return [f"#!define USRLOC_DB_MODE {mode}",
+            # db_mode 3 (DB only): a contact's INSERT re-run after its answer was lost is an
+            # upsert (usrloc db_insert_update in kamailio-common.cfg, docs/cluster.md)
+            *(["#!define USRLOC_DB_ONLY"] if mode == 3 else [])]
 
 
 def cache_lines(s: Settings) -> list[str]:
