@@ -17,15 +17,17 @@ IPv6 phone and an IPv4 phone hear each other through rtpengine bridging the fami
 offer included; a silent phone stays reachable after 3x the NAT timeout with
 nat.keepalive_interval shorter than it.
 Controls (each must fail): NAT handling off (nat.enabled = false): the call to a NATed
-phone never reaches it; a router subclass that lets Kamailio connect: a SYN reaches the
-router; the default 30 s keepalive against a 20 s NAT, and keepalives off: the phone is
-unreachable after the timeout; address-family bridging off: no IPv6/IPv4 audio, and the
+phone never reaches it; a router subclass without contact aliases: the ACK and re-INVITE
+are sent to the private Contact and never reach the phone; a router subclass that lets
+Kamailio connect: a SYN reaches the router; the default 30 s keepalive against a 20 s NAT,
+and keepalives off: the phone is unreachable after the timeout; address-family bridging off: no IPv6/IPv4 audio, and the
 IPv6 caller is offered an IPv4 relay address.
 
 Extensions 2701-2799 belong to this file.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -172,6 +174,41 @@ def test_calls_reach_the_nated_phone_with_in_dialog_requests_both_ways(db, net, 
     # the caller's Contact carries its binding as alias: the callee's requests came back through it
     contact = next(line for line in invite.splitlines() if line.startswith("Contact:"))
     assert f";alias={ROUTER_WAN[caller_home]}~" in contact, contact
+
+
+def test_control_without_contact_aliases_in_dialog_requests_never_reach_the_nated_phones(db, net, tmp_path):
+    """A router subclass that never calls set_contact_alias: the INVITE still reaches the
+    callee (the registration's received address), but each party's Contact stays its private
+    address, so the ACK and re-INVITE are sent to 192.0.2.10 (no route) and the callee gets
+    neither: the aliases are what carry in-dialog requests through the bindings."""
+    overrides = {"python": {"router": "aliasless_nat_router:AliaslessNatRouter",
+                            "path": [str(stack.project_file("tests", "e2e", "routers"))]}}
+    k = NatKamailio(net, tmp_path / "kamailio", stack.kamailio_port(), overrides).start()
+    try:
+        for user in ("2715", "2716"):
+            db.add_subscriber(user)
+        port = stack.free_port()
+        assert register(net, "home2", "2716", port, k, tmp_path).finals == [200]
+        uas = Sipp("nat_callee.xml", tmp_path, local_ip=PHONE, local_port=port, netns=net.homes["home2"].ns.name,
+                   sets={"i_end": 0}, timeout=6, timeout_error=False).start()
+        uac = Sipp("nat_caller.xml", tmp_path, target=k.target, local_ip=PHONE, netns=net.homes["home1"].ns.name,
+                   rows=[auth_row("2715", stack.PASSWORD, PROXY, "2716")], sets={"i_end": 1}, timeout=6,
+                   timeout_error=False).start()
+        r, e = uac.wait(), uas.wait()
+        log = k.log()
+    finally:
+        k.stop()
+    assert r.finals[:1] == [200] and e.values("invite") == ["1"], r.stdout[-3000:] + e.stdout[-3000:]
+    invite, = e.received_requests("INVITE")[:1]
+    contact = next(line for line in invite.splitlines() if line.startswith("Contact:"))
+    assert ";alias=" not in contact, contact
+    # the ACK (and the re-INVITE, if the caller got that far) were sent to the callee's private
+    # Contact, which the proxy has no route to: the callee got no in-dialog request at all
+    assert e.received_requests("ACK") == [] and e.values("reinvite_received") == [], e.stdout[-3000:]
+    unreachable = [line for line in log.splitlines() if "sendto(" in line and PHONE in line]
+    assert unreachable and "Network is unreachable" in unreachable[0], log[-3000:]
+    print(f"\nno contact aliases: the callee got the INVITE only; the proxy's in-dialog sends went to "
+          f"{PHONE}:{port}: {unreachable[0].split('err: ')[-1]}")
 
 
 def test_two_phones_with_the_same_private_address_and_port_are_told_apart(db, net, proxy, tmp_path):
