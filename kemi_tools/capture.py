@@ -19,21 +19,28 @@ PACKET_OUTGOING = 4            # lo shows each packet twice: as sent and as rece
 
 
 def _bpf_udp_port_range(low: int, high: int, sources_only: bool = False) -> bytes:
-    """Classic BPF: accept IPv4 UDP (unfragmented) whose source or destination port is in range
-    (sources_only: whose source port is)."""
+    """Classic BPF: accept IPv4 UDP (unfragmented) or IPv6 UDP (no extension header) whose
+    source or destination port is in range (sources_only: whose source port is)."""
     ld_h_abs, ld_b_abs, ld_h_ind, ldx_msh = 0x28, 0x30, 0x48, 0xB1
     jeq, jge, jgt, jset, ret = 0x15, 0x35, 0x25, 0x45, 0x06
     # a source port out of range: look at the destination port, or (sources_only) drop
-    other = "drop" if sources_only else "dport"
+    other, other6 = ("drop", "drop") if sources_only else ("dport", "dport6")
     # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
     prog = [
-        ("ethertype", ld_h_abs, None, None, 12), ("", jeq, None, "drop", 0x0800),
+        ("ethertype", ld_h_abs, None, None, 12), ("", jeq, "ipv6", None, 0x86DD),
+        ("", jeq, None, "drop", 0x0800),
         ("", ld_b_abs, None, None, 23), ("", jeq, None, "drop", socket.IPPROTO_UDP),
         ("", ld_h_abs, None, None, 20), ("", jset, "drop", None, 0x1FFF),       # a fragment
         ("", ldx_msh, None, None, 14),                                          # X = IP header length
         ("", ld_h_ind, None, None, 14), ("", jge, None, other, low),            # source port
         ("", jgt, other, "accept", high),
         ("dport", ld_h_ind, None, None, 16), ("", jge, None, "drop", low),      # destination port
+        ("", jgt, "drop", "accept", high),
+        # IPv6: the next header is UDP, the UDP header right after the 40-byte IPv6 header
+        ("ipv6", ld_b_abs, None, None, 20), ("", jeq, None, "drop", socket.IPPROTO_UDP),
+        ("", ld_h_abs, None, None, 54), ("", jge, None, other6, low),          # source port
+        ("", jgt, other6, "accept", high),
+        ("dport6", ld_h_abs, None, None, 56), ("", jge, None, "drop", low),     # destination port
         ("", jgt, "drop", "accept", high),
         ("accept", ret, None, None, 0xFFFF),
         ("drop", ret, None, None, 0),
@@ -143,7 +150,7 @@ class SipTimes:
             ns = next((sec * 1_000_000_000 + nsec for level, kind, raw in cmsgs
                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
                        for sec, nsec in [struct.unpack("qq", raw[:16])]), time.time_ns())
-            ihl = (data[14] & 0x0F) * 4
+            ihl = 40 if data[12:14] == b"\x86\xdd" else (data[14] & 0x0F) * 4      # IPv6, IPv4
             sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
             parsed = parse_sip(data[14 + ihl + 8:])
             if parsed:

@@ -25,8 +25,10 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
 # python3-yaml: tests/unit/test_docker_files.py reads the compose file;
 # python3-pip, python3-setuptools: `pip install --no-build-isolation .` with Debian's python3
 # (tests/e2e/test_install.py); Debian 13 pulls in neither by itself;
-# baresip-core, chromium: the real softphone and browser of the media-security tests (docs/media.md)
-TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium)
+# baresip-core, chromium: the real softphone and browser of the media-security tests (docs/media.md);
+# nftables: the home routers' source NAT of the NAT tests (tests/harness/nat.py)
+TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium
+         nftables)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
 BENCH=(python3-matplotlib)
 # the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the

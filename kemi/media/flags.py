@@ -7,6 +7,8 @@ the sender behind NAT, which interfaces), this module only spells them for rtpen
         -> "replace-origin replace-session-connection trust-address endpoint-learning-off strict-source"
     build_flags(OFFER, profile, nat=True, ingress="public", egress="private")
         -> "... SIP-source-address endpoint-learning-heuristic strict-source direction=public direction=private"
+    build_flags(OFFER, profile, family="IP6")
+        -> "... trust-address ... address-family=IP6"     (an IPv6 receiver: kemi/media/families.py)
 
 Whose media address rtpengine may learn (`learning`, media.rtpengine.endpoint_learning) is
 kemi.media.learning's: a sender behind NAT is learned, nobody else.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from kemi.media.families import family_flag
 from kemi.media.learning import LEARN_NAT, learning_flags
 
 OFFER = "offer"
@@ -50,8 +53,10 @@ class Profile(Protocol):
 
 
 def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | None = None,
-                egress: str | None = None, extra: Iterable[str] = (), learning: str = LEARN_NAT) -> str:
-    """The space-separated rtpengine flags for `op` (OFFER, ANSWER or DELETE)."""
+                egress: str | None = None, family: str | None = None, extra: Iterable[str] = (),
+                learning: str = LEARN_NAT) -> str:
+    """The space-separated rtpengine flags for `op` (OFFER, ANSWER or DELETE). `family`: the
+    address family (IP4, IP6) the receiver of an offer speaks (kemi/media/families.py)."""
     if op not in OPERATIONS:
         raise ValueError(f"unknown rtpengine operation {op!r}; use one of {OPERATIONS}")
     if (ingress is None) != (egress is None):
@@ -67,6 +72,7 @@ def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | 
         if ingress is not None:
             out += [f"direction={ingress}", f"direction={egress}"]
     if op == OFFER:
+        out += family_flag(family)
         out += [f"rtcp-mux-{mode}" for mode in profile.rtcp_mux]
         out += [f"codec-mask={c}" for c in profile.codec_mask]
         out += [f"codec-strip={c}" for c in profile.codec_strip]

@@ -27,6 +27,7 @@ from kemi.media.actions import (
     reply_action,
     request_action,
 )
+from kemi.media.families import IP4, address_family, uri_family
 from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
 from kemi.media.security import NOTHING, Decision, Parties, Rules, decide, refused_reply, rules_in_use, sdp_crypto
 from kemi.media.settings import MediaSettings
@@ -46,10 +47,12 @@ from kemi.observe.metrics import (
 from kemi.observe.part import Observer
 
 if TYPE_CHECKING:
-    from kemi.nat.part import Nat
+    from kemi.nat.part import Nat, NoNat
     from kemi.settings import Settings
 
 SDP_CONTENT_TYPE = "application/sdp"
+# in a reply route: the source address of the request the reply answers (tmx)
+REQUEST_SOURCE_PV = "$T_req($si)"
 # rtpengine_query_v: compact JSON into this variable (records, kemi/records/media.py reads it)
 STATS_FORMAT, STATS_VAR = "j", "$var(kemi_rtpstats)"
 SDP_METHODS = OFFER_METHODS | ANSWER_METHODS
@@ -66,12 +69,15 @@ class Rtpengine:
     wants_replies = wants_failures = True
 
     def __init__(self, ksr, media: MediaSettings, observe: Observer, reply: Callable[[sip.Reply], None], *,
-                 views: MediaViews, nat: Nat, security: MediaSecurity | NoSecurity | None = None,
-                 sender_nated: Callable[[Message, bool, SdpView], bool] | None = None):
+                 views: MediaViews, nat: Nat | NoNat, security: MediaSecurity | NoSecurity | None = None,
+                 sender_nated: Callable[[Message, bool, SdpView], bool] | None = None,
+                 families: ReceiverFamilies | NoFamilies | None = None):
         self.ksr, self.settings, self.observe, self.reply = ksr, media, observe, reply
         self.views, self.nat = views, nat
         # SRTP / DTLS / WebRTC per party (NoSecurity: every party "any", nothing read)
         self.security = security if security is not None else NoSecurity()
+        # IPv4 <-> IPv6: the family each offer's receiver speaks (NoFamilies: one family only)
+        self.families = families if families is not None else NoFamilies()
         # whether an SDP's sender is behind NAT (a Router subclass's media_behind_nat, if any)
         self.sender_nated = sender_nated or self.sdp_sender_nated
         self.sockets = media.sockets                     # for log lines
@@ -119,7 +125,8 @@ class Rtpengine:
         if decision.refusal:              # a party that must encrypt offered plain RTP, broken crypto
             self.offer_refused(msg, decision, parties)
             return DONE
-        if ksr.rtpengine.rtpengine_offer(self.sdp_flags(msg, OFFER, view, False, decision.flags)) > 0:
+        flags = self.sdp_flags(msg, OFFER, view, False, decision.flags, self.families.of_request_receiver())
+        if ksr.rtpengine.rtpengine_offer(flags) > 0:
             ksr.setflag(FLT_SDP_OFFER)
             return NEXT
         answered = ksr.pv.gete(RTPENGINE_INSTANCE_PV)
@@ -163,7 +170,9 @@ class Rtpengine:
         if decision.refusal:
             self.answer_refused(msg, decision, parties, f"the {status} reply")
             return
-        flags = self.sdp_flags(msg, action, self.views.media_view(msg, True), True, decision.flags)
+        # a late offer goes to the caller: rtpengine is told its family (an answer needs none)
+        family = self.families.of_reply_receiver() if action == OFFER else None
+        flags = self.sdp_flags(msg, action, self.views.media_view(msg, True), True, decision.flags, family)
         # a late offer (the INVITE had no SDP, the reply has), else the answer
         command = ksr.rtpengine.rtpengine_offer if action == OFFER else ksr.rtpengine.rtpengine_answer
         ok = command(flags) > 0
@@ -216,17 +225,18 @@ class Rtpengine:
         """The SDP's sender is behind NAT (SIP-source-address): never a listed gateway."""
         return not view.sender_is_gateway and self.nat.sdp_sender_nated(msg, is_reply)
 
-    def sdp_flags(self, msg: Message, op: str, view: SdpView, is_reply: bool, security: tuple[str, ...] = ()) -> str:
+    def sdp_flags(self, msg: Message, op: str, view: SdpView, is_reply: bool, security: tuple[str, ...] = (),
+                  family: str | None = None) -> str:
         """Flags for an offer or answer of this message's SDP: its sender's NAT, its interfaces
-        and profile (`view`), and what media security adds (transport-protocol, ICE, SDES/DTLS,
-        rtcp-mux)."""
+        and profile (`view`), what media security adds (transport-protocol, ICE, SDES/DTLS,
+        rtcp-mux), and the address family of an offer's receiver (IP4, IP6, None: unknown)."""
         nat = self.sender_nated(msg, is_reply, view)
-        key = (op, view.profile, nat, view.directions, security, view.extra)
+        key = (op, view.profile, nat, view.directions, security, view.extra, family)
         flags = self.built_flags.get(key)
         if flags is None:
             ingress, egress = view.directions or (None, None)
             flags = self.built_flags[key] = build_flags(op, self.settings.get_profile(view.profile), nat=nat,
-                                                        ingress=ingress, egress=egress,
+                                                        ingress=ingress, egress=egress, family=family,
                                                         extra=(*security, *view.extra), learning=self.learning)
         if msg.dialog_call_id is not None:       # topology hiding: the wire has the masked Call-ID
             return f"{flags} call-id={msg.dialog_call_id}"
@@ -302,6 +312,47 @@ def transport_of(uri: str) -> str:
         if name.strip().lower() == "transport":
             return value.strip().strip(">").lower()
     return "sips" if uri.startswith("sips:") else "udp"
+
+
+class ReceiverFamilies:
+    """Proxy sockets in both families: which family an offer's receiver speaks (families.py).
+
+    Read once per offer: the request's next hop ($du, else the R-URI lookup() or
+    handle_ruri_alias() left), or for a reply's late offer the request's source ($T_req($si)).
+    """
+
+    def __init__(self, ksr):
+        self.ksr = ksr
+
+    def of_request_receiver(self) -> str | None:
+        pv = self.ksr.pv
+        return uri_family(str(pv.gete("$du") or pv.gete("$ru") or ""))
+
+    def of_reply_receiver(self) -> str | None:
+        return address_family(str(self.ksr.pv.gete(REQUEST_SOURCE_PV) or ""))
+
+
+class NoFamilies:
+    """One address family only (or media.address_family_bridging = false): rtpengine keeps
+    each SDP's family, nothing is read."""
+
+    def of_request_receiver(self) -> None:
+        return None
+
+    def of_reply_receiver(self) -> None:
+        return None
+
+
+def build_families(ksr, settings: Settings) -> ReceiverFamilies | NoFamilies:
+    """ReceiverFamilies when Kamailio listens in both families and bridging is on."""
+    if settings.media.address_family_bridging and len(listen_families(settings)) > 1:
+        return ReceiverFamilies(ksr)
+    return NoFamilies()
+
+
+def listen_families(settings: Settings) -> set[str]:
+    """IP4 / IP6: the families of every socket Kamailio listens on (names count as IPv4)."""
+    return {address_family(listen.host) or IP4 for listen, _ in settings.listens}
 
 
 ANY_PARTIES = Parties()

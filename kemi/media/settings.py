@@ -119,6 +119,10 @@ class MediaSettings:
     # [media.extension_security]: per extension (the To user an SDP is sent to, the From user
     # it comes from); the most specific rule wins: extension, transport, side, security
     extension_security: tuple[tuple[str, str], ...] = ()
+    # IPv4 <-> IPv6: when Kamailio listens in both families, each offer tells rtpengine the
+    # family its receiver speaks (address-family=IP4|IP6), so an IPv6 phone and an IPv4 phone
+    # (or trunk) hear each other. false: rtpengine keeps each SDP's family (every party dual-stack)
+    address_family_bridging: bool = True
 
     def get_profile(self, name: str | None = None) -> MediaProfile:
         wanted = name or self.profile
@@ -149,7 +153,7 @@ EXTENSION_RE = re.compile(r"^[A-Za-z0-9_.+*#-]{1,64}$")
 # flags the routes set themselves: a profile listing them would contradict NAT detection
 # (trust-address / SIP-source-address) or the SBC's interface choice (direction=)
 ROUTE_OWNED_FLAGS = ("trust-address", "SIP-source-address", "direction=", "internal", "external",
-                     "endpoint-learning=", "endpoint-learning-")
+                     "endpoint-learning=", "endpoint-learning-", "address-family=")
 MEDIA_RANGES = {                 # key: (lowest, highest, unit)
     "timeout_ms": (10, 10_000, "milliseconds"),
     "retries": (1, 10, "attempts"),
@@ -246,6 +250,7 @@ def validate(s: Settings, source: str) -> None:
             "list each rtpengine once (use weight to prefer one)", source)
     require_local_instance(m, source)
     validate_security(m, source)
+    require_both_families(s, source)
 
 
 def require_security(value: str, key: str, source: str, empty_ok: bool = False) -> bool:
@@ -280,8 +285,9 @@ def validate_profile(p: MediaProfile, source: str) -> None:
                       if flag == o or (o.endswith(("=", "-")) and flag.startswith(o))), None)
         require(owned is None, f"{key}.flags", f"{flag!r} is set by the routes, not by a profile",
                 "remove it: kemi adds trust-address or SIP-source-address from NAT detection, "
-                "direction= from the interfaces the route chooses, and endpoint-learning- from "
-                "media.rtpengine.endpoint_learning", source)
+                "direction= from the interfaces the route chooses, endpoint-learning- from "
+                "media.rtpengine.endpoint_learning, and address-family= from the "
+                "receiver's address (media.address_family_bridging)", source)
     for mode in p.rtcp_mux:
         require(mode in RTCP_MUX_MODES, f"{key}.rtcp_mux", f"{mode!r} is not an rtcp-mux mode",
                 f"use any of {', '.join(RTCP_MUX_MODES)} (rtcp-mux-MODE)", source)
@@ -315,24 +321,59 @@ def validate_daemon(m: MediaSettings, source: str) -> None:
             'use "nat" (parties behind NAT only), "none" or "all": docs/security.md, "Media attacks"', source)
     require(bool(d.interfaces), "media.rtpengine.interfaces", "is empty",
             'list at least one { name = "default", address = "127.0.0.1" }', source)
-    seen = set()
+    seen: set[tuple[str, int]] = set()
     for i, itf in enumerate(d.interfaces):
         key = f"media.rtpengine.interfaces[{i}]"
         require(MEDIA_NAME_RE.match(itf.name) is not None, f"{key}.name", f"{itf.name!r} is not a valid name",
                 'use letters, digits, _ and -, e.g. "public"', source)
-        require(itf.name not in seen, f"{key}.name", f"{itf.name!r} is used twice", "give each interface its own name",
-                source)
-        seen.add(itf.name)
+        versions = []
         for attr in ("address", "advertised"):
             value = getattr(itf, attr)
             if attr == "advertised" and not value:
                 continue
             try:
-                ipaddress.ip_address(value)
+                versions.append(ipaddress.ip_address(value).version)
             except ValueError:
                 report(SettingsError(f"{key}.{attr}", f"{value!r} is not an IP address",
                                      "write a literal IPv4/IPv6 address; rtpengine's \"any\" skips loopback, "
                                      "so list every address explicitly", source))
+        if not versions:
+            continue
+        require(len(set(versions)) == 1, f"{key}.advertised",
+                f"{itf.advertised} is not in the address family of {itf.address}",
+                "advertise an address of the interface's own family (IPv4 for IPv4, IPv6 for IPv6)", source)
+        # one name may have an address in each family: rtpengine makes them one interface and
+        # picks the family each party needs (IPv4 <-> IPv6 bridging, docs/media.md)
+        family = versions[0]
+        require((itf.name, family) not in seen, f"{key}.name",
+                f"{itf.name!r} already has an IPv{family} address",
+                "give each interface its own name (one name may have one IPv4 and one IPv6 address)", source)
+        seen.add((itf.name, family))
+
+
+def require_both_families(s: Settings, source: str) -> None:
+    """Every family Kamailio listens in needs a relay address on the rtpengine make run starts
+    (one interface name may have one address of each: rtpengine bridges them)."""
+    m = s.media
+    if not (m.enabled and m.rtpengine.start):
+        return
+    listening = {ipaddress.ip_address(listen.host).version for listen, _ in s.listens if is_ip(listen.host)}
+    relaying = {ipaddress.ip_address(i.address).version for i in m.rtpengine.interfaces if is_ip(i.address)}
+    for version in sorted(listening - relaying):
+        example = "2001:db8::1" if version == 6 else "192.0.2.1"
+        require(False, "media.rtpengine.interfaces",
+                f"has no IPv{version} address, but Kamailio listens on IPv{version}: "
+                f"an IPv{version} phone's media could not be relayed",
+                f'add one, e.g. {{ name = "default", address = "{example}" }} (one name may have an IPv4 '
+                "and an IPv6 address: rtpengine bridges the families)", source)
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def require_local_instance(m: MediaSettings, source: str) -> None:

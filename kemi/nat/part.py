@@ -1,34 +1,35 @@
 """The NAT part: keep phones behind NAT reachable (nathelper in C does the work).
 
-detect              route[NATDETECT]: rport, nat_uac_test; a NATed REGISTER's contact is
-                    fixed, a NATed caller gets a contact alias; FLT_NATS marks the request
+detect              route[NATDETECT]: rport, nat_uac_test (nat.tests); a NATed REGISTER's
+                    contact is fixed, a NATed caller gets a contact alias; FLT_NATS marks the request
 mark_registration   route[REGISTRAR]: a NATed phone's contact is stored with the NAT and
                     keepalive branch flags (usrloc nat_bflag, nathelper sipping_bflag)
 manage              route[NATMANAGE], from the branch, reply and failure routes
 tm_work             route[RELAY]: does manage() have work in the branch route, in the reply
                     route? (kemi/nat/work.py decides)
 sdp_sender_nated    is the sender of a message's SDP behind NAT? (media: SIP-source-address)
+
+With nat.enabled = false the Router builds NoNat: nothing is detected, fixed or pinged.
 """
 from __future__ import annotations
 
 from kemi import sip
 from kemi.message import Message
 from kemi.names import FLB_NATB, FLB_NATSIPPING, FLT_NATS
+from kemi.nat.settings import NAT_TEST_WEBSOCKET, NatSettings
 from kemi.nat.work import ROUTE_NAT_PARAM, ROUTE_NAT_VALUE, branch_route_needed, reply_route_needed
+
+__all__ = ["NAT_TEST_WEBSOCKET", "Nat", "NoNat"]
 
 # extra branches (forking) lookup() appended to the destination set; branch 0 is the R-URI
 BRANCH_COUNT_PV = "$branch(count)"
 
 
-# nat_uac_test 64: the request came over a WebSocket (a browser: its Via/Contact name an
-# invalid host, so it is handled as behind NAT, as in Kamailio's websocket module README)
-NAT_TEST_WEBSOCKET = 64
-
-
 class Nat:
-    def __init__(self, ksr, websocket: bool = False):
+    def __init__(self, ksr, settings: NatSettings | None = None, websocket: bool = False):
         self.ksr = ksr
-        self.tests = sip.NAT_TESTS | (NAT_TEST_WEBSOCKET if websocket else 0)
+        tests = (settings or NatSettings()).tests
+        self.tests = tests | (NAT_TEST_WEBSOCKET if websocket else 0)
 
     # route[NATDETECT]
     def detect(self, msg: Message) -> None:
@@ -40,6 +41,9 @@ class Nat:
             elif ksr.siputils.is_first_hop() > 0:
                 ksr.nathelper.set_contact_alias()
             ksr.setflag(FLT_NATS)
+            # a NATed sender's replies go over its own connection (TCP, TLS) or nowhere: a
+            # connection opened toward its router could never reach it
+            ksr.set_reply_no_connect()
 
     def mark_registration(self) -> None:
         ksr = self.ksr
@@ -54,10 +58,18 @@ class Nat:
             ksr.setbflag(FLB_NATB)
         if not (ksr.isflagset(FLT_NATS) or ksr.isbflagset(FLB_NATB)):
             return
-        if not is_reply and not msg.in_dialog and ksr.tmx.t_is_branch_route() > 0:
+        if is_reply:
+            # the NATed callee's Contact gets its source as alias, so in-dialog requests reach it
+            # through its binding (route_dlguri: handle_ruri_alias); not when another proxy sent it
+            if ksr.isbflagset(FLB_NATB) and ksr.siputils.is_first_hop() > 0:
+                ksr.nathelper.set_contact_alias()
+            return
+        if not msg.in_dialog and ksr.tmx.t_is_branch_route() > 0:
             ksr.rr.add_rr_param(f";{ROUTE_NAT_PARAM}={ROUTE_NAT_VALUE}")
-        if is_reply and ksr.isbflagset(FLB_NATB):
-            ksr.nathelper.set_contact_alias()
+        if ksr.isbflagset(FLB_NATB):
+            # a NATed party is reached over its own TCP/TLS connection or not at all (as
+            # Kamailio's default cfg does for in-dialog requests): no connection toward its router
+            ksr.set_forward_no_connect()
 
     def tm_work(self, msg: Message) -> tuple[bool, bool]:
         """(branch route, reply route): branch_route_needed() and reply_route_needed() on this
@@ -84,3 +96,22 @@ class Nat:
         if is_reply:
             return ksr.isbflagset(FLB_NATB) or ksr.nathelper.nat_uac_test(sip.NAT_TESTS_REPLY) > 0
         return ksr.isflagset(FLT_NATS) or ksr.nathelper.nat_uac_test(sip.NAT_TEST_SDP) > 0
+
+
+class NoNat:
+    """nat.enabled = false: every party is reached on the address it names; nothing read."""
+
+    def detect(self, msg: Message) -> None:
+        pass
+
+    def mark_registration(self) -> None:
+        pass
+
+    def manage(self, msg: Message, is_reply: bool = False) -> None:
+        pass
+
+    def tm_work(self, msg: Message) -> tuple[bool, bool]:
+        return False, False
+
+    def sdp_sender_nated(self, msg: Message, is_reply: bool = False) -> bool:
+        return False

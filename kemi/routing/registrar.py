@@ -15,7 +15,7 @@ from kemi import sip
 from kemi.cluster.sync import RETRY_AFTER
 from kemi.message import Message
 from kemi.names import DONE, LOCATION_TABLE, NEXT, SUBSCRIBER_TABLE
-from kemi.nat.part import Nat
+from kemi.nat.part import Nat, NoNat
 from kemi.observe.metrics import (
     CALL_ERROR,
     CALL_NOT_FOUND,
@@ -35,7 +35,7 @@ KEEP_CREDENTIALS = frozenset({"REGISTER", "PUBLISH"})
 
 
 class Registrar:
-    def __init__(self, ksr, realm: str, subscribers, observe: Observer, screen: Screen, nat: Nat,
+    def __init__(self, ksr, realm: str, subscribers, observe: Observer, screen: Screen, nat: Nat | NoNat,
                  reply: Callable[[sip.Reply], None], reply_error: Callable[[], int] | None = None,
                  location_complete: Callable[[], bool] = lambda: True):
         self.ksr, self.realm, self.subscribers = ksr, realm, subscribers

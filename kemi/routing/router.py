@@ -10,7 +10,7 @@ Each feature is a folder (its decisions, its KSR part.py, its settings.py):
     self.dialogs    kemi/security/   the signed Record-Route
     self.sides      sides.py         where requests come from and go: OneSide (the registrar) or
                     kemi/sbc/        SbcSides (two NICs, gateway sets, failover, direction=)
-    self.nat        kemi/nat/        NAT detection and keepalive flags
+    self.nat        kemi/nat/        NAT detection and keepalive flags (NoNat: NAT handling off)
     self.registrar  registrar.py     digest auth, save, lookup
     self.media      kemi/media/      rtpengine offer / answer / delete (NoMedia: media off), media security
     self.websocket  kemi/websocket/  the WebSocket handshake for browsers (NoWebSocket: websocket off)
@@ -32,11 +32,11 @@ from kemi import sip
 from kemi.cluster.part import Cluster, NoCluster
 from kemi.features import error_reply
 from kemi.limits.part import calls_for, rate_for
-from kemi.media.part import NoMedia, Rtpengine, build_security
+from kemi.media.part import NoMedia, Rtpengine, build_families, build_security
 from kemi.media.view import SdpView
 from kemi.message import Message
 from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
-from kemi.nat.part import Nat
+from kemi.nat.part import Nat, NoNat
 from kemi.observe.metrics import (
     CALL_CONTACT,
     CALL_FOREIGN_DOMAIN,
@@ -89,7 +89,9 @@ class Router:
         self.guard = Guard(ksr, self.reply, self.topology.message_class(self.sides.message_class))
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
-        self.nat = Nat(ksr, websocket=settings.websocket.enabled)
+        # NAT handling (nat.enabled; NoNat: every party reached on the address it names)
+        self.nat: Nat | NoNat = Nat(ksr, settings.nat, websocket=settings.websocket.enabled) \
+            if settings.nat.enabled else NoNat()
         ws = settings.websocket
         self.websocket: WebSocket | NoWebSocket = WebSocket(ksr, ws.origins) if ws.enabled else NoWebSocket()
         self.cluster: Cluster | NoCluster = Cluster(ksr, settings, self.observe) if settings.cluster.enabled \
@@ -104,7 +106,8 @@ class Router:
             hooked = HookedMediaViews(self) if self.overrides(*MEDIA_HOOKS) else None
             self.media: Rtpengine | NoMedia = Rtpengine(
                 ksr, settings.media, self.observe, self.reply, views=hooked or self.sides, nat=self.nat,
-                security=build_security(ksr, settings), sender_nated=hooked.sender_nated if hooked else None)
+                security=build_security(ksr, settings), sender_nated=hooked.sender_nated if hooked else None,
+                families=build_families(ksr, settings))     # IPv4 <-> IPv6 (kemi/media/families.py)
         else:
             self.media = NoMedia()
         # call limits (kemi/limits/): counted right before a new call is relayed; the SBC's failover

@@ -447,7 +447,15 @@ class FakeKSR:
     def _m_siputils__has_totag(self): return 1 if self.message.to_tag else -1
     def _m_siputils__is_request(self): return -1 if self.message.status else 1
     def _m_siputils__is_reply(self): return 1 if self.message.status else -1
-    def _m_siputils__is_first_hop(self): return 1 if self.message.header("Via2") is None else -1
+    def _m_siputils__is_first_hop(self):
+        msg = self.message
+        if not msg.status:                       # a request: one Via
+            return 1 if msg.header("Via2") is None else -1
+        # a reply (mode 0): the top Record-Route is this proxy's address, the source is not
+        route = (msg.header("Record-Route") or "").split(",")[0].strip().strip("<>")
+        host = parse_uri(route)[1] if route.startswith(("sip:", "sips:")) else ""
+        ours = host.strip("[]") in self.local_addresses
+        return 1 if ours and msg.source[0] not in self.local_addresses else -1
     def _m_rr__loose_route(self): return 1 if self.message.header("Route") else -1
 
     def _m_rr__check_route_param(self, regex):

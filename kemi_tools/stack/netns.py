@@ -19,8 +19,9 @@ recorded. Nothing it did not create is touched, so several test runs can share a
 Interface names are chosen by the caller and exist only inside the namespaces (veth pairs
 are created directly in their namespaces), so they cannot collide with anybody's links in
 the root namespace. Addresses must come from the documentation ranges (192.0.2.0/24,
-198.51.100.0/24, 203.0.113.0/24): `link()` and `add_address()` refuse anything else, so
-nothing built here can route traffic to a real network by mistake.
+198.51.100.0/24, 203.0.113.0/24; 2001:db8::/32 for IPv6): `link()`, `add_address()` and
+`add_route()` refuse anything else, so nothing built here can route traffic to a real network
+by mistake.
 """
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ from pathlib import Path
 
 from kemi_tools.stack.process import Daemon
 
-# the only IPv4 networks these hosts may use (RFC 5737)
+# the only networks these hosts may use: IPv4 (RFC 5737) and IPv6 (RFC 3849)
 DOCUMENTATION_NETS = tuple(ipaddress.ip_network(n) for n in
-                           ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+                           ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
 IP_TIMEOUT = 15
 
 
@@ -120,12 +121,15 @@ class Namespace:
 
     def add_address(self, dev: str, cidr: str) -> None:
         check_documentation_address(cidr)
-        _ip("-n", self.name, "addr", "add", cidr, "dev", dev)
+        # IPv6: usable at once (no duplicate address detection: the test network is ours)
+        nodad = ["nodad"] if ipaddress.ip_interface(cidr).version == 6 else []
+        _ip("-n", self.name, "addr", "add", cidr, "dev", dev, *nodad)
 
     def add_route(self, dest: str, via: str) -> None:
         check_documentation_address(dest)
         check_documentation_address(via)
-        _ip("-n", self.name, "route", "add", dest, "via", via)
+        family = "-6" if ipaddress.ip_address(via).version == 6 else "-4"
+        _ip("-n", self.name, family, "route", "add", dest, "via", via)
 
 
 class Topology:

@@ -97,7 +97,7 @@ def call_across(sbc, direction: str, ender: str, workdir, caller_attr="sendrecv"
     caller = media_party(sbc, ingress, "trunk_media.xml", ingress.gateways[0], workdir / "caller",
                          ender=ender == "caller", media_attr=caller_attr, target=ingress.target,
                          local_port=stack.free_port(), calls=1,
-                         rows=[f"15559990001;15550100;{ingress.sbc_address}"])
+                         rows=[f"15559990001;15550100;{ingress.domain}"])
     caller.wait()
     callee.wait()
     return caller, callee

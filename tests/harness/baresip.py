@@ -7,9 +7,10 @@
 
 Each phone plays an 8 kHz mono WAV tone of its own frequency (aufile), and records what it
 decodes (sndfile, snd_path): the test reads the tone each side heard from those files.
-SIP and RTP stay on loopback (net_interface 127.0.0.1); ports come from the slot's ranges
-(tests/harness/stack.py and media.py): SIP from the SIPp range, RTP from the phones' media
-range. baresip also binds TLS on the SIP port + 1, so phones are spaced 2 ports apart.
+SIP and RTP stay on loopback (net_interface 127.0.0.1) unless the phone is given an `address`
+(a host in a network namespace, IPv4 or IPv6: tests/harness/nat.py); ports come from the
+slot's ranges (tests/harness/stack.py and media.py): SIP from the SIPp range, RTP from the
+phones' media range. baresip also binds TLS on the SIP port + 1, so phones are spaced 2 ports apart.
 Modules: g711 (PCMU only: every tone check decodes G.711), srtp (mediaenc=srtp-mand: SDES),
 dtls_srtp (mediaenc=dtls_srtp); a phone without mediaenc loads neither (plain RTP only).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from harness import stack
 from harness.media import PHONE_MEDIA_MAX, PHONE_MEDIA_MIN
+from kemi_tools.sipp import uri_host
 from kemi_tools.stack.process import Daemon
 
 SAMPLE_RATE = 8000
@@ -96,12 +98,14 @@ class Baresip:
 
     def __init__(self, workdir: Path, user: str, port: int | None = None, tone_hz: float = 600,
                  mediaenc: str | None = None, password: str = stack.PASSWORD, register: bool = False,
-                 answer: bool = True, address: str = "127.0.0.1"):
+                 answer: bool = True, address: str = "127.0.0.1", transport: str = "udp",
+                 regint: int = 600):
         self.user, self.password, self.tone_hz, self.mediaenc = user, password, tone_hz, mediaenc
-        self.register, self.answer = register, answer
-        # the phone's own address (SIP and RTP: its SDP names it, and it sends from it)
-        self.address = address
-        self.netns = None
+        self.register, self.answer, self.regint = register, answer, regint
+        # the phone's own address (its SIP and RTP), and the transport of its account (udp, tcp)
+        self.address, self.transport = address, transport
+        self.netns = None            # the harness.netns.Namespace it runs in (start(netns=...))
+        self.cafile: str | None = None   # transport tls: the CA (the proxy's certificate) it trusts
         self.port = port or sip_port()
         self.ctrl_port = next(_ctrl_ports)
         self.rtp_min = next(_rtp_blocks)
@@ -115,7 +119,7 @@ class Baresip:
     def write_config(self, proxy: str) -> None:
         (self.dir / "config").write_text("\n".join([
             "poll_method epoll",
-            f"sip_listen {self.address}:{self.port}",
+            f"sip_listen {uri_host(self.address)}:{self.port}",
             f"net_interface {self.address}",
             f"audio_source aufile,{self.tone}",
             "audio_player aufile,/dev/null",
@@ -129,16 +133,18 @@ class Baresip:
             *(["module srtp.so", "module dtls_srtp.so"] if self.mediaenc else []),
             "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            *([f"sip_cafile {self.cafile}"] if self.cafile else []),
             f"snd_path {self.recordings}",
             "",
         ]))
-        params = [f"auth_pass={self.password}", f"regint={600 if self.register else 0}"]
+        params = [f"auth_pass={self.password}", f"regint={self.regint if self.register else 0}"]
         if self.answer:
             params.append("answermode=auto")
         if self.mediaenc:
             params.append(f"mediaenc={self.mediaenc}")
         # the AOR names the proxy's port: every request goes there, and it is "myself" for Kamailio
-        (self.dir / "accounts").write_text(f"<sip:{self.user}@{proxy}>;" + ";".join(params) + "\n")
+        transport = "" if self.transport == "udp" else f";transport={self.transport}"
+        (self.dir / "accounts").write_text(f"<sip:{self.user}@{proxy}{transport}>;" + ";".join(params) + "\n")
 
     def start(self, proxy: str, dial: str | None = None, seconds: int = 30, netns=None) -> "Baresip":
         """Start registered (register=True) or dialing `dial` (an extension) at `proxy`
@@ -147,18 +153,27 @@ class Baresip:
         self.write_config(proxy)
         argv = ["baresip", "-f", str(self.dir), "-t", str(seconds)]
         if dial:
-            argv += ["-e", f"/dial sip:{dial}@{proxy}"]
+            transport = "" if self.transport == "udp" else f";transport={self.transport}"
+            argv += ["-e", f"/dial sip:{dial}@{proxy}{transport}"]
         name, log = f"baresip-{self.user}", self.dir / "baresip.log"
         self.netns = netns
         self.daemon = netns.spawn(argv, log, name=name) if netns is not None else Daemon(name, argv, log)
         return self
+
+    def dial(self, callee: str, proxy: str) -> str:
+        """A call from a running phone (ctrl_tcp), to extension `callee` at `proxy` (HOST:PORT)."""
+        transport = "" if self.transport == "udp" else f";transport={self.transport}"
+        return self.command("dial", f"sip:{callee}@{proxy}{transport}")
+
+    def hangup(self) -> str:
+        return self.command("hangup")
 
     def command(self, command: str, params: str = "") -> str:
         """A menu command through ctrl_tcp (netstring JSON), e.g. "reinvite", "hold"; its answer."""
         import json
         import socket
         body = json.dumps({"command": command, "params": params, "token": command}).encode()
-        # ctrl_tcp listens on the loopback of the phone's namespace
+        # ctrl_tcp listens on the loopback of the phone's namespace: the socket is made there
         sock = self.netns.socket(socket.AF_INET, socket.SOCK_STREAM) if self.netns is not None \
             else socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(5)
@@ -184,6 +199,14 @@ class Baresip:
     def stop(self) -> None:
         if self.daemon:
             self.daemon.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: the phone dies without unregistering (its sockets close with it)."""
+        import os
+        import signal
+        if self.daemon and self.daemon.alive():
+            os.killpg(self.daemon.pid, signal.SIGKILL)
+            self.daemon.proc.wait(10)
 
     def log(self) -> str:
         path = self.dir / "baresip.log"

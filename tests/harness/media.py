@@ -234,8 +234,13 @@ class LoopbackCapture:
                 return
             if (self.SKIP_OUTGOING and addr[2] == PACKET_OUTGOING) or len(data) < 14 + 20 + 8:
                 continue
-            ihl = (data[14] & 0x0F) * 4
-            src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])
+            if data[12:14] == b"\x86\xdd":          # IPv6 (the filter passes UDP right after it)
+                ihl = 40
+                src_ip = socket.inet_ntop(socket.AF_INET6, data[22:38])
+                dst_ip = socket.inet_ntop(socket.AF_INET6, data[38:54])
+            else:
+                ihl = (data[14] & 0x0F) * 4
+                src_ip, dst_ip = socket.inet_ntoa(data[26:30]), socket.inet_ntoa(data[30:34])
             sport, dport = struct.unpack("!HH", data[14 + ihl:14 + ihl + 4])
             payload = data[14 + ihl + 8:]
             self.packets.append(Captured((src_ip, sport), (dst_ip, dport), payload[1] if len(payload) > 1 else -1,

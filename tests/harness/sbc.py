@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import stack
 from harness.netns import Namespace, Topology
 from harness.sipp import Sipp
+from kemi.schema import bracket
 from kemi.settings import load_settings
 from kemi_tools.stack import kamailio
 from kemi_tools.stack.process import Daemon, wait_for
@@ -48,7 +49,24 @@ TOLERATE_LATE_REPLIES = ["-default_behaviors", "all,-abortunexp"]
 
 
 def gateway_uri(address: str) -> str:
-    return f"sip:{address}:{GATEWAY_PORT}"
+    return f"sip:{bracket(address)}:{GATEWAY_PORT}"
+
+
+@dataclass(frozen=True)
+class PublicPlan:
+    """The public side's addresses: IPv4 (the default) or IPv6 (tests/e2e/test_sbc_ipv6.py)."""
+    sbc: str                          # the SBC's public NIC
+    network: str                      # sbc.public.networks
+    gateways: tuple[str, ...]
+    host: str                         # a public host that is no gateway
+    unknown: str                      # a source on no side (routed back through the public NIC)
+    unknown_network: str
+    prefix: int
+
+
+IPV4_PUBLIC = PublicPlan(SBC_PUBLIC, PUBLIC_NET, PUBLIC_GATEWAYS, PUBLIC_HOST, UNKNOWN_SOURCE, "192.0.2.0/24", 24)
+IPV6_PUBLIC = PublicPlan("2001:db8:113::1", "2001:db8:113::/64", ("2001:db8:113::10", "2001:db8:113::11"),
+                         "2001:db8:113::20", "2001:db8:66::66", "2001:db8:66::/64", 64)
 
 
 @dataclass
@@ -59,14 +77,19 @@ class Side:
 
     @property
     def target(self) -> str:
-        return f"{self.sbc_address}:{SBC_PORT}"
+        return f"{bracket(self.sbc_address)}:{SBC_PORT}"
+
+    @property
+    def domain(self) -> str:
+        """The SBC's address as a URI host (IPv6 in brackets)."""
+        return bracket(self.sbc_address)
 
 
 class SbcNetwork:
     """Namespaces, links and addresses; Kamailio and SIPp processes started inside them."""
 
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
+    def __init__(self, workdir: Path, public: PublicPlan = IPV4_PUBLIC):
+        self.workdir, self.plan = workdir, public
         self.topology = Topology()
         self.sipps: list[Sipp] = []
         self.kamailio: SbcKamailio | None = None
@@ -79,14 +102,16 @@ class SbcNetwork:
     def _build(self) -> None:
         t = self.topology
         self.sbc_ns, pub, priv = t.namespace("sbc"), t.namespace("pub"), t.namespace("priv")
-        t.link(self.sbc_ns, "pub0", [f"{SBC_PUBLIC}/24"],
-               pub, "eth0", [f"{a}/24" for a in (*PUBLIC_GATEWAYS, PUBLIC_HOST)])
+        plan = self.plan
+        t.link(self.sbc_ns, "pub0", [f"{plan.sbc}/{plan.prefix}"],
+               pub, "eth0", [f"{a}/{plan.prefix}" for a in (*plan.gateways, plan.host)])
         t.link(self.sbc_ns, "priv0", [f"{SBC_PRIVATE}/24"],
                priv, "eth0", [f"{a}/24" for a in (*PRIVATE_GATEWAYS, PHONE)])
-        pub.add_address("eth0", f"{UNKNOWN_SOURCE}/32")
-        pub.add_address("eth0", f"{SPOOFED_SOURCE}/32")
-        self.sbc_ns.add_route("192.0.2.0/24", PUBLIC_GATEWAYS[0])
-        self.public = Side(pub, SBC_PUBLIC, PUBLIC_GATEWAYS)
+        pub.add_address("eth0", f"{plan.unknown}/{32 if plan.prefix == 24 else 128}")
+        if plan is IPV4_PUBLIC:
+            pub.add_address("eth0", f"{SPOOFED_SOURCE}/32")
+        self.sbc_ns.add_route(plan.unknown_network, plan.gateways[0])
+        self.public = Side(pub, plan.sbc, plan.gateways)
         self.private = Side(priv, SBC_PRIVATE, PRIVATE_GATEWAYS)
 
     # --- Kamailio ---------------------------------------------------------------------------
@@ -99,8 +124,8 @@ class SbcNetwork:
             "media": {"enabled": False},
             "sbc": {"enabled": True, "failover_timeout": 1500, "probing_interval": 2,
                     "did_cache_ttl": 2},
-            "sbc.public": {"listen": [f"udp:{SBC_PUBLIC}:{SBC_PORT}"], "networks": [PUBLIC_NET],
-                           "gateways": [gateway_uri(a) for a in PUBLIC_GATEWAYS]},
+            "sbc.public": {"listen": [f"udp:{bracket(self.plan.sbc)}:{SBC_PORT}"], "networks": [self.plan.network],
+                           "gateways": [gateway_uri(a) for a in self.plan.gateways]},
             "sbc.private": {"listen": [f"udp:{SBC_PRIVATE}:{SBC_PORT}"], "networks": [PRIVATE_NET],
                             "gateways": [gateway_uri(a) for a in PRIVATE_GATEWAYS]},
         }
@@ -124,7 +149,7 @@ class SbcNetwork:
                    scenario: str = "trunk_call.xml", **kw) -> Sipp:
         """Calls from a trusted gateway's address (gateway 1 by default, another port)."""
         sipp = Sipp(scenario, self.workdir / "sipp", target=side.target,
-                    rows=[f"{caller};{callee};{side.sbc_address}"], local_ip=source or side.gateways[0],
+                    rows=[f"{caller};{callee};{side.domain}"], local_ip=source or side.gateways[0],
                     local_port=stack.free_port(), calls=calls, rate=rate,
                     sets={"hold_ms": hold_ms} if hold_ms is not None else {},
                     netns=side.ns.name, extra=list(TOLERATE_LATE_REPLIES), **kw)
@@ -179,7 +204,8 @@ class SbcKamailio:
         self.daemon = self.net.sbc_ns.spawn(kamailio.command(cfg, self.settings.pid_file),
                                             self.workdir / "kamailio.log", name="kamailio",
                                             cwd=cfg.parent)   # include_file looks in cwd first
-        wait_for(lambda: probe(self.net.public.ns, PUBLIC_GATEWAYS[0], SBC_PUBLIC, SBC_PORT), 30,
+        plan = self.net.plan
+        wait_for(lambda: probe(self.net.public.ns, plan.gateways[0], plan.sbc, SBC_PORT), 30,
                  "the SBC to answer OPTIONS on its public NIC", self.daemon, interval=0.3)
         return self
 
@@ -211,11 +237,12 @@ class SbcKamailio:
 _PROBE = """
 import socket, sys, time
 src, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((src, 0)); s.settimeout(0.5)
 tag = time.monotonic_ns()
-msg = (f"OPTIONS sip:{host}:{port} SIP/2.0\\r\\nVia: SIP/2.0/UDP {src}:{s.getsockname()[1]};branch=z9hG4bK-p{tag};rport\\r\\n"
-       f"Max-Forwards: 70\\r\\nFrom: <sip:probe@{src}>;tag=p{tag}\\r\\nTo: <sip:{host}:{port}>\\r\\n"
+h, a = (f"[{host}]", f"[{src}]") if ":" in host else (host, src)
+msg = (f"OPTIONS sip:{h}:{port} SIP/2.0\\r\\nVia: SIP/2.0/UDP {a}:{s.getsockname()[1]};branch=z9hG4bK-p{tag};rport\\r\\n"
+       f"Max-Forwards: 70\\r\\nFrom: <sip:probe@{a}>;tag=p{tag}\\r\\nTo: <sip:{h}:{port}>\\r\\n"
        f"Call-ID: probe-{tag}\\r\\nCSeq: 1 OPTIONS\\r\\nContent-Length: 0\\r\\n\\r\\n")
 s.sendto(msg.encode(), (host, port))
 try:
@@ -238,7 +265,7 @@ def send_raw(ns: Namespace, source: str, host: str, port: int, message: str, wai
 import socket, sys, time
 src, host, port, wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 msg = sys.stdin.read().replace("\\n", "\\r\\n")
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, 0))
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, 0))
 msg = msg.replace("LOCALPORT", str(s.getsockname()[1]))
 s.sendto(msg.encode(), (host, port))
 end = time.monotonic() + wait

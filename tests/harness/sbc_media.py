@@ -71,13 +71,16 @@ class NetnsNgClient(NgClient):
 
 
 class SbcRtpengine:
-    """rtpengine with one interface per SBC side, started by PID inside the SBC namespace."""
+    """rtpengine with one interface per SBC side, started by PID inside the SBC namespace
+    (or with the `interfaces` given: the NAT tests' proxy namespace, tests/harness/nat.py)."""
 
-    def __init__(self, ns: Namespace, workdir: Path):
+    def __init__(self, ns: Namespace, workdir: Path, interfaces: list[dict] | None = None,
+                 ng_port: int = SBC_NG_PORT):
         self.ns, self.workdir = ns, workdir
         self.table = {
-            "listen_ng": f"127.0.0.1:{SBC_NG_PORT}",
-            "interfaces": [{"name": "public", "address": SBC_PUBLIC}, {"name": "private", "address": SBC_PRIVATE}],
+            "listen_ng": f"127.0.0.1:{ng_port}",
+            "interfaces": interfaces or [{"name": "public", "address": SBC_PUBLIC},
+                                         {"name": "private", "address": SBC_PRIVATE}],
             "port_min": RTPENGINE_PORT_MIN, "port_max": RTPENGINE_PORT_MAX,
             # 0: a deleted session is gone at once, so `list` shows only what nobody deleted
             "delete_delay": 0, "log_level": 6,
@@ -86,7 +89,7 @@ class SbcRtpengine:
             listen_ng=self.table["listen_ng"],
             interfaces=tuple(MediaInterface(i["name"], i["address"]) for i in self.table["interfaces"]),
             port_min=RTPENGINE_PORT_MIN, port_max=RTPENGINE_PORT_MAX, delete_delay=0)
-        self.ng = NetnsNgClient(ns, ("127.0.0.1", SBC_NG_PORT))
+        self.ng = NetnsNgClient(ns, ("127.0.0.1", ng_port))
         self.daemon: Daemon | None = None
 
     def media_settings(self, **extra) -> dict:
@@ -141,13 +144,15 @@ def forwarding_enabled(ns: Namespace) -> bool:
     return ns.run(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"
 
 
-def sbc_media_tables(rtpe: SbcRtpengine, gateways_per_side: int = 1, **media_extra) -> dict:
+def sbc_media_tables(rtpe: SbcRtpengine, gateways_per_side: int = 1, public_gateways: tuple[str, ...] = (),
+                     **media_extra) -> dict:
     """Kamailio overrides for a media test: rtpengine on, one gateway per side (the call's
     callee is known), no OPTIONS probing (the media gateways run one call each)."""
     from harness.sbc import PRIVATE_GATEWAYS, PUBLIC_GATEWAYS, gateway_uri
 
+    public = public_gateways or PUBLIC_GATEWAYS
     return stack.merge(rtpe.media_settings(**media_extra), {
         "sbc": {"probing_interval": 0},
-        "sbc.public": {"gateways": [gateway_uri(a) for a in PUBLIC_GATEWAYS[:gateways_per_side]]},
+        "sbc.public": {"gateways": [gateway_uri(a) for a in public[:gateways_per_side]]},
         "sbc.private": {"gateways": [gateway_uri(a) for a in PRIVATE_GATEWAYS[:gateways_per_side]]},
     })

@@ -53,8 +53,38 @@ def test_usrloc_db_modes_are_selectable(mode):
 
 
 def test_ipv6_listen_is_accepted():
-    s = parse_settings({"sip": {"listen": ["udp:[::1]:5060", "tcp:127.0.0.1:5060"]}})
+    s = parse_settings({"sip": {"listen": ["udp:[::1]:5060", "tcp:127.0.0.1:5060"]},
+                        "media": {"rtpengine": {"interfaces": [{"name": "default", "address": "127.0.0.1"},
+                                                               {"name": "default", "address": "::1"}]}}})
     assert [l.host for l in s.sip.listen] == ["::1", "127.0.0.1"]
+
+
+def test_ipv6_listen_needs_an_ipv6_relay_address_on_the_rtpengine_make_run_starts():
+    with pytest.raises(SettingsError) as err:
+        parse_settings({"sip": {"listen": ["udp:[::1]:5060", "udp:127.0.0.1:5060"]}})
+    assert err.value.key == "media.rtpengine.interfaces" and "has no IPv6 address" in str(err.value)
+    # rtpengine runs elsewhere (its interfaces are not ours to know), or no media: no complaint
+    parse_settings({"sip": {"listen": ["udp:[::1]:5060"]},
+                    "media": {"instances": [{"ng": "udp:127.0.0.1:2223"}], "rtpengine": {"start": False}}})
+    parse_settings({"sip": {"listen": ["udp:[::1]:5060"]}, "media": {"enabled": False}})
+
+
+@pytest.mark.parametrize("interfaces, problem", [
+    # one name, one address per family: rtpengine's one interface in both families
+    ([("default", "127.0.0.1"), ("default", "::1")], None),
+    ([("default", "127.0.0.1"), ("default", "127.0.0.2")], "already has an IPv4 address"),
+    ([("pub", "2001:db8::1"), ("pub", "2001:db8::2")], "already has an IPv6 address"),
+    ([("pub", "2001:db8::1", "192.0.2.1")], "is not in the address family of 2001:db8::1"),
+])
+def test_rtpengine_interface_names_hold_one_address_per_family(interfaces, problem):
+    items = [dict(zip(("name", "address", "advertised"), i)) for i in interfaces]
+    raw = {"media": {"rtpengine": {"interfaces": items}}}
+    if problem is None:
+        assert len(parse_settings(raw).media.rtpengine.interfaces) == len(items)
+        return
+    with pytest.raises(SettingsError) as err:
+        parse_settings(raw)
+    assert problem in str(err.value), err.value
 
 
 def test_render_has_listen_aliases_with_ports_and_shared_flags():
