@@ -12,6 +12,9 @@
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 # make bench-debian13  the same on the Debian 13 root (Kamailio 6.0): bench/results-trixie/
+# make bench-instructions  instructions per SIP message, native vs Python, counted by valgrind
+#             (noise-free; ~30 min): bench/results/instructions.{json,md}; BENCH_ARGS=--scenarios call
+# make bench-instructions-debian13  the same on the Debian 13 root: bench/results-trixie/
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
@@ -30,7 +33,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
+.PHONY: run deps install uninstall test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -66,6 +69,12 @@ test-debian13:
 
 bench-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" $(PY) scripts/debroot.py bench trixie
+
+bench-instructions: install-bench
+	$(PY) -m bench.instructions $(BENCH_ARGS)
+
+bench-instructions-debian13:
+	KEMI_BENCH_ARGS="$(BENCH_ARGS)" KEMI_BENCH_TARGET=bench-instructions $(PY) scripts/debroot.py bench trixie
 
 DEBIAN ?= 12
 image:
