@@ -497,24 +497,33 @@ def _n(v) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+# the per-message table covers these (the 1k / 100k variants repeat their base scenario's rows)
+KIND_TABLE = ("register-db1", "register-db2", "call", "call-media", "sbc")
+
+
 def markdown(doc: dict) -> str:
     m = doc["machine"]
-    lines = [f"Measured on: {m.get('cpu')}, {m.get('kamailio')}, Python {m.get('embedded_python', '?')}; "
-             f"valgrind {m.get('valgrind')}; {m.get('warmup')} warm-up and {m.get('measured')} measured calls "
-             f"per run, one worker per socket, one fresh Kamailio per run.", "",
-             "| scenario | messages per call | instructions per call N / P | P/N | runs agree within N / P | "
-             "Python entries per call | KSR calls per call |",
-             "|---|---|---|---|---|---|---|"]
+    spread = lambda x: "-" if x is None else f"{x:.3%}"
+    lines = [f"Measured on: {m.get('cpu')}, {m.get('kamailio')}, Python {m.get('embedded_python', '?')}, "
+             f"{m.get('valgrind')}; per run {m.get('warmup')} warm-up and {m.get('measured')} measured calls "
+             f"(or registrations), one call at a time, one SIP worker per socket, a fresh Kamailio per run, "
+             f"{len(doc['scenarios'][0]['runs']['python']) if doc['scenarios'] else 0} runs per config.", "",
+             "| scenario | messages per call | instructions per call N / P | P-N | P/N | runs differ by N / P | "
+             "entries into Python per call | KSR calls per call |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in doc["scenarios"]:
         n, p = s["native"], s["python"]
-        pr = s["runs"]["python"][0]["per_call"] if s["runs"]["python"] else {}
-        nr = s["runs"]["native"][0]["per_call"] if s["runs"]["native"] else {}
-        spread = lambda x: "-" if x is None else f"{x:.2%}"
-        lines.append(f"| {s['scenario']} | {nr.get('messages', '-')} | {_n(n['Ir_per_call'])} / {_n(p['Ir_per_call'])} | "
-                     f"{s['ratio']:.2f} | {spread(n['spread'])} / {spread(p['spread'])} | "
-                     f"{pr.get('python_entries', '-')} | {pr.get('ksr_calls', '-')} |"
-                     if s["ratio"] else f"| {s['scenario']} | - | - | - | - | - | - |")
-    lines += ["", "Where the instructions go, per call (first run of each):", "",
+        if not s["ratio"]:
+            lines.append(f"| {s['scenario']} | - | - | - | - | - | - | - |")
+            continue
+        pr, nr = s["runs"]["python"][0]["per_call"], s["runs"]["native"][0]["per_call"]
+        lines.append(f"| {s['scenario']} | {nr['messages']:g} | {_n(n['Ir_per_call'])} / {_n(p['Ir_per_call'])} | "
+                     f"{_n(p['Ir_per_call'] - n['Ir_per_call'])} | {s['ratio']:.2f} | "
+                     f"{spread(n['spread'])} / {spread(p['spread'])} | {pr['python_entries']:g} | {pr['ksr_calls']:g} |")
+    for name, why in m.get("not_measured", {}).items():
+        lines.append(f"\n{name}: not measured: {why}")
+    lines += ["", "Where they go, instructions per call (first run of each; parts by object file, "
+              "bench/callgrind.py):", "",
               "| scenario | config | " + " | ".join(callgrind.CATEGORIES) + " |",
               "|---|---|" + "---|" * len(callgrind.CATEGORIES)]
     for s in doc["scenarios"]:
@@ -524,17 +533,20 @@ def markdown(doc: dict) -> str:
             parts = s["runs"][label][0]["per_call"]["by_part"]
             lines.append(f"| {s['scenario']} | {label} | " + " | ".join(_n(parts.get(c, 0)) for c in callgrind.CATEGORIES)
                          + " |")
-    lines += ["", "Per kind of message (instructions per message, first run; P-N):", "",
-              "| scenario | message | per call | native | python | P-N | P/N |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "Per message, by what Kamailio did with it (instructions per message, first run):", "",
+              "| scenario | message | per call | native | python | P-N | P/N | of P: libpython / KSR glue |",
+              "|---|---|---|---|---|---|---|---|"]
     for s in doc["scenarios"]:
-        if not (s["runs"]["native"] and s["runs"]["python"]):
+        if s["scenario"] not in KIND_TABLE or not (s["runs"]["native"] and s["runs"]["python"]):
             continue
         nk, pk = s["runs"]["native"][0]["per_kind"], s["runs"]["python"][0]["per_kind"]
         for kind in sorted(set(nk) | set(pk)):
             n, p = nk.get(kind, {}).get("Ir"), pk.get(kind, {}).get("Ir")
             per = (pk.get(kind) or nk.get(kind))["per_call"]
-            lines.append(f"| {s['scenario']} | {kind} | {per} | {_n(n)} | {_n(p)} | "
-                         f"{_n(p - n) if n and p else '-'} | {f'{p / n:.2f}' if n and p else '-'} |")
+            parts = pk.get(kind, {}).get("by_part", {})
+            lines.append(f"| {s['scenario']} | {kind} | {per:g} | {_n(n)} | {_n(p)} | "
+                         f"{_n(p - n) if n and p else '-'} | {f'{p / n:.2f}' if n and p else '-'} | "
+                         f"{_n(parts.get('libpython', 0))} / {_n(parts.get('ksr_glue', 0))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -613,6 +625,16 @@ def main(argv: list[str]) -> int:
     results: list[dict] = []
     started = time.monotonic()
     engine = None
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> dict:                     # after every scenario: a later failure loses nothing
+        info["elapsed_s"] = round(time.monotonic() - started)
+        doc = build(results, info)
+        (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (args.out / f"{args.name}.md").write_text(markdown(doc))
+        return doc
+
+    info["not_measured"] = {}
     try:
         env.start()
         for scenario in scenarios:
@@ -623,22 +645,18 @@ def main(argv: list[str]) -> int:
                 if env.rtpengine is None:
                     env.rtpengine = start_rtpengine(engine, env.workdir, env.load_cpus)
                 media = media_table(engine)
-            for run in range(args.runs):
-                for label in (configs if run % 2 == 0 else configs[::-1]):
-                    for attempt in range(1 + RETRIES):
-                        try:
-                            r = measure_run(env, scenario, label, run, media, args.cache_sim, args.calls,
-                                            args.keep_profiles, args.count_entries, args.footprint)
-                            break
-                        except Unclean as exc:      # a stall of the shared machine (valgrind is
-                            if attempt == RETRIES:  # ~50x slower; T1 is 500 ms): the run is repeated
-                                raise StartError(str(exc)) from None
-                            log(f"  {exc}; again in {RETRY_PAUSE_S} s")
-                            time.sleep(RETRY_PAUSE_S)
-                    results.append(r)
-                    pc = r["per_call"]
-                    log(f"  {label:6} run {run}: {pc['Ir']:>10,} instructions per call "
-                        f"({pc['messages']} messages; start {r['start_s']} s, {r['wall_s']} s in all)")
+            try:
+                for run in range(args.runs):
+                    for label in (configs if run % 2 == 0 else configs[::-1]):
+                        r = measure_with_retries(env, scenario, label, run, media, args)
+                        results.append(r)
+                        pc = r["per_call"]
+                        log(f"  {label:6} run {run}: {pc['Ir']:>10,} instructions per call "
+                            f"({pc['messages']} messages; start {r['start_s']} s, {r['wall_s']} s in all)")
+            except StartError as exc:       # this scenario only: say so, go on with the next
+                info["not_measured"][scenario.name] = str(exc)
+                print(f"bench.instructions: {scenario.name} not measured: {exc}", file=sys.stderr)
+            save()
     except KeyboardInterrupt:
         log("bench.instructions: interrupted; stopping what it started")
     except StartError as exc:
@@ -646,15 +664,25 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         env.stop()
-    info["elapsed_s"] = round(time.monotonic() - started)
-    doc = build(results, info)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(doc))
+    doc = save()
     log("\n" + markdown(doc))
     log(f"bench.instructions: {info['elapsed_s']} s; wrote {args.out / (args.name + '.json')}, "
         f"{args.out / (args.name + '.md')}")
-    return 0
+    return 1 if info["not_measured"] else 0
+
+
+def measure_with_retries(env: InstrEnv, scenario: Scenario, label: str, run: int, media: dict | None,
+                         args) -> dict:
+    for attempt in range(1 + RETRIES):
+        try:
+            return measure_run(env, scenario, label, run, media, args.cache_sim, args.calls, args.keep_profiles,
+                               args.count_entries, args.footprint)
+        except Unclean as exc:      # a stall of the shared machine (valgrind is ~50x slower, T1 is
+            if attempt == RETRIES:  # 500 ms): the run is repeated
+                raise StartError(str(exc)) from None
+            log(f"  {exc}; again in {RETRY_PAUSE_S} s")
+            time.sleep(RETRY_PAUSE_S)
+    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":
