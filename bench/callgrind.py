@@ -17,8 +17,8 @@ from pathlib import Path
 
 CACHE_LINE_BITS = 6           # 64-byte cache lines
 # the libc functions that format text (printf family): "who formats text per message"
-FORMATTING = re.compile(r"vfprintf|vsnprintf|snprintf|sprintf|printf_positional|__printf_fp|_IO_str|"
-                        r"_IO_default_xsputn|_itoa|__strchrnul")
+# (glibc 2.36: __vfprintf_internal, _IO_default_xsputn ...; 2.41: __printf_buffer ...)
+FORMATTING = re.compile(r"printf|_IO_str|_IO_default_xsputn|_itoa|__strchrnul")
 
 
 @dataclass

@@ -108,8 +108,8 @@ class RegisterLoad(Load):
             for i in range(users)))
 
     def argv(self, kam, rate, calls, port):
-        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate, local_ip=CALLER_IP,
-                           keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN})
+        return client_argv(kam.target, self.env.sipp_file(self.scenario_file), self.csv, port, calls, rate,
+                           local_ip=CALLER_IP, keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN})
 
 
 class CallLoad(Load):
@@ -163,8 +163,8 @@ class CallLoad(Load):
         # the proxy's workers may relay the callee's 180 after its 200 (they run in parallel);
         # a phone ignores such a late 180, and so does SIPp here instead of failing the call.
         # A wrong answer still fails it: the expected message then never comes (recv timeout).
-        return client_argv(kam.target, self.scenario_file, self.csv, port, calls, rate, local_ip=CALLER_IP,
-                           sets={"hold_ms": CALL_HOLD_MS}) + ["-default_behaviors", "all,-abortunexp"]
+        return client_argv(kam.target, self.env.sipp_file(self.scenario_file), self.csv, port, calls, rate,
+                           local_ip=CALLER_IP, sets={"hold_ms": CALL_HOLD_MS}) + ["-default_behaviors", "all,-abortunexp"]
 
     def teardown(self) -> None:
         for sipp in self.held:
@@ -192,7 +192,8 @@ class SbcLoad(Load):
             f"1555999{i:04d};1555010{i:04d};{SBC_PUBLIC}" for i in range(SUBSCRIBERS)))
         self.gateways = []
         for address in PRIVATE_GATEWAYS:
-            sipp = Sipp(server_argv(FIXTURES_DIR / "gw_answer.xml", self.env.gateway_port, local_ip=address),
+            sipp = Sipp(server_argv(self.env.sipp_file(FIXTURES_DIR / "gw_answer.xml"), self.env.gateway_port,
+                                    local_ip=address),
                         self.env.workdir / f"gateway-{address}", self.env.load_cpus).start()
             self.env.own(sipp)
             self.gateways.append(sipp)
@@ -202,7 +203,7 @@ class SbcLoad(Load):
                 raise StartError(f"gateway SIPp exited: {sipp.output()[-500:]}")
 
     def argv(self, kam, rate, calls, port):
-        return client_argv(kam.sbc_target, self.scenario_file, self.csv, port, calls, rate,
+        return client_argv(kam.sbc_target, self.env.sipp_file(self.scenario_file), self.csv, port, calls, rate,
                            local_ip=PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}) + [
             "-default_behaviors", "all,-abortunexp"]
 
@@ -248,6 +249,10 @@ class Env:
 
     def own(self, thing) -> None:
         self.owned.append(thing)
+
+    def sipp_file(self, scenario: Path) -> Path:
+        """The SIPp scenario file to run for `scenario` (bench/instructions.py: slower timers)."""
+        return scenario
 
     def write_csv(self, name: str, rows) -> Path:
         path = self.workdir / name
@@ -299,7 +304,7 @@ class Env:
 
     def start_callee(self) -> None:
         self.stop_callee()
-        self.callee = Sipp(server_argv(FIXTURES_DIR / "uas_callee.xml", self.callee_port),
+        self.callee = Sipp(server_argv(self.sipp_file(FIXTURES_DIR / "uas_callee.xml"), self.callee_port),
                            self.workdir / "callee", self.load_cpus).start()
         self.own(self.callee)
         time.sleep(0.3)
