@@ -8,6 +8,7 @@
 #             debootstrap root from this machine's apt mirror, cached in /var/cache/kemi (scripts/debroot.py)
 # make image  DEBIAN=12|13: the kemi image with podman, base image from a debootstrap root (scripts/image.py)
 # make unit   unit tests only (no root, no daemons)
+# make lint   ruff and mypy (configured in pyproject.toml) over kemi/, kemi_tools/, bench/, scripts/; make test runs it first
 # make check  validate settings.toml and `kamailio -c` the rendered config
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
@@ -15,6 +16,8 @@
 # make bench-instructions  instructions per SIP message, native vs Python, counted by valgrind
 #             (noise-free; ~30 min): bench/results/instructions.{json,md}; BENCH_ARGS=--scenarios call
 # make bench-instructions-debian13  the same on the Debian 13 root: bench/results-trixie/
+# make bench-records  what call records and HEP capture cost: Kamailio CPU per call, A/B
+#             (BENCH_ARGS=--media: calls anchored by rtpengine), bench/results/records-cost*.json
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
@@ -33,7 +36,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster
+.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -61,8 +64,12 @@ cluster:
 bench: install-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
-test: install-test
+test: install-test lint
 	$(PYTEST) -q tests
+
+# the paths and rules are in pyproject.toml ([tool.ruff], [tool.mypy]); both run, either failing fails it
+lint: install-test
+	$(VENV_PY) -m ruff check; ruff=$$?; $(VENV_PY) -m mypy && exit $$ruff
 
 test-debian13:
 	$(PY) scripts/debroot.py test trixie
@@ -75,6 +82,9 @@ bench-instructions: install-bench
 
 bench-instructions-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" KEMI_BENCH_TARGET=bench-instructions $(PY) scripts/debroot.py bench trixie
+
+bench-records: install-bench
+	$(PY) -m bench.records_cost $(BENCH_ARGS)
 
 DEBIAN ?= 12
 image:

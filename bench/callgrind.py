@@ -70,8 +70,8 @@ def parse(path: Path) -> Profile:
                 values = [int(v) for v in parts[npos:]]
                 values += [0] * (len(prof.events) - len(values))
                 if pending_call is not None:
-                    key = ((ob, fn), (cob if cob is not None else ob, cfn))
-                    slot = prof.calls.setdefault(key, [0] * (1 + len(prof.events)))
+                    edge = ((ob, fn), (cob if cob is not None else ob, cfn or ""))
+                    slot = prof.calls.setdefault(edge, [0] * (1 + len(prof.events)))
                     slot[0] += pending_call[0]
                     for i, v in enumerate(values):
                         slot[1 + i] += v

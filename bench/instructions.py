@@ -44,18 +44,18 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kemi.settings import PROJECT_ROOT
 from kemi_tools.capture import ETH_P_ALL, PACKET_OUTGOING, SO_RCVBUFFORCE, SO_TIMESTAMPNS, \
     attach_udp_port_filter, drop_queued, parse_sip
-from kemi_tools.stack import mariadb
 from kemi_tools.stack.own_mariadb import OwnMariaDB
-from kemi_tools.stack.process import StartError, wait_for
+from kemi_tools.stack.process import StartError
 
 from bench import callgrind
-from bench.load import Sipp, read_stats
+from kemi_tools.sipp import SCENARIOS as SIPP_SCENARIOS
 from bench.run import LOADS, Env, SLOT, PORT_BASE, MEDIA_PORT_MIN, MEDIA_PORT_MAX, machine
-from bench.scenarios import SCENARIOS, SUBSCRIBERS, Scenario, select
+from bench.scenarios import SUBSCRIBERS, Scenario, select
 from bench.stack import (NATIVE_CFG, PYTHON_CFG, BenchDatabase, BenchKamailio, media_table, rtpengine_daemon,
                          start_rtpengine)
 
@@ -115,9 +115,10 @@ class Capture:
     """AF_PACKET on lo, UDP to or from `port` on any address (the SBC listens on three)."""
 
     def __init__(self, port: int):
-        self.port, self.packets, self._stop = port, [], threading.Event()
+        self.port, self._stop = port, threading.Event()
+        self.packets: list[Packet] = []
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         attach_udp_port_filter(sock, self.port, self.port)
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
@@ -134,7 +135,7 @@ class Capture:
         while not self._stop.is_set():
             try:
                 data, cmsgs, _flags, addr = self._sock.recvmsg(65535, ancillary)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -232,9 +233,10 @@ class Tally:
     def summary(self, per: float, top: int = 40) -> dict:
         per = per or 1
         cats = self.by(callgrind.category)
-        name = lambda o, f: f"{callgrind.module_of(o)}:{f}"
+        def name(o, f):
+            return f"{callgrind.module_of(o)}:{f}"
         calls = self.by(name, self.calls_to)
-        out = {
+        out: dict[str, Any] = {
             "messages": round(self.count / per, 2), "Ir": round(self.total / per),
             "by_part": {c: round(cats.get(c, 0) / per) for c in callgrind.CATEGORIES if cats.get(c)},
             "by_object": {k: round(v / per) for k, v in self.by(lambda o, f: callgrind.module_of(o)).most_common()
@@ -305,8 +307,10 @@ def structure(prof: callgrind.Profile, reply: bool) -> Counter:
     ksr_work_by_module: the KSR calls' Kamailio work per object (core, tm, auth ...)."""
     ir = prof.events.index("Ir")
     route_callers = (lambda f: f[0].endswith("/tm.so")) if reply else _is_core("receive_msg")
-    runs_route = lambda f: callgrind.category(f[0]) == "kamailio_core" and f[1] in ROUTE_RUNNERS
-    entry = lambda f: _is_glue(f) and f[1] in ROUTE_ENTRY
+    def runs_route(f):
+        return callgrind.category(f[0]) == "kamailio_core" and f[1] in ROUTE_RUNNERS
+    def entry(f):
+        return _is_glue(f) and f[1] in ROUTE_ENTRY
     out: Counter = Counter()
     out["routes"] = callgrind.edges(prof, route_callers, runs_route)
     out["python_callbacks"] = callgrind.edges(prof, lambda f: not entry(f), entry)
@@ -334,6 +338,7 @@ class InstrEnv(Env):
         self.workdir.mkdir(parents=True)
         self.databases: dict[str, BenchDatabase] = {}
         self.own_db = OwnMariaDB(PORT_BASE + DB_PORT_OFFSET, f"kemi-instr{SLOT}").install().start()
+        assert self.own_db.daemon is not None
         log(f"bench.instructions: private MariaDB on 127.0.0.1:{self.own_db.port} (pid {self.own_db.daemon.pid})")
         for label in CONFIGS:
             db = BenchDatabase(f"kemi_instr_{label}", self.workdir, host=f"127.0.0.1:{self.own_db.port}",
@@ -344,15 +349,16 @@ class InstrEnv(Env):
     def use_state(self, scenario: Scenario) -> None:       # runs start their own Kamailio
         pass
 
-    def sipp_file(self, scenario: Path) -> Path:
+    def sipp_file(self, scenario: str) -> str:
         """The scenario with SIPp's retransmission timer at VALGRIND_T1_MS instead of 500 ms: a
         message valgrind's Kamailio answers in 0.6 s is not a failed call here. A retransmission
         would still spoil the count: the capture sees it and the run is repeated."""
-        slow = self.workdir / "sipp" / scenario.name
+        slow = self.workdir / "sipp" / Path(scenario).name
         if not slow.exists():
             slow.parent.mkdir(parents=True, exist_ok=True)
-            slow.write_text(scenario.read_text().replace('retrans="500"', f'retrans="{VALGRIND_T1_MS}"'))
-        return slow
+            text = (SIPP_SCENARIOS / scenario).read_text()
+            slow.write_text(text.replace('retrans="500"', f'retrans="{VALGRIND_T1_MS}"'))
+        return str(slow)
 
     def stop(self) -> None:
         super().stop()
@@ -375,18 +381,17 @@ def worker_sockets(kam: BenchKamailio) -> dict[int, str]:
 
 def sipp_run(env: InstrEnv, load, kam: BenchKamailio, rate: float, calls: int, workdir: Path,
              warmup: bool) -> dict:
-    argv = load.argv(kam, rate, calls, env.port("client"))
-    argv[argv.index("-recv_timeout") + 1] = str(RECV_TIMEOUT_MS)
+    sipp = load.sipp(kam, rate, calls, env.port("client"), workdir)
+    sipp.recv_timeout = RECV_TIMEOUT_MS / 1000
     if warmup:              # retransmissions allowed: valgrind is slow on a path's first use
-        argv[argv.index("-max_retrans") + 1] = "5"
-    argv[argv.index("-timeout") + 1] = f"{int(calls / rate) + 120}s"
+        sipp.max_retrans = 5
+    sipp.timeout = calls / rate + 120
     # one call at a time: valgrind's worker takes ~0.1 s per message (its profile dump
     # included), and a request waiting behind others for 500 ms would fail its call
-    argv += ["-l", "1"]
-    sipp = Sipp(argv, workdir, env.load_cpus).start()
-    rc = sipp.wait(calls / rate + 180)
-    stats = read_stats(workdir) or {}
-    return {"rc": rc, "calls": calls, "successful": int(stats.get("SuccessfulCall(C)", 0)),
+    sipp.limit = 1
+    result = sipp.start().wait(calls / rate + 180)
+    stats = result.stats or {}
+    return {"rc": result.rc, "calls": calls, "successful": int(stats.get("SuccessfulCall(C)", 0)),
             "failed": int(stats.get("FailedCall(C)", 0)),
             "retransmissions": int(stats.get("Retransmissions(C)", 0))}
 
@@ -410,12 +415,12 @@ def measure_run(env: InstrEnv, scenario: Scenario, label: str, run: int, media: 
                         wrap=wrap, pinned=False, idle_busy=IDLE_BUSY, count_entries=count_entries)
     db.load_contacts(scenario.contacts, SUBSCRIBERS, env.callee_port, kam.socket)
     env.kamailios = {label: kam}
-    load = LOADS[scenario.kind](env, scenario)
+    load: Any = LOADS[scenario.kind](env, scenario)      # its csv and held-call pace are set below
     if scenario.held_calls:
         load.hold_rate, load.hold_wait = HOLD_RATE, scenario.held_calls / HOLD_RATE * 3 + 120
     rate = RATE[scenario.kind]
     started = time.monotonic()
-    result = {"scenario": scenario.name, "config": label, "run": run}
+    result: dict[str, Any] = {"scenario": scenario.name, "config": label, "run": run}
     try:
         kam.start(timeout=START_TIMEOUT_S)
         result["start_s"] = round(time.monotonic() - started)
@@ -465,16 +470,16 @@ def attribute(packets: list[Packet], sockets: dict[int, str], skip: dict[int, in
     kinds = classify(packets)
     per_kind: dict[str, Tally] = defaultdict(Tally)
     everything = Tally()
-    duplicates = Counter()
+    duplicates: Counter = Counter()
     pairing = []
     for pid, address in sorted(sockets.items()):
         files = sorted(profiles.glob(f"cg.{pid}.*"), key=lambda f: int(f.suffix[1:]))[skip[pid]:]
-        inbound = [(p, k) for p, k in zip(packets, kinds) if p.inbound and p.local_ip == address]
+        inbound = [(p, k) for p, k in zip(packets, kinds, strict=False) if p.inbound and p.local_ip == address]
         if len(files) != len(inbound):
             raise StartError(f"worker {pid} ({address}): {len(files)} callgrind profiles for {len(inbound)} "
                              f"packets captured: cannot pair them")
         seen = set()
-        for f, (p, kind) in zip(files, inbound):
+        for f, (p, kind) in zip(files, inbound, strict=False):
             pairing.append({"file": f.name, "kind": kind, "measured": begin <= p.ns <= end})
             if not begin <= p.ns <= end:
                 continue
@@ -541,7 +546,8 @@ KIND_TABLE = ("register-db1", "register-db2", "call", "call-media", "sbc")
 
 def markdown(doc: dict) -> str:
     m = doc["machine"]
-    spread = lambda x: "-" if x is None else f"{x:.3%}"
+    def spread(x):
+        return "-" if x is None else f"{x:.3%}"
     lines = [f"Measured on: {m.get('cpu')}, {m.get('kamailio')}, Python {m.get('embedded_python', '?')}, "
              f"{m.get('valgrind')}; per run {m.get('warmup')} warm-up and {m.get('measured')} measured calls "
              f"(or registrations), one call at a time, one SIP worker per socket, a fresh Kamailio per run, "
@@ -557,7 +563,8 @@ def markdown(doc: dict) -> str:
         pr, nr = s["runs"]["python"][0]["per_call"], s["runs"]["native"][0]["per_call"]
         lines.append(f"| {s['scenario']} | {nr['messages']:g} | {_n(n['Ir_per_call'])} / {_n(p['Ir_per_call'])} | "
                      f"{_n(p['Ir_per_call'] - n['Ir_per_call'])} | {s['ratio']:.2f} | "
-                     f"{spread(n['spread'])} / {spread(p['spread'])} | {pr['python_entries']:g} | {pr['ksr_calls']:g} |")
+                     f"{spread(n['spread'])} / {spread(p['spread'])} | {pr['python_entries']:g} | "
+                     f"{pr['ksr_calls']:g} |")
     for name, why in m.get("not_measured", {}).items():
         lines.append(f"\n{name}: not measured: {why}")
     if m.get("rerun_alone"):
@@ -571,8 +578,8 @@ def markdown(doc: dict) -> str:
             if not s["runs"][label]:
                 continue
             parts = s["runs"][label][0]["per_call"]["by_part"]
-            lines.append(f"| {s['scenario']} | {label} | " + " | ".join(_n(parts.get(c, 0)) for c in callgrind.CATEGORIES)
-                         + " |")
+            lines.append(f"| {s['scenario']} | {label} | "
+                         + " | ".join(_n(parts.get(c, 0)) for c in callgrind.CATEGORIES) + " |")
     lines += ["", "Per message, by what Kamailio did with it (instructions per message, first run):", "",
               "| scenario | message | per call | native | python | P-N | P/N | of P: libpython / KSR glue |",
               "|---|---|---|---|---|---|---|---|"]

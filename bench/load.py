@@ -7,20 +7,12 @@ not Kamailio, is the bottleneck).
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
-import signal
-import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kemi_tools.sipp import Sipp
 
-from bench.stack import process_cpu_seconds
-
-SCENARIO_DIR = Path(__file__).resolve().parent / "sipp"
-FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "sipp"
 # SIPp fails a call when one of its requests is unanswered after T1 (500 ms), before any
 # retransmission: a call counts as good only when the proxy keeps up, not when
 # retransmissions rescue it (-max_retrans 0)
@@ -42,7 +34,6 @@ class RunResult:
     kamailio_cpu_s: float = 0.0
     sipp_cpu_s: float = 0.0
     rtt1_ms: list[int] = field(default_factory=list, repr=False)
-    rtt2_ms: list[int] = field(default_factory=list, repr=False)
     note: str = ""
     tag: str = ""             # which phase of the scenario it belongs to
     latency_logged: bool = False   # Kamailio logged route times meanwhile (costs it CPU)
@@ -67,7 +58,7 @@ class RunResult:
         return self.sipp_cpu_s / (self.calls / self.rate) if self.calls and self.rate else 0.0
 
     def summary(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("rtt1_ms", "rtt2_ms", "server_us")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("rtt1_ms", "server_us")}
         out.update(ok=self.ok, cpu_per_1000=self.cpu_per_1000, sipp_busy=round(self.sipp_busy, 3),
                    p50_ms=percentile(self.rtt1_ms, 50), p99_ms=percentile(self.rtt1_ms, 99),
                    mean_ms=mean(self.rtt1_ms))
@@ -106,105 +97,19 @@ def mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-@dataclass
-class Sipp:
-    """One SIPp process, pinned to `cpus`; its rusage is collected when it ends."""
-    argv: list[str]
-    workdir: Path
-    cpus: str
-    proc: subprocess.Popen | None = None
-    cpu_s: float = 0.0
-    rc: int | None = None
-
-    def start(self) -> "Sipp":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.workdir / "sipp.out", "w")
-        self.proc = subprocess.Popen(["taskset", "-c", self.cpus, *self.argv], cwd=self.workdir,
-                                     stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        return self
-
-    def wait(self, timeout: float) -> int:
-        """Wait for SIPp to end (kill it after `timeout` s); returns its exit code."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exited():
-                return self.rc
-            time.sleep(0.02)
-        self.stop()
-        return self.rc
-
-    def exited(self) -> bool:
-        """Reaps SIPp if it has ended (never through Popen, which would lose its rusage)."""
-        if self.rc is None:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self._reaped(status, usage)
-        return self.rc is not None
-
-    def stop(self) -> None:
-        """SIGKILL by PID (a zombie not yet reaped is still ours), then reap."""
-        if self.proc and not self.exited():
-            os.kill(self.proc.pid, signal.SIGKILL)
-            _, status, usage = os.wait4(self.proc.pid, 0)
-            self._reaped(status, usage)
-
-    def _reaped(self, status, usage) -> None:
-        self.cpu_s = usage.ru_utime + usage.ru_stime
-        self.rc = os.waitstatus_to_exitcode(status)
-        self.proc.returncode = self.rc
-        self._out.close()
-
-    def cpu_so_far(self) -> float:
-        """CPU used until now, whether it still runs or not."""
-        return self.cpu_s if self.rc is not None else process_cpu_seconds(self.proc.pid)
-
-    def output(self) -> str:
-        path = self.workdir / "sipp.out"
-        return path.read_text(errors="replace") if path.exists() else ""
+def client(scenario: str, target: str, inf: Path, workdir: Path, port: int, calls: int, rate: float, cpus: str,
+           local_ip: str, keys: dict | None = None, sets: dict | None = None, limit: int | None = None,
+           timeout: float | None = None, measure: bool = True, extra: list[str] | None = None) -> Sipp:
+    """The load: `calls` calls at `rate`/s, each one good only when it went the scenario's
+    success path (fail_refused: a refused call is a failed one in SIPp's counters)."""
+    return Sipp(scenario, workdir, local_ip, port, target=target, inf=inf, keys=keys or {},
+                sets={"fail_refused": 1, **(sets or {})}, calls=calls, rate=rate, limit=limit,
+                timeout=timeout or calls / rate + DRAIN_TIMEOUT_S, timeout_error=False,
+                recv_timeout=RECV_TIMEOUT_MS / 1000, max_retrans=MAX_RETRANS, logs=False, trace_rtt=measure,
+                extra=extra or [], cpus=cpus)
 
 
-def client_argv(target: str, scenario: Path, csv_file: Path, local_port: int, calls: int, rate: float,
-                keys: dict | None = None, sets: dict | None = None, limit: int | None = None,
-                measure: bool = True, local_ip: str = "127.0.0.1") -> list[str]:
-    argv = ["sipp", target, "-sf", str(scenario), "-inf", str(csv_file), "-i", local_ip,
-            "-p", str(local_port), "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000", "-nostdin",
-            "-max_retrans", str(MAX_RETRANS), "-recv_timeout", str(RECV_TIMEOUT_MS),
-            "-timeout", f"{int(calls / rate + DRAIN_TIMEOUT_S)}s"]
-    if measure:
-        # -rtt_freq 1: SIPp keeps rtt samples in memory and writes them every N calls, but
-        # never writes the last partial batch
-        argv += ["-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "1"]
-    if limit:
-        argv += ["-l", str(limit)]
-    for k, v in (keys or {}).items():
-        argv += ["-key", k, str(v)]
-    for k, v in (sets or {}).items():
-        argv += ["-set", k, str(v)]
-    return argv
-
-
-def server_argv(scenario: Path, local_port: int, local_ip: str = "127.0.0.1") -> list[str]:
-    """A callee SIPp taking any number of calls until it is stopped."""
-    return ["sipp", "-sf", str(scenario), "-i", local_ip, "-p", str(local_port), "-nostdin"]
-
-
-def read_stats(workdir: Path) -> dict | None:
-    """The last (cumulative) row of SIPp's -trace_stat file."""
-    files = sorted(workdir.glob("*_.csv"), key=lambda f: f.stat().st_mtime)
-    if not files:
-        return None
-    with open(files[-1], newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=";"))
-    return rows[-1] if rows else None
-
-
-def read_rtt(workdir: Path) -> tuple[list[int], list[int]]:
-    rtt = {1: [], 2: []}
-    for path in workdir.glob("*_rtt.csv"):
-        with open(path) as f:
-            next(f, None)
-            for line in f:
-                parts = line.strip().split(";")
-                if len(parts) == 3 and parts[2] in ("1", "2"):
-                    rtt[int(parts[2])].append(int(float(parts[1])))
-    return rtt[1], rtt[2]
+def server(scenario: str, workdir: Path, port: int, cpus: str, local_ip: str = "127.0.0.1") -> Sipp:
+    """A callee (or gateway) SIPp taking any number of calls until it is stopped."""
+    return Sipp(scenario, workdir, local_ip, port, calls=None, timeout=None, recv_timeout=None, logs=False,
+                trace_rtt=False, cpus=cpus)

@@ -104,7 +104,7 @@ HEADER = ["scenario", "entries into Python per call", "max clean rate/s N / P", 
 def text_table(doc: dict) -> str:
     table = [HEADER] + rows(doc)
     widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -139,7 +139,7 @@ def plot(doc: dict, path: Path) -> Path | None:
     cols = min(3, len(scenarios))
     rows_n = (len(scenarios) + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
-    for ax, s in zip(axes.flat, scenarios):
+    for ax, s in zip(axes.flat, scenarios, strict=False):      # the grid may have a cell or two more
         for label, style in (("native", "o-"), ("python", "s--")):
             by_rate: dict[float, list[float]] = {}
             for r in s["runs"]:
@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the Debian 13 run (make bench-debian13): bench/results-trixie/, its own markers")
     args = ap.parse_args(argv)
     platform = "debian13" if args.debian13 else "debian12"
-    json_file = root / "bench" / "results-trixie" / "bench.json" if args.debian13 and args.json == ap.get_default("json") \
-        else args.json
+    trixie = args.debian13 and args.json == ap.get_default("json")
+    json_file = root / "bench" / "results-trixie" / "bench.json" if trixie else args.json
     doc = json.loads(json_file.read_text())
     if args.publish:
         for f in publish(doc, [root / "README.md", root / "docs" / "benchmark.md"], platform):

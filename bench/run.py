@@ -31,12 +31,12 @@ from pathlib import Path
 
 from kemi.settings import PROJECT_ROOT
 from kemi_tools.capture import SipTimes
+from kemi_tools.sipp import Sipp
 from kemi_tools.stack import mariadb
 from kemi_tools.stack.process import Daemon, StartError, wait_for
 
 from bench import report
-from bench.load import (FIXTURES_DIR, SCENARIO_DIR, RunResult, Sipp, client_argv, mean, percentile,
-                        read_rtt, read_stats, server_argv)
+from bench.load import RunResult, client, mean, percentile, server
 from bench.scenarios import SUBSCRIBERS, Scenario, select
 from bench.stack import (CALLER_IP, DOMAIN, NATIVE_CFG, PASSWORD, PRIVATE_GATEWAYS, PUBLIC_GATEWAY,
                          PYTHON_CFG, SBC_PUBLIC, BenchDatabase, BenchKamailio, extension, media_table,
@@ -47,7 +47,7 @@ RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SLOT = int(os.environ.get("KEMI_TEST_SLOT", "0"))
 PORT_BASE = 10000 + 1000 * SLOT + 500     # clear of the tests' ports in the same slot
 # rtpengine's relay ports: the slot's media range, as the media tests use it (tests/harness/media.py)
-MEDIA_PORT_MIN = 20000 + 2000 * SLOT
+MEDIA_PORT_MIN = 20000 + 2000 * SLOT if SLOT <= 5 else 6000 + 2000 * (SLOT - 6)     # as tests/harness/media.py
 MEDIA_PORT_MAX = MEDIA_PORT_MIN + 1999
 DEFAULT_BUDGET_S = 18 * 60                 # `make bench` must end within 20 minutes: each scenario
                                            # may overrun its share by one comparison (<= 60 s)
@@ -71,6 +71,13 @@ HOLD_MAX_RETRANS, HOLD_RECV_TIMEOUT_MS = 5, 10_000
 # measured calls stay up this long: with no pause, the BYE can overtake the ACK through
 # the proxy's parallel workers and the callee SIPp fails the call
 CALL_HOLD_MS = 100
+# the proxy's workers may relay the callee's 180 after its 200 (they run in parallel); a phone
+# ignores such a late 180, and so does SIPp here instead of failing the call. A wrong answer
+# still fails it: the expected message then never comes (recv timeout), or it is a refusal
+# (the scenarios' fail_refused)
+TOLERATE_LATE_REPLIES = ["-default_behaviors", "all,-abortunexp"]
+# the Expires of the measured REGISTERs (refreshes of the preloaded contacts)
+REGISTER_EXPIRES = 3600
 
 
 def log(text: str) -> None:
@@ -81,16 +88,16 @@ def log(text: str) -> None:
 
 
 class Load:
-    """A kind of SIPp load. Subclasses: what runs around the measured SIPp, and its command."""
-    scenario_file: Path
+    """A kind of SIPp load. Subclasses: what runs around the measured SIPp, and that SIPp."""
+    scenario_file: str          # in kemi_tools/scenarios/
 
-    def __init__(self, env: "Env", scenario: Scenario):
+    def __init__(self, env: Env, scenario: Scenario):
         self.env, self.scenario = env, scenario
 
     def setup(self) -> None:
         pass
 
-    def argv(self, kam: BenchKamailio, rate: float, calls: int, port: int) -> list[str]:
+    def sipp(self, kam: BenchKamailio, rate: float, calls: int, port: int, workdir: Path) -> Sipp:
         raise NotImplementedError
 
     def teardown(self) -> None:
@@ -99,7 +106,7 @@ class Load:
 
 class RegisterLoad(Load):
     """REGISTER refreshes with digest auth, cycling through the registered subscribers."""
-    scenario_file = SCENARIO_DIR / "register.xml"
+    scenario_file = "register.xml"
 
     def setup(self) -> None:
         users = min(self.scenario.contacts, SUBSCRIBERS)
@@ -107,15 +114,17 @@ class RegisterLoad(Load):
             f"{extension(i)};{DOMAIN};[authentication username={extension(i)} password={PASSWORD}]"
             for i in range(users)))
 
-    def argv(self, kam, rate, calls, port):
-        return client_argv(kam.target, self.env.sipp_file(self.scenario_file), self.csv, port, calls, rate,
-                           local_ip=CALLER_IP, keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN})
+    def sipp(self, kam, rate, calls, port, workdir):
+        # a refresh of the preloaded contact: the callee SIPp's address and port
+        return client(self.env.sipp_file(self.scenario_file), kam.target, self.csv, workdir, port, calls, rate,
+                      self.env.load_cpus, CALLER_IP, keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN,
+                                       "expires": REGISTER_EXPIRES})
 
 
 class CallLoad(Load):
     """Calls between registered extensions; the callee is one SIPp every contact points at.
     With held_calls, that many calls are first set up through each Kamailio and kept open."""
-    scenario_file = SCENARIO_DIR / "call.xml"
+    scenario_file = "uac_call.xml"
     hold_rate = 200             # held calls set up per second
     hold_wait = 60              # seconds for all of them to be up
 
@@ -133,38 +142,34 @@ class CallLoad(Load):
     def hold_calls(self, kam: BenchKamailio, port: int) -> Sipp:
         count = self.scenario.held_calls
         workdir = self.env.workdir / "held" / f"{self.scenario.name}-{kam.label}-{time.monotonic_ns()}"
-        argv = client_argv(kam.target, self.scenario_file, self.csv, port, count, min(self.hold_rate, count),
-                           sets={"hold_ms": HOLD_FOREVER_MS}, limit=count, measure=False, local_ip=CALLER_IP)
-        argv[argv.index("-timeout") + 1] = f"{HOLD_FOREVER_MS // 1000}s"
+        sipp = client(self.scenario_file, kam.target, self.csv, workdir, port, count, min(self.hold_rate, count),
+                      self.env.load_cpus, CALLER_IP, sets={"hold_ms": HOLD_FOREVER_MS}, limit=count,
+                      timeout=HOLD_FOREVER_MS / 1000, measure=False, extra=TOLERATE_LATE_REPLIES)
         # Setting up the held calls is not a measurement: SIPp may retransmit (a request
         # unanswered for 500 ms is resent, not a failed call: with -max_retrans 0 one stall of
         # the shared machine during the setup failed a call, and the count never came), and a
-        # 180 relayed after its 200 is ignored as in the measured runs (argv below)
-        argv[argv.index("-max_retrans") + 1] = str(HOLD_MAX_RETRANS)
-        argv[argv.index("-recv_timeout") + 1] = str(HOLD_RECV_TIMEOUT_MS)
-        argv += ["-default_behaviors", "all,-abortunexp", "-trace_stat", "-fd", "1", "-trace_err"]
-        sipp = Sipp(argv, workdir, self.env.load_cpus).start()
+        # 180 relayed after its 200 is ignored as in the measured runs
+        sipp.max_retrans, sipp.recv_timeout = HOLD_MAX_RETRANS, HOLD_RECV_TIMEOUT_MS / 1000
+        sipp.extra = [*sipp.extra, "-trace_err", "-error_file", str(sipp.file(".err"))]
+        sipp.start()
         self.env.own(sipp)
 
         def established():
-            stats = read_stats(workdir)
+            stats = sipp.stats()
             if stats and int(stats["FailedCall(C)"]):
-                raise StartError(f"a call to be held open through {kam.label} failed: {held_state(workdir)}")
+                raise StartError(f"a call to be held open through {kam.label} failed: {held_state(sipp)}")
             return stats and int(stats["CurrentCall"]) >= count
         try:
             wait_for(established, self.hold_wait, f"{count} calls held open through {kam.label}")
         except StartError as exc:        # say what SIPp saw: failed calls and why
             if "failed:" in str(exc):
                 raise
-            raise StartError(f"{exc}; {held_state(workdir)}") from None
+            raise StartError(f"{exc}; {held_state(sipp)}") from None
         return sipp
 
-    def argv(self, kam, rate, calls, port):
-        # the proxy's workers may relay the callee's 180 after its 200 (they run in parallel);
-        # a phone ignores such a late 180, and so does SIPp here instead of failing the call.
-        # A wrong answer still fails it: the expected message then never comes (recv timeout).
-        return client_argv(kam.target, self.env.sipp_file(self.scenario_file), self.csv, port, calls, rate,
-                           local_ip=CALLER_IP, sets={"hold_ms": CALL_HOLD_MS}) + ["-default_behaviors", "all,-abortunexp"]
+    def sipp(self, kam, rate, calls, port, workdir):
+        return client(self.env.sipp_file(self.scenario_file), kam.target, self.csv, workdir, port, calls, rate,
+                      self.env.load_cpus, CALLER_IP, sets={"hold_ms": CALL_HOLD_MS}, extra=TOLERATE_LATE_REPLIES)
 
     def teardown(self) -> None:
         for sipp in self.held:
@@ -172,12 +177,13 @@ class CallLoad(Load):
         self.env.stop_callee()
 
 
-def held_state(workdir: Path) -> str:
+def held_state(sipp: Sipp) -> str:
     """What the held-calls SIPp reports: its counters and the end of its error log."""
-    stats = read_stats(workdir) or {}
+    stats = sipp.stats()
     seen = {k: stats.get(k) for k in ("CurrentCall", "TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)",
                                         "Retransmissions(C)")}
-    errors = "".join(f.read_text(errors="replace")[-1500:] for f in workdir.glob("*_errors.log"))
+    err = sipp.file(".err")
+    errors = err.read_text(errors="replace")[-1500:] if err.exists() else ""
     return f"SIPp: {seen}; its errors: {errors.strip() or '(none)'}"
 
 
@@ -185,16 +191,15 @@ class SbcLoad(Load):
     """SBC calls: a trunk on the public side (SIPp from the public gateway's address, trusted by
     IP, no digest auth) calls unmapped DIDs; the SBC sends each through the dispatcher
     (round-robin) to one of two private gateways (SIPps), with rtpengine between the sides."""
-    scenario_file = SCENARIO_DIR / "trunk.xml"
+    scenario_file = "trunk_call.xml"
 
     def setup(self) -> None:
         self.csv = self.env.write_csv("trunk.csv", (
             f"1555999{i:04d};1555010{i:04d};{SBC_PUBLIC}" for i in range(SUBSCRIBERS)))
         self.gateways = []
         for address in PRIVATE_GATEWAYS:
-            sipp = Sipp(server_argv(self.env.sipp_file(FIXTURES_DIR / "gw_answer.xml"), self.env.gateway_port,
-                                    local_ip=address),
-                        self.env.workdir / f"gateway-{address}", self.env.load_cpus).start()
+            sipp = server(self.env.sipp_file("gw_answer.xml"), self.env.workdir / f"gateway-{address}",
+                          self.env.gateway_port, self.env.load_cpus, local_ip=address).start()
             self.env.own(sipp)
             self.gateways.append(sipp)
         time.sleep(0.3)
@@ -202,10 +207,9 @@ class SbcLoad(Load):
             if sipp.exited():
                 raise StartError(f"gateway SIPp exited: {sipp.output()[-500:]}")
 
-    def argv(self, kam, rate, calls, port):
-        return client_argv(kam.sbc_target, self.env.sipp_file(self.scenario_file), self.csv, port, calls, rate,
-                           local_ip=PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}) + [
-            "-default_behaviors", "all,-abortunexp"]
+    def sipp(self, kam, rate, calls, port, workdir):
+        return client(self.env.sipp_file(self.scenario_file), kam.sbc_target, self.csv, workdir, port, calls, rate,
+                      self.env.load_cpus, PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}, extra=TOLERATE_LATE_REPLIES)
 
     def teardown(self) -> None:
         for sipp in self.gateways:
@@ -250,8 +254,8 @@ class Env:
     def own(self, thing) -> None:
         self.owned.append(thing)
 
-    def sipp_file(self, scenario: Path) -> Path:
-        """The SIPp scenario file to run for `scenario` (bench/instructions.py: slower timers)."""
+    def sipp_file(self, scenario: str) -> str:
+        """The SIPp scenario to run for `scenario` (bench/instructions.py: slower timers)."""
         return scenario
 
     def write_csv(self, name: str, rows) -> Path:
@@ -296,16 +300,16 @@ class Env:
             kam.usrloc_db_mode = scenario.usrloc_db_mode
             kam.media = media
             kam.sbc_gateway_port = self.gateway_port if scenario.sbc else 0
-            kam.start()
-            log(f"bench: {kam.label} Kamailio up (pid {kam.daemon.pid}, db_mode {scenario.usrloc_db_mode}, "
+            daemon = kam.start()
+            log(f"bench: {kam.label} Kamailio up (pid {daemon.pid}, db_mode {scenario.usrloc_db_mode}, "
                 f"{scenario.contacts} contacts preloaded, media {'on' if media else 'off'}, "
                 f"sbc {'on' if scenario.sbc else 'off'}, {time.monotonic() - started:.1f}s)")
         self.state = scenario.state
 
     def start_callee(self) -> None:
         self.stop_callee()
-        self.callee = Sipp(server_argv(self.sipp_file(FIXTURES_DIR / "uas_callee.xml"), self.callee_port),
-                           self.workdir / "callee", self.load_cpus).start()
+        self.callee = server(self.sipp_file("uas_callee.xml"), self.workdir / "callee", self.callee_port,
+                             self.load_cpus).start()
         self.own(self.callee)
         time.sleep(0.3)
         if self.callee.exited():
@@ -354,8 +358,7 @@ def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: 
     cpu_before = kam.cpu_seconds()
     started = time.monotonic()
     with SipTimes(kam.port) if capture else contextlib.nullcontext() as times:
-        sipp = Sipp(load.argv(kam, rate, calls, env.port("client")), workdir, env.load_cpus).start()
-        rc = sipp.wait(calls / rate + 30)
+        out = load.sipp(kam, rate, calls, env.port("client"), workdir).start().wait(calls / rate + 30)
     if latency:
         kam.latency_logging(False)
     result = RunResult(label, rate, calls, tag=tag, latency_logged=latency, captured=capture)
@@ -365,18 +368,19 @@ def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: 
         result.server_us = times.response_times_us()
     result.wall_s = time.monotonic() - started
     result.kamailio_cpu_s = kam.cpu_seconds() - cpu_before
-    result.sipp_cpu_s = sipp.cpu_s
+    result.sipp_cpu_s = out.cpu_s
     if env.callee:
         result.sipp_cpu_s += env.callee.cpu_so_far() - callee_cpu
-    stats = read_stats(workdir)
+    stats = out.stats
     if stats:
         result.created = int(stats["TotalCallCreated"])
         result.successful = int(stats["SuccessfulCall(C)"])
         result.failed = int(stats["FailedCall(C)"])
         result.retransmissions = int(stats["Retransmissions(C)"])
     else:
-        result.note = f"sipp exited {rc} without statistics"
-    result.rtt1_ms, result.rtt2_ms = read_rtt(workdir)
+        result.note = f"sipp exited {out.rc} without statistics"
+    # SIPp's whole milliseconds (its default 10 ms clock: percentile() interpolates within one)
+    result.rtt1_ms = [int(ms) for ms in out.rtts_ms]
     s = result.summary()
     log(f"  {tag:16} {label:6} {rate:7g}/s  {'ok  ' if result.ok else 'FAIL'} "
         f"failed {result.failed:5d}  retrans {result.retransmissions:5d}  p50 {s['p50_ms']:6.2f} ms  "
@@ -449,7 +453,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         res.entries = entries_per_call(probes["python"])
         cpu = probes["native"].cpu_per_1000
         capacity = 1000 / cpu if probes["native"].ok and cpu == cpu and cpu > 0 else scenario.probe_rate * 5
-        ladder = sorted({min(MAX_RATE, max(MIN_RATE, round_rate(capacity * f))) for f in LADDER})
+        ladder: list[float] = sorted({min(MAX_RATE, max(MIN_RATE, round_rate(capacity * f))) for f in LADDER})
         if quick:
             ladder = ladder[:4]
         log(f"  native ~{cpu:.3f} CPU s per 1000 calls at {scenario.probe_rate}/s -> ladder {ladder}")
@@ -459,9 +463,9 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
         ladder_deadline = deadline - run_cost * TAIL_RUNS * len(CONFIGS)
         # 2. step up, alternating native/python, until each fails (a marginal failure, a few
         #    calls in a thousand, may be noise from the shared machine: one more step then)
-        passed: dict[str, list[float]] = {l: [] for l in CONFIGS}
-        stopped = {l: False for l in CONFIGS}
-        marginal = {l: False for l in CONFIGS}
+        passed: dict[str, list[float]] = {label: [] for label in CONFIGS}
+        stopped = dict.fromkeys(CONFIGS, False)
+        marginal = dict.fromkeys(CONFIGS, False)
         for step, rate in enumerate(ladder):
             order = CONFIGS if step % 2 == 0 else CONFIGS[::-1]
             for label in order:
@@ -483,7 +487,7 @@ def measure_scenario(env: Env, scenario: Scenario, deadline: float, quick: bool)
             res.notes.append("no failure reached within the ladder or the time budget: max rate is a lower bound")
         rate = ladder[0]
         for _ in range(DOWN_STEPS):
-            missing = [l for l in CONFIGS if not passed[l]]
+            missing = [label for label in CONFIGS if not passed[label]]
             if not missing or time.monotonic() > ladder_deadline:
                 break
             rate = max(MIN_RATE, round_rate(rate * DOWN_FACTOR))
@@ -584,19 +588,20 @@ def pct(sorted_values: list[int], p: float):
 
 
 def machine() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
     versions = {}
     for name, argv in (("kamailio", ["kamailio", "-v"]), ("sipp", ["sipp", "-v"]),
                        ("mariadb", ["mariadbd", "--version"])):
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
-            versions[name] = next((l.strip() for l in out.splitlines() if l.strip()), "?")
+            versions[name] = next((line.strip() for line in out.splitlines() if line.strip()), "?")
         except OSError:
             versions[name] = "?"
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "python": platform.python_version(), **versions,
-            "load_before": open("/proc/loadavg").read().split()[:3]}
+            "load_before": Path("/proc/loadavg").read_text().split()[:3]}
 
 
 def _interrupt(signum, frame):
@@ -643,7 +648,7 @@ def main(argv: list[str]) -> int:
     info["children"] = args.children
     info["pinning"] = {"kamailio": args.kamailio_cpus, "sipp": args.sipp_cpus}
     info["elapsed_s"] = round(time.monotonic() - started)
-    info["load_after"] = open("/proc/loadavg").read().split()[:3]
+    info["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     args.out.mkdir(parents=True, exist_ok=True)
     doc = report.build(results, info)
     (args.out / "bench.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")

@@ -178,7 +178,7 @@ class BenchKamailio:
         self.settings = load_settings(file)
         return self.settings
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90) -> Daemon:
         settings = self.write_settings()
         cfg = kamailio.prepare(settings, self.workdir, self.cfg)
         if self.label == "native":
@@ -193,12 +193,13 @@ class BenchKamailio:
         if self.pinned:
             argv = ["taskset", "-c", self.cpus, *argv]
         # include_file looks in the working directory first
-        self.daemon = Daemon(f"kamailio-{self.label}", argv, log, cwd=cfg.parent)
+        self.daemon = daemon = Daemon(f"kamailio-{self.label}", argv, log, cwd=cfg.parent)
         wait_for(lambda: sip_options_ok("127.0.0.1", self.port), timeout,
                  f"Kamailio ({self.label}) to answer OPTIONS", self.daemon, interval=0.2)
         self.log_offset = 0
         # usrloc preloads its contacts in a child after the first answer: let it finish
         self.wait_idle(timeout)
+        return daemon
 
     def wait_idle(self, timeout: float = 60, window: float = 0.5, busy: float | None = None) -> None:
         """Return once Kamailio used less than `busy` CPU seconds over `window` seconds."""
@@ -246,12 +247,14 @@ class BenchKamailio:
     def cpu_seconds(self) -> float:
         """user+system CPU of all Kamailio processes so far."""
         total = 0
-        for pid, stat in _all_stats():
+        for _pid, stat in _all_stats():
             if self.daemon and stat[2] == self.daemon.pid:
                 total += stat[11] + stat[12]        # utime, stime (fields 14, 15)
         return total / CLK_TCK
 
     def kamcmd(self, *args: str) -> str:
+        if self.settings is None:
+            raise StartError(f"kamcmd {' '.join(args)}: the {self.label} Kamailio was never started")
         done = subprocess.run(["kamcmd", "-s", f"unix:{self.settings.ctl_socket}", *args],
                               capture_output=True, text=True, timeout=15)
         if done.returncode != 0:
@@ -276,12 +279,6 @@ class BenchKamailio:
             f.seek(self.log_offset)
             text = f.read().decode(errors="replace")
         return [(m.group(4), m.group(3), int(m.group(5))) for m in LATENCY_LINE.finditer(text)]
-
-    def errors_since_mark(self) -> list[str]:
-        with open(self.workdir / "kamailio.log", "rb") as f:
-            f.seek(self.log_offset)
-            text = f.read().decode(errors="replace")
-        return [l for l in text.splitlines() if " ERROR: " in l or " CRITICAL: " in l]
 
 
 def rtpengine_daemon(ng_port: int, port_min: int, port_max: int) -> RtpengineDaemon:
@@ -320,17 +317,6 @@ def _all_stats():
         rest = raw[raw.rfind(")") + 2:].split()
         # rest[0] = state (field 3); pgrp is field 5 -> rest[2]; utime 14 -> rest[11]; stime 15 -> rest[12]
         yield int(name), [rest[0], rest[1], int(rest[2]), *rest[3:11], int(rest[11]), int(rest[12])]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user+system CPU of one process (SIPp) so far, 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
-    except OSError:
-        return 0.0
-    rest = raw[raw.rfind(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
 def wait_until(check, timeout: float, interval: float = 0.05) -> bool:

@@ -1,4 +1,5 @@
 """python3 -m kemi check [FILE]   (console script: kemi check [FILE])
+python3 -m kemi cdr [--since ... --user ... --csv]   call records (kemi/records/cdr.py)
 
 Checks a settings file before it goes live: every problem is printed, one per line, with the
 key and the fix, and the exit code is 1. A valid file prints "valid" and exits 0. The file is
@@ -14,12 +15,15 @@ import sys
 from kemi import interpreter
 from kemi.check import check
 
-USAGE = "usage: kemi check [SETTINGS_FILE]"
+USAGE = "usage: kemi check [SETTINGS_FILE] | kemi cdr [--since WHEN] [--user USER] [--csv] (kemi cdr --help)"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["cdr"]:
+        from kemi.records.cdr import main as cdr
+        return cdr(args[1:])
     if args[:1] == ["check"]:
         args = args[1:]
     elif args and args[0] in ("-h", "--help"):

@@ -15,6 +15,7 @@ import functools
 import os
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 # The interpreter app_python3 embeds on Debian (its libpython3.X), whose dist-packages hold
@@ -24,13 +25,13 @@ APP_PYTHON_MODULE = "app_python3.so"
 _LIBPYTHON_RE = re.compile(r"libpython(3\.\d+)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def system_version() -> str:
     """"3.11" on Debian 12, "3.13" on Debian 13."""
     return _ask(SYSTEM_PYTHON, "import sys; print('%d.%d' % sys.version_info[:2])")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def system_home() -> str:
     """PYTHONHOME for the system interpreter: PREFIX, or PREFIX:EXEC_PREFIX when they differ."""
     prefix, exec_prefix = _ask(SYSTEM_PYTHON, "import sys; print(sys.base_prefix); print(sys.base_exec_prefix)").split()
@@ -107,7 +108,7 @@ def embedded_version(modules_dir: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def start_problems(env: dict, version: str, system_prefix: str, system_version_: str,
+def start_problems(env: Mapping[str, str], version: str, system_prefix: str, system_version_: str,
                    linked_version: str | None) -> list[str]:
     """Why a Kamailio started plainly with `env` would not embed the system Python (a list
     of lines naming the problem and the fix; [] = it would)."""

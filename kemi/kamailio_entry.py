@@ -12,8 +12,12 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING, cast
 
 import KSR
+
+if TYPE_CHECKING:
+    from kemi.reload import Loaded
 
 
 def _define(name: str) -> str:
@@ -162,9 +166,10 @@ def _reload() -> None:
         KSR.err(f"kemi: reload failed, still running the previous code: {exc!r}\n")
 
 
-# survives a reload: re-running this file keeps the module's globals
-_loaded = globals().get("_loaded")
-_handler = globals().get("_handler")        # made by the first mod_init
+# survives a reload: re-running this file keeps the module's globals. Both are None until the
+# first mod_init sets them, and Kamailio calls nothing else before it.
+_loaded = cast("Loaded", globals().get("_loaded"))
+_handler = cast("_Handler", globals().get("_handler"))
 
 
 # app_python3s (kamailio.cfg, Kamailio 6+) calls functions of this module by name, with no
@@ -192,6 +197,10 @@ def ksr_failure_manage(*_):
 
 def ksr_xhttp_event(*event):
     return _handler.ksr_xhttp_event(None, *event)
+
+
+def ksr_records_replay(*event):
+    return _handler.ksr_records_replay(None, *event)
 
 
 def child_init(rank):

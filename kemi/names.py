@@ -3,7 +3,7 @@
 A leaf module: it imports nothing, so every other module may import it. Whatever kamailio.cfg
 needs of it is rendered into kamailio-settings.cfg (kemi/settings/render.py), never written
 twice. kemi/kamailio_entry.py spells RELOAD_GENERATION_PV out again because it must run while
-the package does not import (tests/unit/test_names.py keeps the two equal).
+the package does not import (tests/unit/test_package_layout.py keeps the two equal).
 """
 
 # --- what a step of the request path returns -----------------------------------------------
@@ -18,6 +18,7 @@ FAILURE_ROUTE = "ksr_failure_manage"
 # module callbacks set in kamailio.cfg (rendered as #!define KEMI_ON_SL_REPLY / KEMI_XHTTP_EVENT)
 ON_SL_REPLY_CALLBACK = "ksr_on_sl_reply"      # tm on_sl_reply: replies matching no transaction
 XHTTP_CALLBACK = "ksr_xhttp_event"            # xhttp event_callback: HTTP requests (/metrics)
+RECORDS_REPLAY_CALLBACK = "ksr_records_replay"   # rtimer (records on): the spool replayed into MySQL
 
 # every callback above enters Python; with settings metrics.count_python_entries each entry
 # is counted in a statistics-module variable (kemi_entries_request_route, ...; `kamcmd
@@ -35,6 +36,10 @@ FLB_NATSIPPING = 7    # send SIP OPTIONS keepalives to this contact (nathelper s
 FLT_SDP_OFFER = 8     # the request carried an SDP offer to rtpengine: its 1xx/2xx SDP is the answer
 FLAGS = {"FLT_NATS": FLT_NATS, "FLB_NATB": FLB_NATB, "FLB_NATSIPPING": FLB_NATSIPPING,
          "FLT_SDP_OFFER": FLT_SDP_OFFER}
+# records (kemi/records/): acc writes this transaction's row (db_flag), also when it fails
+# (failed_transaction_flag); rendered with the records' lines, only when records are on
+FLT_ACC = 20
+FLT_ACC_FAILED = 21
 
 # --- htables (declared in kamailio-common.cfg from the rendered HTABLE_* defines) -----------
 BAN_TABLE = "ipban"               # source address -> banned (expires after security.ban_time)

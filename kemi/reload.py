@@ -29,13 +29,19 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 # the cfg variable (kamailio-settings.cfg, starts at 0) `make reload` increments; every worker
 # compares it on each call (kemi/kamailio_entry.py spells the same select out: it must run
 # even when this package does not import)
-from kemi.check import check as check_settings, describe_failure
-from kemi.interpreter import SYSTEM_PYTHON as KAMAILIO_PYTHON     # the one app_python3 embeds
+from kemi.check import check as check_settings
+from kemi.check import describe_failure
+from kemi.interpreter import SYSTEM_PYTHON as KAMAILIO_PYTHON  # the one app_python3 embeds
 from kemi.names import RELOAD_GENERATION_GROUP, RELOAD_GENERATION_PV, RELOAD_GENERATION_VAR  # noqa: F401
+
+if TYPE_CHECKING:
+    from kemi.routing import Router
 
 PACKAGE = "kemi"
 # a pycache folder that never exists: during a reload every module is compiled from its
@@ -47,9 +53,9 @@ NO_PYCACHE = "/nonexistent/kemi-reload-reads-sources"
 @dataclass
 class Loaded:
     """What one process runs: its router, and what restarting would have to change."""
-    router: object
+    router: Router
     kamailio_defines: str       # kamailio-settings.cfg as rendered from the settings at start
-    reloader: object            # the kemi.reload module loaded with this code: does the next swap
+    reloader: ModuleType        # the kemi.reload module loaded with this code: does the next swap
 
 
 class RestartNeeded(Exception):
@@ -95,8 +101,8 @@ def _defines(settings) -> str:
 
 def changed_defines(before: str, after: str) -> list[str]:
     """Names of the kamailio-settings.cfg lines that differ (never values: DBURL has a password)."""
-    def named(text):
-        out = {}
+    def named(text: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
         for line in text.splitlines():
             if line.startswith("#!define "):
                 name = line.split()[1]

@@ -36,7 +36,9 @@ def _bpf_udp_port_range(low: int, high: int) -> bytes:
         ("drop", ret, None, None, 0),
     ]
     where = {label: i for i, (label, *_rest) in enumerate(prog) if label}
-    rel = lambda i, label: 0 if label is None else where[label] - i - 1
+
+    def rel(i, label):
+        return 0 if label is None else where[label] - i - 1
     return b"".join(struct.pack("HBBI", code, rel(i, jt), rel(i, jf), k)
                     for i, (_l, code, jt, jf, k) in enumerate(prog))
 
@@ -111,7 +113,7 @@ class SipTimes:
     packets: list[SipPacket] = field(default_factory=list)
     dropped: int = 0           # packets the kernel could not queue (the figures are then partial)
 
-    def __enter__(self) -> "SipTimes":
+    def __enter__(self) -> SipTimes:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         attach_udp_port_filter(sock, self.port, self.port)
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SIP_BUFFER)
@@ -128,7 +130,7 @@ class SipTimes:
         while not self._stop.is_set():
             try:
                 data, cmsgs, _flags, addr = self._sock.recvmsg(65535, ancillary)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -19,7 +19,6 @@ import argparse
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,7 +93,9 @@ def main(argv: list[str]) -> int:
         # the Galera cluster
         for i, address in enumerate(GALERA):
             ns = host(f"g{i + 1}", address)
-            spawn = lambda argv_, log, name, ns=ns: ns.spawn(argv_, log, name=name)
+
+            def spawn(argv_, log, name, ns=ns):
+                return ns.spawn(argv_, log, name=name)
             galera_nodes.append(galera.GaleraNode(f"g{i + 1}", address, Path("/tmp"), list(GALERA), spawn=spawn))
         say("starting a Galera cluster of 3 (about 15 s) ...")
         galera.start_cluster(galera_nodes)
@@ -125,7 +126,9 @@ def main(argv: list[str]) -> int:
             phones.add_address("eth0", f"{address}/24")
         for i, ns in enumerate(nodes_ns):
             wait_for(lambda i=i: _probe(phones, NODES[i]), 40, f"node k{i + 1} to answer OPTIONS", interval=0.3)
-            spawn = lambda argv_, log, name, ns=ns: ns.spawn(argv_, log, name=name)
+
+            def spawn(argv_, log, name, ns=ns):
+                return ns.spawn(argv_, log, name=name)
             keepalived.start(settings[i], workdir / f"k{i + 1}" / "keepalived", spawn=spawn)
         wait_for(lambda: _probe(phones, FLOATING), 20, f"the floating address {FLOATING}", interval=0.3)
         for user in USERS:

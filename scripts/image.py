@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import debroot  # noqa: E402  (the cached roots)
+import debroot  # the cached roots (a sibling: sys.path above)
 
 VERSIONS = {"12": "bookworm", "13": "trixie"}
 CONTAINERS_CONF = debroot.CACHE / "containers.conf"
@@ -86,7 +86,8 @@ def build_base(version: str) -> str:
         podman("import", "--change", f"LABEL kemi.root={root.name}", "--change", 'CMD ["/bin/bash"]',
                "-", tag, stdin=tar.stdout, timeout=600)
     finally:
-        tar.stdout.close()
+        if tar.stdout:
+            tar.stdout.close()
         tar.wait(60)
     print(f"image: {tag} imported from {root} in {time.monotonic() - started:.0f} s", flush=True)
     return tag
@@ -98,8 +99,8 @@ def build(version: str, checkout: Path = debroot.PROJECT, tag: str | None = None
     tag = tag or image_tag(version)
     before = image_id(tag)
     started = time.monotonic()
-    podman("build", "--pull=never", "--network", "host", "--build-arg", f"DEBIAN={version}", "-f", str(checkout / "docker" / "Dockerfile"),
-           "-t", tag, str(checkout), timeout=BUILD_TIMEOUT)
+    podman("build", "--pull=never", "--network", "host", "--build-arg", f"DEBIAN={version}",
+           "-f", str(checkout / "docker" / "Dockerfile"), "-t", tag, str(checkout), timeout=BUILD_TIMEOUT)
     if before and before != image_id(tag):
         podman("rmi", before, check=False)       # the build it replaced (kept if a container uses it)
     print(f"image: {tag} built in {time.monotonic() - started:.0f} s", flush=True)

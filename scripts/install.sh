@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the project needs from Debian 12 or 13 packages, only what is missing.
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
-#   scripts/install.sh --test   plus what the tests need (venv with pytest and sipvicious)
+#   scripts/install.sh --test   plus what the tests need (venv with pytest, sipvicious, ruff and mypy)
 #   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot, valgrind
 #                               for make bench-instructions)
 #   scripts/install.sh --cluster plus what `make cluster` needs (Galera, keepalived; docs/cluster.md)
@@ -74,7 +74,7 @@ if [[ "${1:-}" == "--test" ]]; then
     if [[ ! -x .venv/bin/python ]]; then
         /usr/bin/python3 -m venv --system-site-packages .venv
     fi
-    if ! .venv/bin/python -c 'import pytest, sipvicious' 2>/dev/null; then
+    if ! .venv/bin/python -c 'import pytest, sipvicious, ruff, mypy' 2>/dev/null; then
         .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
     fi
     # the WebRTC test's sample page: JsSIP bundled for the browser, playwright-core to drive

@@ -9,7 +9,7 @@ import json
 import re
 import sys
 
-funcs = {}
+funcs: dict[str, dict[str, dict]] = {}
 for block in re.findall(r"func: \{(.*?)\}", sys.stdin.read(), re.S):
     fields = dict(re.findall(r"^\s*(\w+):[ \t]*(.*?)\s*$", block, re.M))
     module = fields.get("module", "")

@@ -1,16 +1,12 @@
-"""Media anchoring with rtpengine: the decisions, as plain functions of plain values.
+"""Media anchoring with rtpengine (docs/media.md).
 
-flags.py    the rtpengine flag strings for offer / answer / delete (profile, NAT, direction)
-actions.py  which operation a request / reply / failure needs
-security.py media security: what an SDP carries (SDES, DTLS, ICE), the transport / SDES /
-            DTLS / ICE / rtcp-mux flags the receiver needs, the 488 refusals
+actions.py   which rtpengine operation a request / reply / failure needs (plain)
+flags.py     the flag strings for offer / answer / delete: profile, NAT, direction= (plain)
+security.py  media security: what an SDP carries (SDES, DTLS, ICE), the transport / SDES / DTLS /
+             ICE / rtcp-mux flags a receiver needs, the 488 refusals (plain)
+view.py      SdpView: what the call's sides say about one SDP (the sides part answers it)
+part.py      the KSR parts: Rtpengine / NoMedia (offer, answer, delete), MediaSecurity / NoSecurity
+settings.py  [media]: instances, the daemon `make run` starts, profiles, media security
 
-The routes that call rtpengine (KSR.rtpengine.*) are in kemi/routing/media.py; the daemon
-`make run` starts is in kemi_tools/stack/rtpengine.py; settings are the [media] table.
+The daemon `make run` starts is kemi_tools/stack/rtpengine.py.
 """
-from kemi.media.flags import ANSWER, DELETE, OFFER, build_flags
-
-# the pseudo-variable rtpengine's rtp_inst_pvar fills with the instance that answered
-from kemi.names import RTPENGINE_INSTANCE_PV
-
-__all__ = ["ANSWER", "DELETE", "OFFER", "RTPENGINE_INSTANCE_PV", "build_flags"]

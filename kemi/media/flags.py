@@ -17,7 +17,8 @@ or pass none and rtpengine keeps what the offer set. A delete ignores the pair.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 OFFER = "offer"
 ANSWER = "answer"
@@ -30,12 +31,17 @@ SIP_SOURCE = "SIP-source-address"
 
 
 class Profile(Protocol):
-    """What the builder reads of a profile (kemi.settings.MediaProfile has these)."""
-    flags: tuple[str, ...]
-    rtcp_mux: tuple[str, ...]
-    codec_mask: tuple[str, ...]
-    codec_strip: tuple[str, ...]
-    codec_transcode: tuple[str, ...]
+    """What the builder reads of a profile (kemi.media.settings.MediaProfile has these)."""
+    @property
+    def flags(self) -> tuple[str, ...]: ...
+    @property
+    def rtcp_mux(self) -> tuple[str, ...]: ...
+    @property
+    def codec_mask(self) -> tuple[str, ...]: ...
+    @property
+    def codec_strip(self) -> tuple[str, ...]: ...
+    @property
+    def codec_transcode(self) -> tuple[str, ...]: ...
 
 
 def build_flags(op: str, profile: Profile, *, nat: bool = False, ingress: str | None = None,

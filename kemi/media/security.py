@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kemi import sip
 from kemi.media.flags import ANSWER, OFFER
@@ -230,7 +230,7 @@ class Parties:
     sender: str = ANY
     receiver: str = ANY
 
-    def swapped(self) -> "Parties":
+    def swapped(self) -> Parties:
         return Parties(self.receiver, self.sender)
 
 
@@ -244,6 +244,10 @@ class Rules:
     default: str = ANY
     by_transport: tuple[tuple[str, str], ...] = ()
     by_extension: tuple[tuple[str, str], ...] = ()
+
+    # the two tables as dicts, made once (a frozen dataclass: set through object.__setattr__)
+    _transports: dict[str, str] = field(init=False, repr=False, compare=False)
+    _extensions: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_transports", dict(self.by_transport))

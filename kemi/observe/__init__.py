@@ -1,4 +1,7 @@
-"""Observability: Prometheus counters (metrics.py) and the structured decision log (decisions.py).
+"""Observability: Prometheus counters and the structured decision log.
 
-Plain data and plain functions; the KSR calls are in kemi/routing/observe.py.
+metrics.py     the counters and their label values (declared once, rendered into the cfg)
+decisions.py   the decision log's line format (logfmt), its levels and events
+part.py        the KSR part (Observer / MeteredObserver): the note_* calls at decision points, /metrics
+settings.py    [metrics] and [logging]
 """

@@ -1,7 +1,7 @@
 """The package's Prometheus counters: declared once here, rendered into kamailio-settings.cfg.
 
 Each Counter becomes one `modparam("xhttp_prom", "prom_counter", "name=...; label=...;")`
-line (render.py, METRICS_DECLARATIONS) and is incremented by kemi/routing/observe.py with
+line (render.py, METRICS_DECLARATIONS) and is incremented by kemi/observe/part.py with
 KSR.xhttp_prom.counter_inc_lN(name, 1, label values...). xhttp_prom puts its prefix
 (`kamailio_`) in front of every name on /metrics.
 

@@ -9,22 +9,24 @@ ACK).
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from kemi import sip
-from kemi.routing.message import Message, UndecodableValue, loggable
+from kemi.message import Message, UndecodableValue, loggable
 
 ROUTE_OK = 1     # what a ksr_* entry point returns to Kamailio
 
 
 class Guard:
-    def __init__(self, ksr, reply: Callable[[sip.Reply], None]):
+    def __init__(self, ksr, reply: Callable[[sip.Reply], None], message_class: type[Message] = Message):
         self.ksr, self.reply = ksr, reply
+        # the sides part's message class: the SBC's carries its per-message state (SbcMessage)
+        self.message_class = message_class
 
     def run(self, route: str, handler: Callable[[Message], None], answer: bool = False) -> int:
         """handler(Message) for the callback `route`; with `answer` (routes that own a
         request) a failure is answered."""
-        msg = Message(self.ksr)
+        msg = self.message_class(self.ksr)
         try:
             handler(msg)
         except UndecodableValue as exc:

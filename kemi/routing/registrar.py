@@ -9,17 +9,24 @@ in C; Python only decides what to do with their answers.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from kemi import sip
+from kemi.cluster.sync import RETRY_AFTER
+from kemi.message import Message
 from kemi.names import DONE, LOCATION_TABLE, NEXT, SUBSCRIBER_TABLE
-from kemi.cluster import RETRY_AFTER
-from kemi.observe.metrics import (CALL_ERROR, CALL_NOT_FOUND, CALL_REJECTED, CALL_UNAVAILABLE, REG_ERROR,
-                                  REG_OK, UNAVAILABLE_SYNCING)
-from kemi.routing.message import Message
-from kemi.routing.nat import Nat
-from kemi.routing.observe import Observer
-from kemi.routing.screen import Screen
+from kemi.nat.part import Nat
+from kemi.observe.metrics import (
+    CALL_ERROR,
+    CALL_NOT_FOUND,
+    CALL_REJECTED,
+    CALL_UNAVAILABLE,
+    REG_ERROR,
+    REG_OK,
+    UNAVAILABLE_SYNCING,
+)
+from kemi.observe.part import Observer
+from kemi.security.part import Screen
 from kemi.security.uri import unroutable_user
 from kemi.store.subscribers import MAX_USERNAME
 

@@ -3,43 +3,60 @@
 One method per route of Kamailio's default kamailio.cfg, in its order, each a few lines
 that call into a part. The parts are chosen once, here, from the settings: an install
 without the SBC has no SBC code on its path, one without media anchoring no rtpengine calls.
+Each feature is a folder (its decisions, its KSR part.py, its settings.py):
 
-    self.observe    observe.py    metrics, the decision log, /metrics
-    self.screen     screen.py     bans, floods, scanners, URI checks, stray replies (NoScreen: security off)
-    self.sides      sides.py      where requests come from and go: OneSide (the registrar) or
-                    sbc.py        SbcSides (two NICs, gateway sets, failover, direction=)
-    self.nat        nat.py        NAT detection and keepalive flags
-    self.dialogs    dialogs.py    the signed Record-Route
-    self.registrar  registrar.py  digest auth, save, lookup
-    self.media      media.py      rtpengine offer / answer / delete (NoMedia: media off), media security
-    self.websocket  websocket.py  the WebSocket handshake for browsers (NoWebSocket: websocket off)
-    self.cluster    cluster.py    KDMQ from peers, a starting node's location set (NoCluster: one node)
-    self.guard      guard.py      every callback runs guarded: one log line and an answer, never a traceback
+    self.observe    kemi/observe/    the decision log, metrics (Observer / MeteredObserver), /metrics
+    self.screen     kemi/security/   bans, floods, scanners, URI checks, stray replies (NoScreen: security off)
+    self.dialogs    kemi/security/   the signed Record-Route
+    self.sides      sides.py         where requests come from and go: OneSide (the registrar) or
+                    kemi/sbc/        SbcSides (two NICs, gateway sets, failover, direction=)
+    self.nat        kemi/nat/        NAT detection and keepalive flags
+    self.registrar  registrar.py     digest auth, save, lookup
+    self.media      kemi/media/      rtpengine offer / answer / delete (NoMedia: media off), media security
+    self.websocket  kemi/websocket/  the WebSocket handshake for browsers (NoWebSocket: websocket off)
+    self.cluster    kemi/cluster/    KDMQ from peers, a starting node's location set (NoCluster: one node)
+    self.records    kemi/records/    what acc writes per call, the spool replay (NoRecords: records off)
+    self.guard      guard.py         every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
 docs/routing.md, "Override points") and names its class in settings python.router.
 """
 from __future__ import annotations
 
-from kemi import sip
-from kemi.features import error_reply
-from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
-from kemi.observe.metrics import (CALL_CONTACT, CALL_FOREIGN_DOMAIN, CALL_GATEWAY, CALL_REJECTED,
-                                  DROP_METRICS_SOCKET, REG_REFUSED, SIDE_NONE)
-from kemi.routing.cluster import Cluster, NoCluster
-from kemi.routing.dialogs import RecordRouteSigner
-from kemi.routing.guard import ROUTE_OK, Guard
-from kemi.routing.media import NoMedia, Rtpengine, build_security
-from kemi.routing.message import Message
-from kemi.routing.nat import Nat
-from kemi.routing.observe import Observer
-from kemi.routing.registrar import Registrar
-from kemi.routing.sbc import SbcSides
-from kemi.routing.screen import NoScreen, Screen
-from kemi.routing.sides import OneSide
-from kemi.routing.websocket import NoWebSocket, WebSocket
-from kemi.settings import Settings
+from typing import TYPE_CHECKING
 
+from kemi import sip
+from kemi.cluster.part import Cluster, NoCluster
+from kemi.features import error_reply
+from kemi.media.part import NoMedia, Rtpengine, build_security
+from kemi.media.view import SdpView
+from kemi.message import Message
+from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
+from kemi.nat.part import Nat
+from kemi.observe.metrics import (
+    CALL_CONTACT,
+    CALL_FOREIGN_DOMAIN,
+    CALL_GATEWAY,
+    CALL_REJECTED,
+    DROP_METRICS_SOCKET,
+    REG_REFUSED,
+    SIDE_NONE,
+)
+from kemi.observe.part import observer_for
+from kemi.records.part import NoRecords, Records
+from kemi.routing.guard import ROUTE_OK, Guard
+from kemi.routing.registrar import Registrar
+from kemi.routing.sides import OneSide, Sides
+from kemi.sbc.part import SbcSides
+from kemi.store.mysql import Database
+from kemi.security.part import NoScreen, RecordRouteSigner, Screen
+from kemi.websocket.part import NoWebSocket, WebSocket
+
+if TYPE_CHECKING:
+    from kemi.settings import Settings
+
+# the documented media hooks: a subclass overriding one gets rtpengine told what it says (HookedMediaViews)
+MEDIA_HOOKS = ("media_directions", "media_profile_name", "media_behind_nat")
 # methods that may create a dialog: Record-Route them so in-dialog requests come back here
 DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE"})
 # methods whose transactions get the tm callbacks (as Kamailio's default cfg arms them)
@@ -55,12 +72,12 @@ class Router:
         # answers from Kamailio's internal error code: 5.8+ statefully when there is a
         # transaction (sl.send_reply_error), 5.6 statelessly (kemi/features.py); chosen once
         self.reply_error = error_reply(ksr)
-        self.observe = Observer(ksr, settings)
-        self.guard = Guard(ksr, self.reply)
+        self.observe = observer_for(ksr, settings)
         if settings.sbc.enabled:
-            self.sides: OneSide | SbcSides = SbcSides(ksr, settings, subscribers, dids, self.observe, self.reply)
+            self.sides: Sides = SbcSides(ksr, settings, subscribers, dids, self.observe, self.reply)
         else:
             self.sides = OneSide(settings.media.profile)
+        self.guard = Guard(ksr, self.reply, self.sides.message_class)
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
         self.nat = Nat(ksr, websocket=settings.websocket.enabled)
@@ -73,12 +90,22 @@ class Router:
         self.registrar = Registrar(ksr, settings.sip.domain, subscribers, self.observe, self.screen, self.nat,
                                    self.reply, self.reply_error, location_complete=self.cluster.location_complete)
         if settings.media.enabled:
+            # the media part asks the sides part about each SDP; a subclass overriding a media
+            # hook is asked instead, as before the sides part answered (docs/routing.md)
+            hooked = HookedMediaViews(self) if self.overrides(*MEDIA_HOOKS) else None
             self.media: Rtpengine | NoMedia = Rtpengine(
-                ksr, settings.media, self.observe, self.reply, directions=self.media_directions,
-                profile_name=self.media_profile_name, behind_nat=self.media_behind_nat,
-                security=build_security(ksr, settings, self.sides))
+                ksr, settings.media, self.observe, self.reply, views=hooked or self.sides, nat=self.nat,
+                security=build_security(ksr, settings), sender_nated=hooked.sender_nated if hooked else None)
         else:
             self.media = NoMedia()
+        # records: acc's flags and columns where the routing knows them (docs/records.md)
+        if settings.records.enabled:
+            self.records: Records | NoRecords = Records(
+                ksr, settings, is_trusted=self.is_trusted_source, to_gateway=self.sides.failover_possible,
+                media_stats=self.media.query_stats if isinstance(self.media, Rtpengine) else None,
+                database=Database(settings.database.all_connect_args(), log=ksr.err))
+        else:
+            self.records = NoRecords()
         # route_relay arms a tm callback only when it has work (each entry into Python costs):
         # a subclass's own branch, reply or failure route gets it on every relay, as it always did
         self.own_branch_route = self.overrides("ksr_branch_manage", "branch_manage", "route_natmanage")
@@ -94,9 +121,10 @@ class Router:
             self.observe.create_series(rank)
         except Exception as exc:          # metrics must never stop Kamailio from starting
             self.ksr.err(f"kemi: metrics: initial series not created: {exc}\n")
+        self.records.child_init(rank)
         return 0
 
-    def take_over(self, previous: "Router") -> None:
+    def take_over(self, previous: Router) -> None:
         """A live reload (kemi/reload.py): keep what this Kamailio run must not lose, the random
         Record-Route secret, so calls set up before the reload keep passing route_withindlg."""
         self.dialogs.run_secret = previous.run_secret
@@ -134,8 +162,16 @@ class Router:
     def ksr_failure_manage(self, _msg) -> int:
         return self.guard.run("failure_route", self.failure_manage, answer=True)
 
+    def ksr_records_replay(self, _msg=None, _event: str = "") -> int:
+        """rtimer's process (records on): records spooled while the database was down go in."""
+        try:
+            self.records.replay()
+        except Exception as exc:
+            self.ksr.err(f"kemi: records: spool replay failed: {type(exc).__name__}: {exc}\n")
+        return ROUTE_OK
+
     def ksr_xhttp_event(self, _msg, _event: str = "") -> int:
-        """xhttp's event_callback (kamailio.cfg, with metrics on): an HTTP request."""
+        """xhttp's event_callback (kamailio.cfg, with metrics or WebSocket on): an HTTP request."""
         msg = Message(self.ksr)
         try:
             self.route_xhttp(msg)
@@ -179,6 +215,7 @@ class Router:
         if msg.method in DIALOG_FORMING:
             ksr.rr.record_route()
             self.dialogs.sign(msg)
+        self.records.on_call(msg)                   # records: an INVITE is a call from here on
         if not self.route_sbc(msg):
             return
         if not self.route_sipout(msg):
@@ -294,6 +331,7 @@ class Router:
     def route_relay(self, msg: Message) -> None:
         ksr, method = self.ksr, msg.method
         self.sides.leaving(msg)                     # SBC: the side it leaves through (media needs it)
+        self.records.on_relay(msg)                  # records: where it goes; a BYE's media figures
         if not self.media.on_request(msg):          # rtpengine offer / answer / delete
             return
         # each tm callback only when it has work there: NAT (nat.py), media, SBC failover
@@ -305,7 +343,7 @@ class Router:
                 and ksr.tm.t_is_set("onreply_route") < 0:
             ksr.tm.t_on_reply(ONREPLY_ROUTE)
         if method == "INVITE" and (self.own_failure_route or self.media.wants_failures
-                                   or self.sides.failover_possible(msg)) \
+                                   or self.records.wants_failures or self.sides.failover_possible(msg)) \
                 and ksr.tm.t_is_set("failure_route") < 0:
             ksr.tm.t_on_failure(FAILURE_ROUTE)
         if ksr.tm.t_relay() < 0:
@@ -333,9 +371,11 @@ class Router:
     def failure_manage(self, msg: Message) -> None:
         self.route_natmanage(msg)
         canceled = self.ksr.tm.t_is_canceled() > 0
+        self.records.on_failure(msg, canceled)      # records: the failed answer's Reason, who ended it
         # SBC: the next gateway of the set gets the same (already anchored) offer, so the
         # media session is deleted only when the call has really failed
         if not canceled and self.sides.failover(msg):
+            self.records.on_failover(msg)
             return
         self.media.on_failure(msg, canceled)
 
@@ -353,7 +393,10 @@ class Router:
 
     def reply(self, reply: sip.Reply) -> None:
         """Answer the current request (statefully if a transaction exists)."""
+        unaccounted = self.records.refusing(reply)  # records: a call refused here
         self.ksr.sl.send_reply(reply.code, reply.reason)
+        if unaccounted:
+            self.records.refused(reply)
 
     def is_trusted_source(self, msg: Message) -> bool:
         """Sources allowed without digest auth: nobody on the registrar, the side's listed
@@ -365,22 +408,26 @@ class Router:
         or no SBC)."""
         return self.sides.call_sides(msg)
 
-    # what rtpengine is told about one SDP (docs/media.md); the SBC answers from the call's sides
+    # What rtpengine is told about one SDP (docs/media.md). The media part asks the sides part
+    # directly (SdpView); these three stay as override points: a subclass overriding one is
+    # asked instead (HookedMediaViews), and these defaults answer what the sides part does.
 
     def media_directions(self, msg: Message, is_reply: bool = False) -> dict:
         """rtpengine interfaces for this message's SDP (offer or answer): {} (the default
         interface) or {"ingress": NAME, "egress": NAME}, ingress being the interface of the
-        SDP's sender. is_reply: the SDP is in a reply (sent by the callee's side)."""
-        return self.sides.media_directions(msg, is_reply)
+        SDP's sender, and optionally "extra": more flags. is_reply: the SDP is in a reply
+        (sent by the callee's side)."""
+        directions = self.sides.media_view(msg, is_reply).directions
+        return {} if directions is None else {"ingress": directions[0], "egress": directions[1]}
 
     def media_profile_name(self, msg: Message) -> str:
         """The [media.profiles] entry for this message's SDP (default: media.profile)."""
-        return self.sides.media_profile_name(msg)
+        return self.sides.media_view(msg, msg.is_reply).profile
 
     def media_behind_nat(self, msg: Message, is_reply: bool = False) -> bool:
         """The sender of this message's SDP is behind NAT (rtpengine: SIP-source-address
         instead of trust-address). A listed SBC gateway never is."""
-        if self.sides.sdp_sender_is_gateway(msg, is_reply):
+        if self.sides.media_view(msg, is_reply).sender_is_gateway:
             return False
         return self.nat.sdp_sender_nated(msg, is_reply)
 
@@ -396,3 +443,30 @@ class Router:
     @property
     def run_secret(self) -> str:
         return self.dialogs.run_secret
+
+
+class HookedMediaViews:
+    """The media view when a Router subclass overrides a media hook (MEDIA_HOOKS): its
+    directions, profile and NAT answer are the hooks', the rest (whether a gateway sent the SDP,
+    the sides' media security) the sides part's."""
+
+    def __init__(self, router: Router):
+        self.router = router
+
+    def media_view(self, msg: Message, is_reply: bool) -> SdpView:
+        router = self.router
+        base = router.sides.media_view(msg, is_reply)
+        asked = dict(router.media_directions(msg, is_reply))
+        extra = tuple(asked.pop("extra", ()))
+        ingress, egress = asked.pop("ingress", None), asked.pop("egress", None)
+        if asked:
+            raise TypeError(f"media_directions() returned unknown keys {sorted(asked)}; "
+                            f"use ingress, egress and extra")
+        if (ingress is None) != (egress is None):
+            raise ValueError("direction needs both interfaces: ingress and egress")
+        return SdpView(directions=None if ingress is None else (ingress, egress),
+                       profile=router.media_profile_name(msg), sender_is_gateway=base.sender_is_gateway,
+                       securities=base.securities, extra=extra)
+
+    def sender_nated(self, msg: Message, is_reply: bool, view: SdpView) -> bool:
+        return self.router.media_behind_nat(msg, is_reply)

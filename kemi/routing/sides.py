@@ -1,22 +1,46 @@
 """The registrar's sides part: one network, every source welcome after digest auth.
 
 The Router asks its sides part where a request comes from, whom to trust by address,
-where a call goes and which rtpengine interfaces its SDP uses. On the registrar the answer
+where a call goes and what rtpengine is told about an SDP. On the registrar the answer
 is always the same, so every method here returns at once; the SBC's two NICs answer the
-same questions in kemi/routing/sbc.py (SbcSides). The Router builds one of the two.
+same questions in kemi/sbc/part.py (SbcSides). The Router builds one of the two.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from kemi.media.view import SdpView
+from kemi.message import Message
 from kemi.names import NEXT
-from kemi.routing.message import Message
-from kemi.sbc.direction import Side
+from kemi.sbc.direction import CallSides, Side
+
+
+class Sides(Protocol):
+    """What the Router asks its sides part (OneSide here, SbcSides in kemi/sbc/part.py). Each
+    gets the message the guard made of the sides part's message_class (Any: the SBC's methods
+    take its SbcMessage)."""
+    @property
+    def message_class(self) -> type[Message]: ...
+
+    def accept(self, msg: Any) -> bool: ...
+    def trusts(self, msg: Any) -> bool: ...
+    def is_listed_gateway(self, msg: Any) -> bool: ...
+    def gateways_for(self, msg: Any, is_trusted: Callable[[Any], bool]) -> Side | None: ...
+    def select_gateway(self, msg: Any, side: Side) -> bool: ...
+    def leaving(self, msg: Any) -> None: ...
+    def failover_possible(self, msg: Any) -> bool: ...
+    def failover(self, msg: Any) -> bool: ...
+    def call_sides(self, msg: Any) -> CallSides | None: ...
+    def media_view(self, msg: Any, is_reply: bool) -> SdpView: ...
 
 
 class OneSide:
+    message_class = Message           # nothing per message beyond its values
+
     def __init__(self, default_profile: str):
-        self.default_profile = default_profile        # media.profile
+        # every SDP: rtpengine's default interface, media.profile, nobody a gateway
+        self.view = SdpView(profile=default_profile)
 
     def accept(self, msg: Message) -> bool:
         """request_route, first: every source may try (auth decides)."""
@@ -34,6 +58,10 @@ class OneSide:
         """route[SBC]: no gateway sets; every call goes on to SIPOUT / LOCATION."""
         return None
 
+    def select_gateway(self, msg: Message, side: Side) -> bool:
+        """route[SBC]: never asked (gateways_for names no side)."""
+        return False
+
     def leaving(self, msg: Message) -> None:
         """route[RELAY]: one network, no egress side to record."""
 
@@ -48,15 +76,5 @@ class OneSide:
     def call_sides(self, msg: Message) -> None:
         return None
 
-    def media_directions(self, msg: Message, is_reply: bool = False) -> dict:
-        return {}                                      # rtpengine's default interface
-
-    def media_profile_name(self, msg: Message) -> str:
-        return self.default_profile
-
-    def sdp_sender_is_gateway(self, msg: Message, is_reply: bool) -> bool:
-        return False
-
-    def media_securities(self, msg: Message) -> tuple[None, None]:
-        """Media security of a request SDP's sender's and receiver's side: none (media.security)."""
-        return (None, None)
+    def media_view(self, msg: Message, is_reply: bool) -> SdpView:
+        return self.view

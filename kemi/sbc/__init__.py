@@ -1,11 +1,8 @@
-"""The dual-NIC SBC's decisions as plain functions (no KSR here): unit-tested without Kamailio.
+"""The dual-NIC SBC (docs/sbc.md): two sides (NICs), a gateway set per side, rtpengine between them.
 
-direction.py   which side (NIC) a request comes from: socket name, then source CIDR
-policy.py      where a call goes (gateway set or extension), when to fail over
-media.py       rtpengine interfaces (direction=) and profile for an SDP of a call
-
-The routes that call them (KSR at the edges) are in kemi/routing/sbc.py.
+direction.py   which side a request comes from: socket name, then source CIDR (plain)
+policy.py      where a call goes (gateway set or extension), when to fail over (plain)
+media.py       rtpengine interfaces (direction=), profile and media security of a call's SDP (plain)
+part.py        the KSR part (SbcSides, SbcMessage): what the Router asks its sides part, the SBC's answers
+settings.py    [sbc]
 """
-from kemi.sbc.direction import CallSides, Detection, Side, Sides, sides_from_settings
-
-__all__ = ["CallSides", "Detection", "Side", "Sides", "sides_from_settings"]

@@ -11,7 +11,7 @@ arrives:
    contains the source address most specifically (longest prefix), IPv4 or IPv6.
 3. Neither: the request is from an unknown source (403).
 
-Everything here is plain data; `kemi.routing.sbc` reads $Rn / $si and calls `Sides.detect`.
+Everything here is plain data; `kemi.sbc.part` reads $Rn / $si and calls `Sides.detect`.
 """
 from __future__ import annotations
 
@@ -111,9 +111,6 @@ class Sides:
             return Detection(None, f"source {source_ip} belongs to {side} ({net}) "
                                    f"but arrived on {by_socket} socket {socket_name}")
         return Detection(side, f"socket {socket_name}, source {source_ip} in {net}")
-
-    def side_of_socket(self, socket_name: str, fallback: Side | None = None) -> Side | None:
-        return self.by_socket(socket_name) or fallback
 
 
 def sides_from_settings(sbc) -> Sides:

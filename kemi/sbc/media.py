@@ -1,8 +1,8 @@
 """The SBC's media decisions: which rtpengine interfaces an SDP travels between, which profile.
 
-Plain values in and out, no KSR. The routes (kemi/routing/sbc_media.py) read the call's
-sides from the transaction (`Router.call_sides()`: ingress = the side the request came
-from, egress = the side it left through) and ask here what to tell rtpengine.
+Plain values in and out, no KSR. The SBC's part (kemi/sbc/part.py, media_view) reads the
+call's sides from the transaction (ingress = the side the request came from, egress = the
+side it left through) and asks here what to tell rtpengine.
 
 An SDP in a request (offer in an INVITE / re-INVITE / UPDATE, answer in an ACK / PRACK)
 is sent by the party on the ingress side to the one on the egress side; an SDP in a reply
@@ -23,8 +23,8 @@ so answers get the pair in the answerer's order, never the offer's.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from kemi.sbc.direction import CallSides
 

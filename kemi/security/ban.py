@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 from kemi import sip
 
@@ -23,7 +23,7 @@ PIKE_NEW_FLOOD = -2
 PIKE_FLOODING = -1
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     FLOOD = "request flood"
     SCANNER = "scanner user agent"
     PASSWORD_GUESSING = "failed digest attempts"

@@ -25,11 +25,11 @@ def new_secret() -> str:
 
 # the HMAC state after the key, per secret: copying it is cheaper than keying anew (~0.6 µs
 # of ~2 per token); a run has one or two secrets (a reload keeps the old one), tests a few
-_KEYED: dict[str, "hmac.HMAC"] = {}
+_KEYED: dict[str, hmac.HMAC] = {}
 _KEYED_MAX = 16
 
 
-def _keyed(secret: str) -> "hmac.HMAC":
+def _keyed(secret: str) -> hmac.HMAC:
     keyed = _KEYED.get(secret)
     if keyed is None:
         if len(_KEYED) >= _KEYED_MAX:

@@ -28,7 +28,7 @@ def has_bad_escape(user: str) -> bool:
     return user.endswith("%")
 
 
-def unroutable_user(user: str, max_length: int) -> tuple["sip.Reply", str] | None:
+def unroutable_user(user: str, max_length: int) -> tuple[sip.Reply, str] | None:
     """(reply, why) when an R-URI user cannot name a registered subscriber, before asking
     usrloc (which fails with a generic error on these); None when a lookup makes sense."""
     if has_bad_escape(user):

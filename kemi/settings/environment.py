@@ -17,10 +17,13 @@ import copy
 import hashlib
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass
-from typing import Mapping
+from typing import cast
 
-from kemi.settings.schema import META_FIELDS, MediaProfile, Settings, SettingsError
+from kemi.media.settings import MediaProfile
+from kemi.schema import META_FIELDS, SettingsError
+from kemi.settings.model import Settings
 
 __all__ = ["ENV_PREFIX", "EnvOverride", "EnvSettingsError", "apply_overrides", "blame_environment",
            "environment_digest", "environment_overrides", "parse_env_value"]
@@ -63,7 +66,8 @@ def environment_overrides(environ: Mapping[str, str] | None = None) -> list[EnvO
     Sorted by variable name, so the result does not depend on the environment's order.
     """
     environ = os.environ if environ is None else environ
-    out, seen = [], {}
+    out: list[EnvOverride] = []
+    seen: dict[tuple[str, ...], str] = {}
     for variable in sorted(v for v in environ if v.upper().startswith(ENV_PREFIX)):
         path = tuple(part.lower() for part in variable[len(ENV_PREFIX):].split(ENV_SEPARATOR))
         _check_path(variable, path)
@@ -103,9 +107,10 @@ def blame_environment(exc: SettingsError, overrides: list[EnvOverride]) -> Setti
     An error listing several problems (`problems`, one SettingsError each) is rebuilt with each
     problem blamed on its own variables.
     """
-    problems = getattr(exc, "problems", (exc,))
-    if len(problems) > 1:
-        return type(exc)([blame_environment(p, overrides) for p in problems])
+    if len(exc.problems) > 1:
+        # the error's own class (SettingsProblems, or a subclass), which takes the list
+        several = cast(Callable[[list[SettingsError]], SettingsError], type(exc))
+        return several([blame_environment(p, overrides) for p in exc.problems])
     culprits = [ov.variable for ov in overrides if _related(exc.key, ov.key)]
     if not culprits:
         return exc
@@ -132,7 +137,9 @@ def _related(error_key: str, override_key: str) -> bool:
 
 def _check_path(variable: str, path: tuple[str, ...]) -> None:
     """Raise a SettingsError naming `variable` unless `path` is a key of the schema."""
-    node, where = Settings, ()       # node: a table's dataclass, _Named, or None (a value)
+    # node: a table's dataclass, _Named, or None (a value)
+    node: type | _Named | None = Settings
+    where: tuple[str, ...] = ()
     for part in path:
         if node is None:
             _fail(variable, path, f"{'.'.join(where)} is a value, not a table",

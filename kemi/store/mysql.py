@@ -12,7 +12,9 @@ answers.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
 RETRY_AFTER = 2.0          # seconds between reconnect attempts while the DB is down
 CONNECT_TIMEOUT = 2        # seconds; a SIP worker blocks at most this long per attempt
@@ -29,7 +31,7 @@ class Database:
         self._servers = [dict(a, connect_timeout=CONNECT_TIMEOUT, read_timeout=IO_TIMEOUT,
                               write_timeout=IO_TIMEOUT) for a in servers]
         self._current = 0           # the server in use (or tried next)
-        self._conn = None
+        self._conn: Any = None       # a MySQLdb connection (imported lazily, in the child)
         self._down_since: float | None = None
         self._log = log or (lambda text: None)
         self._clock = clock
@@ -55,6 +57,29 @@ class Database:
                 self._next_server(exc)
             except MySQLdb.Error as exc:              # bad query or data: no point retrying
                 raise DatabaseUnavailable(f"query failed: {exc}") from exc
+        self._mark_down(last_error)
+        raise DatabaseUnavailable(f"lost the connection to MySQL: {last_error}")
+
+    def execute_many(self, sql: str, rows: list[tuple]) -> int:
+        """A parameterised INSERT for every row, in one statement (mysqlclient's executemany):
+        all or none. Returns the rows affected. (The records' spool replay.)"""
+        import MySQLdb
+
+        last_error = None
+        for _attempt in range(2):
+            conn = self._connection(MySQLdb)
+            try:
+                cursor = conn.cursor()
+                try:
+                    return cursor.executemany(sql, rows) or 0
+                finally:
+                    cursor.close()
+            except MySQLdb.OperationalError as exc:
+                last_error = exc
+                self._drop()
+                self._next_server(exc)
+            except MySQLdb.Error as exc:
+                raise DatabaseUnavailable(f"insert failed: {exc}") from exc
         self._mark_down(last_error)
         raise DatabaseUnavailable(f"lost the connection to MySQL: {last_error}")
 
@@ -106,8 +131,7 @@ class Database:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            # closing a dead connection may itself fail; it is gone either way
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:  # closing a dead connection may itself fail; it is gone either way
-                pass
         self._conn = None

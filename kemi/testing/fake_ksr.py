@@ -43,9 +43,14 @@ def api_versions() -> list[tuple[int, int]]:
     return sorted((int(m.group(1)), int(m.group(2))) for p in API_DIR.iterdir() if (m := _API_FILE_RE.match(p.name)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_api(version: tuple[int, int]) -> dict:
     return json.loads((API_DIR / f"ksr_api_{version[0]}_{version[1]}.json").read_text())
+
+
+def _integer(value: object) -> int:
+    """An htable value as a number, as sht_inc reads it (a missing key: 0)."""
+    return int(value) if isinstance(value, (int, str)) and str(value).lstrip("-").isdigit() else 0
 
 
 def parse_version(text: str) -> tuple[int, int] | None:
@@ -54,7 +59,7 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed_kamailio() -> tuple[int, int] | None:
     """The installed Kamailio's version, or None when there is none."""
     binary = shutil.which("kamailio") or next((p for p in ("/usr/sbin/kamailio", "/usr/local/sbin/kamailio")
@@ -77,7 +82,7 @@ def target_version(explicit: str | tuple[int, int] | None = None) -> tuple[int, 
             raise ValueError(f"not a Kamailio version: {chosen!r} (write it like 6.0)")
         return parsed
     if chosen is not None:
-        return tuple(chosen[:2])
+        return (chosen[0], chosen[1])
     return installed_kamailio() or api_versions()[0]
 
 
@@ -168,7 +173,7 @@ class KSRTypeError(SystemError):
 
 
 class _Module:
-    def __init__(self, ksr: "FakeKSR", name: str):
+    def __init__(self, ksr: FakeKSR, name: str):
         self._ksr, self._name = ksr, name
 
     def __getattr__(self, func: str):
@@ -187,7 +192,7 @@ class _HtableStore(dict):
     """The fake's htable contents, which is also the `KSR.htable` module (a dict subclass, so
     tests compare it with a plain dict and the module functions model it)."""
 
-    def __init__(self, ksr: "FakeKSR"):
+    def __init__(self, ksr: FakeKSR):
         super().__init__()
         self._module = _Module(ksr, "htable")
 
@@ -266,7 +271,7 @@ class FakeKSR:
         key = f"{module}.{func}" if module else func
         if len(args) != len(spec["params"]):
             raise TypeError(f"KSR.{key}() takes {len(spec['params'])} arguments ({len(args)} given)")
-        for i, (kind, arg) in enumerate(zip(spec["params"], args)):
+        for i, (kind, arg) in enumerate(zip(spec["params"], args, strict=True)):
             if kind == "int" and not isinstance(arg, int):
                 raise KSRTypeError(f"KSR.{key}() argument {i + 1} must be int, got {type(arg).__name__}")
             if kind == "str" and not isinstance(arg, str):
@@ -294,7 +299,8 @@ class FakeKSR:
         return self.replies[-1] if self.replies else None
 
     def counter(self, name: str, *labels: str) -> int:
-        """An xhttp_prom counter's value (0 if never moved), e.g. counter("kemi_calls_total", "contact", "none", "none")."""
+        """An xhttp_prom counter's value (0 if never moved),
+        e.g. counter("kemi_calls_total", "contact", "none", "none")."""
         return self.metrics.get((name, labels), 0)
 
     def log_text(self, level: str | None = None) -> str:
@@ -313,11 +319,19 @@ class FakeKSR:
     def _m_set_drop(self):
         self.dropped = True
 
-    def _m_setflag(self, f): self.flags.add(f); return True
-    def _m_resetflag(self, f): self.flags.discard(f); return True
+    def _m_setflag(self, f):
+        self.flags.add(f)
+        return True
+    def _m_resetflag(self, f):
+        self.flags.discard(f)
+        return True
     def _m_isflagset(self, f): return f in self.flags
-    def _m_setbflag(self, f): self.bflags.add(f); return True
-    def _m_resetbflag(self, f): self.bflags.discard(f); return True
+    def _m_setbflag(self, f):
+        self.bflags.add(f)
+        return True
+    def _m_resetbflag(self, f):
+        self.bflags.discard(f)
+        return True
     def _m_isbflagset(self, f): return f in self.bflags
 
     def _m_is_method(self, m): return self.message.method in m.split("|")
@@ -371,10 +385,18 @@ class FakeKSR:
         return None
 
     def _m_pv__get(self, name): return self._pv_value(name)
-    def _m_pv__getw(self, name): v = self._pv_value(name); return "<null>" if v is None else v
-    def _m_pv__gete(self, name): v = self._pv_value(name); return "" if v is None else v
-    def _m_pv__getvn(self, name, default): v = self._pv_value(name); return default if v is None else v
-    def _m_pv__getvs(self, name, default): v = self._pv_value(name); return default if v is None else v
+    def _m_pv__getw(self, name):
+        v = self._pv_value(name)
+        return "<null>" if v is None else v
+    def _m_pv__gete(self, name):
+        v = self._pv_value(name)
+        return "" if v is None else v
+    def _m_pv__getvn(self, name, default):
+        v = self._pv_value(name)
+        return default if v is None else v
+    def _m_pv__getvs(self, name, default):
+        v = self._pv_value(name)
+        return default if v is None else v
     def _m_pv__is_null(self, name): return self._pv_value(name) is None
 
     def _set_pv(self, name, value):
@@ -507,7 +529,7 @@ class FakeKSR:
         A reachable rtpengine that refuses an offer fills rtp_inst_pvar (as the real module
         does for any answer) and, like rtpengine, may keep a half-made session.
         """
-        from kemi.media import RTPENGINE_INSTANCE_PV
+        from kemi.names import RTPENGINE_INSTANCE_PV
 
         if not self.rtpengine_up:
             return -1
@@ -530,7 +552,9 @@ class FakeKSR:
     def _m_rtpengine__rtpengine_delete0(self): return self._rtpengine("delete")
     def _m_kx__get_send_sock_name(self): return self.send_socket
     def _m_kx__get_rcv_sock_name(self): return self.message.socket_name
-    def _m_corex__set_send_socket_name(self, name): self.send_socket = name; return 1
+    def _m_corex__set_send_socket_name(self, name):
+        self.send_socket = name
+        return 1
 
     # --- model: dispatcher (round-robin over active destinations, failover list) -----------
 
@@ -573,21 +597,27 @@ class FakeKSR:
     # --- model: htable (shared with the $sht PV model above) -------------------------------
 
     def _m_htable__sht_get(self, table, key): return self.htable.get((table, key))
-    def _m_htable__sht_gete(self, table, key): v = self.htable.get((table, key)); return "" if v is None else v
+    def _m_htable__sht_gete(self, table, key):
+        v = self.htable.get((table, key))
+        return "" if v is None else v
     def _m_htable__sht_is_null(self, table, key): return 1 if (table, key) not in self.htable else -1
-    def _m_htable__sht_seti(self, table, key, value): self.htable[(table, key)] = value; return 1
-    def _m_htable__sht_sets(self, table, key, value): self.htable[(table, key)] = value; return 1
+    def _m_htable__sht_seti(self, table, key, value):
+        self.htable[(table, key)] = value
+        return 1
+    def _m_htable__sht_sets(self, table, key, value):
+        self.htable[(table, key)] = value
+        return 1
 
     def _m_htable__sht_rm(self, table, key):
         return 1 if self.htable.pop((table, key), None) is not None else -1
 
     def _m_htable__sht_inc(self, table, key):
-        value = int(self.htable.get((table, key)) or 0) + 1
+        value = _integer(self.htable.get((table, key))) + 1
         self.htable[(table, key)] = value
         return value
 
     def _m_htable__sht_dec(self, table, key):
-        value = int(self.htable.get((table, key)) or 0) - 1
+        value = _integer(self.htable.get((table, key))) - 1
         self.htable[(table, key)] = value
         return value
 

@@ -6,8 +6,9 @@
     python3 -m kemi_tools.kit options --target 192.0.2.10:5060
 
     runner.py   options, the three runs, counting and the printed summary
-    sipp.py     one SIPp process: command line, logs, -trace_rtt / -trace_stat files
-    scenarios/  the SIPp scenario files (derived from the tests' fixtures/sipp/)
+
+SIPp itself runs through kemi_tools/sipp.py, with the scenarios of kemi_tools/scenarios/
+(the tests' and the benchmark's as well).
 
 See docs/sipp-kit.md.
 """

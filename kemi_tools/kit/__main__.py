@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kemi_tools.kit.runner import (SCENARIO_NAMES, KitError, Options, default_local_ip, free_port, parse_target,
                              parse_users, resolve, run, summary)
-from kemi_tools.kit.sipp import SIPP
+from kemi_tools.sipp import SIPP
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -54,8 +54,8 @@ def options_from(args: argparse.Namespace) -> Options:
     local_ip = args.local_ip or default_local_ip(target)
     return Options(args.scenario, target, args.domain or parse_target(args.target).host, users, count, args.rate,
                    local_ip, args.port or free_port(local_ip), args.callee_port or free_port(local_ip),
-                   hold_ms=args.hold_ms, number=args.number, expect=args.expect, recv_timeout=args.recv_timeout, timeout=args.timeout,
-                   probe=not args.no_probe, workdir=args.keep)
+                   hold_ms=args.hold_ms, number=args.number, expect=args.expect, recv_timeout=args.recv_timeout,
+                   timeout=args.timeout, probe=not args.no_probe, workdir=args.keep)
 
 
 def main(argv: list[str]) -> int:

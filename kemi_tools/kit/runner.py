@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kemi_tools.kit.sipp import Sipp, SippOutput, auth_row
+from kemi_tools.sipp import Sipp, SippResult, auth_row, free_port
 
 DEFAULT_SIP_PORT = 5060
 # a registration that outlives the run by at most this long (Kamailio's default min_expires)
@@ -21,6 +21,11 @@ PROBE_TRIES, PROBE_TIMEOUT = 3, 1.0
 CALLEE_GRACE = 5
 # SIPp's -timeout: the time the calls take at the rate, plus this margin
 RUN_MARGIN = 30
+# SIPp's clock step (default 10 ms): response times are whole ticks of it
+TIMER_RESOLUTION_MS = 1
+# the scenario file (kemi_tools/scenarios/) of each SIPp the kit runs
+SCENARIO_FILES = {"register": "register.xml", "call": "uac_call.xml", "callee": "uas_callee.xml",
+                  "options": "options.xml"}
 
 
 class KitError(Exception):
@@ -128,8 +133,8 @@ def resolve(target: Target) -> Target:
     try:
         info = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        raise KitError(f"cannot resolve {target.host!r} ({exc.strerror}): give an address or a known name")
-    return Target(info[0][4][0], target.port)
+        raise KitError(f"cannot resolve {target.host!r} ({exc.strerror}): give an address or a known name") from None
+    return Target(str(info[0][4][0]), target.port)
 
 
 def outcome(what: str, expected: int, finals: list[str], success: list[str], label: str,
@@ -193,20 +198,13 @@ def default_local_ip(target: Target) -> str:
             return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
-def free_port(ip: str) -> int:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
 def reachable(target: Target) -> bool:
     from kemi_tools.stack.process import sip_options_ok
 
     return any(sip_options_ok(target.host, target.port, PROBE_TIMEOUT) for _ in range(PROBE_TRIES))
 
 
-def sipp_trouble(name: str, out: SippOutput) -> list[str]:
+def sipp_trouble(name: str, out: SippResult) -> list[str]:
     """A line when SIPp itself failed (could not bind, bad scenario, killed), with its last words.
 
     Exit 0 (all ok) and 1 (some calls failed) are the normal ones; the counts say the rest.
@@ -232,7 +230,7 @@ def run(opts: Options) -> Result:
 
 def run_register(opts: Options, workdir: Path) -> Result:
     rows = [auth_row(u.name, u.password, opts.domain) for u in opts.users]
-    out = _client(opts, workdir, "register.xml", rows, opts.count, opts.port,
+    out = _client(opts, workdir, "register", rows, opts.count, opts.port,
                   keys={"contact_port": opts.port, "expires": REGISTER_EXPIRES}).run()
     finals = out.values("final")
     result = outcome("registrations", opts.count, finals, [c for c in finals if c == "200"],
@@ -247,8 +245,8 @@ def run_call(opts: Options, workdir: Path) -> Result:
         raise KitError("call needs two users: the first takes the calls, the others call it "
                        "(--users 2001:123456,2002:123456)")
     callee, callers = opts.users[0], opts.users[1:]
-    uas = Sipp("callee.xml", workdir, opts.local_ip, opts.callee_port, calls=opts.count,
-               timeout=opts.run_timeout, recv_timeout=opts.run_timeout).start()
+    uas = _sipp("callee", workdir, opts.local_ip, opts.callee_port, calls=opts.count,
+                timeout=opts.run_timeout, recv_timeout=opts.run_timeout).start()
     try:
         reg = _register_callee(opts, workdir, callee, REGISTER_EXPIRES)
         if reg.values("final") != ["200"]:
@@ -257,20 +255,19 @@ def run_call(opts: Options, workdir: Path) -> Result:
                 f"the callee {callee.name} could not register ({answer}): check its password and "
                 f"--domain": opts.count}))
         rows = [auth_row(u.name, u.password, opts.domain, opts.number or callee.name) for u in callers]
-        out = _client(opts, workdir, "call.xml", rows, opts.count, opts.port,
+        out = _client(opts, workdir, "call", rows, opts.count, opts.port,
                       sets={"hold_ms": opts.hold_ms}).run()
         # the callee logs each BYE it answered; wait for those the caller saw answered
         deadline = time.monotonic() + CALLEE_GRACE
-        while (uas.proc.poll() is None and uas.logged("bye") < len(out.values("bye"))
-               and time.monotonic() < deadline):
+        while not uas.exited() and uas.logged("bye") < len(out.values("bye")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        callee_out = uas.wait(timeout=0) if uas.proc.poll() is not None else None
+        callee_out = uas.wait(timeout=0) if uas.exited() else None
     finally:
         uas.stop()
         # best effort: leave no contact pointing at a SIPp that is gone
         _register_callee(opts, workdir, callee, 0)
     result = outcome("calls", opts.count, out.values("final"), out.values("bye"),
-                     "INVITE with credentials to its final answer",
+                     "INVITE to its final answer, challenge included",
                      out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
     result.notes += sipp_trouble("the calling", out)
     if callee_out is not None and callee_out.rc not in (0, 1):   # it exited early: it never took calls
@@ -280,7 +277,7 @@ def run_call(opts: Options, workdir: Path) -> Result:
 
 def run_options(opts: Options, workdir: Path) -> Result:
     user = opts.users[0] if opts.users else User("kit", "")
-    out = _client(opts, workdir, "options.xml", [f"{user.name};{opts.domain}"], opts.count, opts.port).run()
+    out = _client(opts, workdir, "options", [f"{user.name};{opts.domain}"], opts.count, opts.port).run()
     finals = out.values("final")
     result = outcome("pings", opts.count, finals, [c for c in finals if c == "200"],
                      "OPTIONS to its answer", out.rtts_ms, out.sipp_count("FailedCall"), opts.expect)
@@ -288,19 +285,23 @@ def run_options(opts: Options, workdir: Path) -> Result:
     return result
 
 
-def _register_callee(opts: Options, workdir: Path, callee: User, expires: int) -> SippOutput:
-    port = free_port(opts.local_ip)
-    return Sipp("register.xml", workdir / f"callee-register-{expires}", opts.local_ip, port,
-                target=opts.target.hostport, rows=[auth_row(callee.name, callee.password, opts.domain)],
-                keys={"contact_port": opts.callee_port, "expires": expires},
-                timeout=opts.recv_timeout * 3, recv_timeout=opts.recv_timeout).run()
+def _register_callee(opts: Options, workdir: Path, callee: User, expires: int) -> SippResult:
+    return _sipp("register", workdir / f"callee-register-{expires}", opts.local_ip, free_port(opts.local_ip),
+                 target=opts.target.hostport, rows=[auth_row(callee.name, callee.password, opts.domain)],
+                 keys={"contact_port": opts.callee_port, "expires": expires},
+                 timeout=opts.recv_timeout * 3, recv_timeout=opts.recv_timeout).run()
 
 
-def _client(opts: Options, workdir: Path, scenario: str, rows: list[str], calls: int, port: int,
+def _client(opts: Options, workdir: Path, role: str, rows: list[str], calls: int, port: int,
             keys: dict | None = None, sets: dict | None = None) -> Sipp:
-    return Sipp(scenario, workdir, opts.local_ip, port, target=opts.target.hostport, rows=rows,
-                keys=keys or {}, sets=sets or {}, calls=calls, rate=opts.rate,
-                timeout=opts.run_timeout, recv_timeout=opts.recv_timeout)
+    return _sipp(role, workdir, opts.local_ip, port, target=opts.target.hostport, rows=rows,
+                 keys=keys or {}, sets=sets or {}, calls=calls, rate=opts.rate,
+                 timeout=opts.run_timeout, recv_timeout=opts.recv_timeout)
+
+
+def _sipp(role: str, workdir: Path, local_ip: str, port: int, **kw) -> Sipp:
+    """A SIPp of the kit: its files named after its role (call-PORT.log ...), its clock at 1 ms."""
+    return Sipp(SCENARIO_FILES[role], workdir, local_ip, port, name=role, timer_resol_ms=TIMER_RESOLUTION_MS, **kw)
 
 
 _RUNS = {"register": run_register, "call": run_call, "options": run_options}

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from kemi_tools.stack import mariadb
 from kemi_tools.stack.process import Daemon, StartError, wait_for
@@ -54,7 +54,7 @@ class GaleraNode:
         self.daemon: Daemon | None = None
         self.starts = 0
 
-    def install(self, template: Path | None = None) -> "GaleraNode":
+    def install(self, template: Path | None = None) -> GaleraNode:
         """A fresh datadir (a copy of `template`, an installed one, when given: faster)."""
         if template is not None:
             shutil.copytree(template, self.datadir, symlinks=True)
@@ -91,7 +91,7 @@ class GaleraNode:
             argv.append("--wsrep-new-cluster")
         return argv
 
-    def start(self, bootstrap: bool = False, wait: bool = True, timeout: float = 120) -> "GaleraNode":
+    def start(self, bootstrap: bool = False, wait: bool = True, timeout: float = 120) -> GaleraNode:
         self.starts += 1
         self.daemon = self._spawn(self.argv(bootstrap), self.dir / f"mariadbd-{self.starts}.log",
                                   f"mariadbd-{self.name}")

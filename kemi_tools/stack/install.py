@@ -17,6 +17,7 @@ backup back (byte for byte: the file itself is moved back) and removes the rest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -84,14 +85,14 @@ def loaded_modules(cfg_text: str, defines: set[str]) -> list[str]:
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
     m = VERSION_RE.search(text)
-    return tuple(int(x) for x in m.groups()) if m else None
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def set_toml_key(text: str, table: str, key: str, value: str) -> str:
     """`text` with [table] key = "value" (replaced in place, else added), comments kept."""
     lines = text.splitlines()
     quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    header = next((i for i, l in enumerate(lines) if re.match(rf"^\s*\[{re.escape(table)}\]\s*(#.*)?$", l)), None)
+    header = next((i for i, line in enumerate(lines) if re.match(rf"^\s*\[{re.escape(table)}\]\s*(#.*)?$", line)), None)
     if header is None:
         lines += ["", f"[{table}]", f"{key} = {quoted}"]
     else:
@@ -217,7 +218,8 @@ class Installer:
         if missing:
             raise Refused(f"Kamailio module(s) missing in {':'.join(map(str, dirs))}: {', '.join(missing)}. "
                           f"Install them (Debian: kamailio-python3-modules, kamailio-mysql-modules, "
-                          f"kamailio-extra-modules, kamailio-utils-modules, kamailio-tls-modules, kamailio-websocket-modules) "
+                          f"kamailio-extra-modules, kamailio-utils-modules, kamailio-tls-modules, "
+                          f"kamailio-websocket-modules) "
                           f"or set KAMAILIO_MODULES to the folder that has them")
         return text
 
@@ -370,17 +372,16 @@ def start_command(target: Path) -> str:
 def _group_readable_by_kamailio(path: Path) -> None:
     """Debian's Kamailio runs as user kamailio: its group may read the settings (DB password)."""
     import grp
-    try:
+    with contextlib.suppress(KeyError, PermissionError):
         os.chown(path, -1, grp.getgrnam("kamailio").gr_gid)
-    except (KeyError, PermissionError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m kemi_tools.stack.install", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("install", "uninstall"))
     parser.add_argument("--dir", required=True, type=Path, help="Kamailio's configuration folder (KAMAILIO_DIR)")
-    parser.add_argument("--settings", type=lambda s: Path(s) if s else None, default=None, help="settings file to install (SETTINGS)")
+    parser.add_argument("--settings", type=lambda s: Path(s) if s else None, default=None,
+                        help="settings file to install (SETTINGS)")
     parser.add_argument("--db-url", default=None, help="written into the installed settings' database.url")
     parser.add_argument("--db-ro-url", default=None, help="written into database.ro_url")
     parser.add_argument("--kamailio", default="kamailio", help="the Kamailio binary (KAMAILIO)")

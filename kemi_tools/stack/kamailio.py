@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 from kemi.settings import PROJECT_ROOT, Settings, write_kamailio_defines
 from kemi import interpreter
@@ -68,7 +69,7 @@ def command(cfg: Path, pid_file: str | None = None, memory_manager: str = MEMORY
 
 
 def start(settings: Settings, workdir: Path, cfg: Path = KAMAILIO_CFG, timeout: float = 30,
-          log: Path | None | str = "default", kemi_root: Path = PROJECT_ROOT) -> Daemon:
+          log: Path | None | Literal["default"] = "default", kemi_root: Path = PROJECT_ROOT) -> Daemon:
     """Start Kamailio on `cfg` rendered for `settings` in `workdir`; output to workdir/kamailio.log
     (or to our stdout with log=None)."""
     cfg_path = prepare(settings, workdir, cfg, kemi_root)

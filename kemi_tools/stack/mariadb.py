@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, unquote
 
+from kemi.records import schema as records
 from kemi.settings import Settings
 from kemi.store import dids
 from kemi_tools.stack.process import Daemon, StartError, wait_for
@@ -116,13 +117,20 @@ def provision(settings: Settings, modules=SCHEMA_MODULES, socket: str = SOCKET,
         if table not in existing:
             root_sql(sql, dbname, socket=socket)
             created.append(table)
+    for sql in EXTRA_VIEWS:
+        root_sql(sql, dbname, socket=socket)
     return created
 
 
 # Tables of our own (not from a Kamailio module), created the same idempotent way.
 EXTRA_TABLES: dict[str, str] = {
     dids.TABLE: dids.CREATE_TABLE_SQL,        # SBC: DID -> extension (kemi/store/dids.py)
+    records.TABLE: records.create_table_sql(),    # call records: acc's rows (kemi/records/schema.py)
 }
+# Views of our own: made on every provisioning (CREATE OR REPLACE: a newer definition wins)
+EXTRA_VIEWS: tuple[str, ...] = (
+    records.create_view_sql(),                # one row per call (kemi_cdr)
+)
 
 
 def _statements(path: Path) -> list[tuple[str, str]]:

@@ -66,7 +66,7 @@ def check_documentation_address(cidr: str) -> None:
 class Namespace:
     """One network namespace this test run created."""
 
-    def __init__(self, topology: "Topology", name: str):
+    def __init__(self, topology: Topology, name: str):
         self.topology, self.name = topology, name
 
     def argv(self, argv: list[str]) -> list[str]:

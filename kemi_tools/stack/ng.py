@@ -55,17 +55,17 @@ def _decode(data: bytes, pos: int):
         end = data.index(b"e", pos)
         return int(data[pos + 1:end]), end + 1
     if lead == b"l":
-        out, pos = [], pos + 1
+        items, pos = [], pos + 1
         while data[pos:pos + 1] != b"e":
             item, pos = _decode(data, pos)
-            out.append(item)
-        return out, pos + 1
+            items.append(item)
+        return items, pos + 1
     if lead == b"d":
-        out, pos = {}, pos + 1
+        table, pos = {}, pos + 1
         while data[pos:pos + 1] != b"e":
             key, pos = _decode(data, pos)
-            out[key], pos = _decode(data, pos)
-        return out, pos + 1
+            table[key], pos = _decode(data, pos)
+        return table, pos + 1
     if lead.isdigit():
         colon = data.index(b":", pos)
         size = int(data[pos:colon])

@@ -1,6 +1,7 @@
 """A started daemon, tracked by PID, stopped by PID."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ class Daemon:
         self._logf = None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-            self._logf = open(log, "ab")
+            self._logf = open(log, "ab")  # noqa: SIM115 (the daemon's output while it runs; closed in stop())
         self.proc = subprocess.Popen(argv, stdout=self._logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
 
@@ -36,10 +37,8 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

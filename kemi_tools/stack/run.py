@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
         # `kamailio -c -f kamailio.cfg` works too; Kamailio's log goes to this terminal
         kam = kamailio.start(settings, PROJECT_ROOT, log=None)
         started.append(kam)
-        sockets = ", ".join(f"{l.socket} ({name})" if name else l.socket for l, name in settings.listens)
+        sockets = ", ".join(f"{listen.socket} ({name})" if name else listen.socket for listen, name in settings.listens)
         print(f"kemi: Kamailio running (pid {kam.pid}) on {sockets}, "
               f"domain {settings.sip.domain}. Ctrl-C stops.", flush=True)
         while all(d.alive() for d in started):

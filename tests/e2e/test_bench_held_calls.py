@@ -19,7 +19,6 @@ import time
 import pytest
 
 from bench import run as bench_run
-from bench.load import read_stats
 from bench.scenarios import Scenario
 from bench.stack import PYTHON_CFG, BenchDatabase, BenchKamailio
 from kemi_tools.stack.own_mariadb import OwnMariaDB
@@ -70,7 +69,7 @@ def hold_with_a_stall(env, kam) -> dict:
     try:
         staller.start()
         load.setup()                      # starts the callee SIPp, then holds the calls
-        stats = read_stats(load.held[0].workdir)
+        stats = load.held[0].stats()
     finally:
         staller.join()
         load.teardown()

@@ -1,6 +1,6 @@
 """bench/native.cfg and the Python routing answer alike, so the benchmark compares like with like.
 
-The same SIPp scenarios (fixtures/sipp) and raw requests run against Kamailio with
+The same SIPp scenarios (kemi_tools/scenarios) and raw requests run against Kamailio with
 kamailio.cfg (Python routing) and with bench/native.cfg (the same routing in native cfg),
 both on the same settings, modules and database. Every reply either side sends, and every
 request the callee receives, must have the same status line and the same header names.
@@ -281,13 +281,7 @@ def sbc_call(instance, tables: dict, workdir: Path) -> dict[str, list]:
 
 def stop_gracefully(sipp: Sipp) -> None:
     """SIGTERM, so a gateway SIPp writes its message log completely (as harness/sbc.py does)."""
-    if sipp.proc and sipp.proc.poll() is None:
-        sipp.proc.terminate()
-        try:
-            sipp.proc.wait(10)
-        except Exception:
-            sipp.proc.kill()
-            sipp.proc.wait()
+    sipp.stop(grace=10)
 
 
 def test_sbc_public_gateway_to_private_gateway_alike(db, kamailio_factory, tmp_path):

@@ -26,7 +26,7 @@ CALLEE, CALLER = "6101", "6102"
 NOBODY = "6150"                      # the in-dialog probe's R-URI user (nobody registers it)
 WORKERS = 3                          # sip.children: UDP workers that must all reload
 HOLD_MS = 20_000                     # the held call: its BYE comes after every reload check
-# SIPp gives up after 10 s without a message (tests/harness/sipp.py): not while holding the call
+# SIPp gives up after 10 s without a message (the tests' -recv_timeout, kemi_tools/sipp.py): not while holding the call
 HOLD_ARGS = ["-recv_timeout", f"{HOLD_MS // 1000 + 30}s"]
 PROBES = 12                          # requests per burst, sent at once so several workers answer
 MAX_BURSTS = 25                      # bounded: until every worker logged the reload
@@ -143,7 +143,7 @@ def test_edit_reload_keeps_calls_and_survives_a_syntax_error(db, proxy, phones, 
                rows=[auth_row(CALLER, stack.PASSWORD, stack.DOMAIN, CALLEE)],
                sets={"hold_ms": HOLD_MS}, timeout=HOLD_MS / 1000 + 60, extra=HOLD_ARGS).start()
     phones.running.append(uac)
-    wait_for_file_text((phones.workdir, f"uas_callee-{callee_port}-*.msg"), "ACK sip:")
+    wait_for_file_text((phones.workdir, f"uas_callee-{callee_port}*.msg"), "ACK sip:")    # its -trace_msg file
     call_up = time.monotonic()
 
     # before: the stock reason (the control for every check below), and no reload yet

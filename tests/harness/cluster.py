@@ -17,6 +17,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from harness import stack
 from harness.netns import Namespace, Topology
@@ -36,7 +37,8 @@ NETWORK = "192.0.2"
 
 
 def host(i: int) -> str:
-    """The slot's i-th test address (1..39)."""
+    """The slot's i-th test address (1..39): slots 0 to 5 only (192.0.2.0/24 holds six)."""
+    assert SLOT <= 5, f"KEMI_TEST_SLOT={SLOT}: the cluster tests run in slots 0 to 5"
     assert 1 <= i < 40
     return f"{NETWORK}.{40 * SLOT + i}"
 
@@ -197,8 +199,9 @@ class ClusterNetwork:
         return stack.merge(tables, overrides or {})
 
     def start_node(self, index: int, overrides: dict | None = None, wait: bool = True,
-                   pid_namespace: bool = False) -> "ClusterNode":
-        node = ClusterNode(self, index, self.node_tables(index, overrides), pid_namespace=pid_namespace)
+                   pid_namespace: bool = False, cfg_edit: Callable[[Path], None] | None = None) -> "ClusterNode":
+        node = ClusterNode(self, index, self.node_tables(index, overrides), pid_namespace=pid_namespace,
+                           cfg_edit=cfg_edit)
         if index < len(self.nodes):
             self.nodes[index].stop()
             self.nodes[index] = node
@@ -271,8 +274,11 @@ class ClusterNetwork:
 class ClusterNode:
     """One Kamailio node (our kamailio.cfg, its own settings) in its namespace."""
 
-    def __init__(self, net: ClusterNetwork, index: int, tables: dict, pid_namespace: bool = False):
+    def __init__(self, net: ClusterNetwork, index: int, tables: dict, pid_namespace: bool = False,
+                 cfg_edit: Callable[[Path], None] | None = None):
         self.net, self.index = net, index
+        # a control's change to the rendered configuration (called with its folder before start)
+        self.cfg_edit = cfg_edit
         # its own PID namespace: its processes get the PIDs another node's have (as in
         # containers), which is what makes rtpengine ng cookies collide without server_id
         self.pid_namespace = pid_namespace
@@ -291,6 +297,8 @@ class ClusterNode:
 
     def start(self, wait: bool = True) -> "ClusterNode":
         cfg = kamailio.prepare(self.settings, self.workdir)
+        if self.cfg_edit:
+            self.cfg_edit(cfg.parent)
         kamailio.require_valid_config(cfg)
         log = self.workdir / "kamailio.log"
         self.log_offset = log.stat().st_size if log.exists() else 0

@@ -2,7 +2,7 @@
 and SDP parsing.
 
 Ports come from the test slot (KEMI_TEST_SLOT): the ng control socket from the slot's
-Kamailio/SIPp range, media from 20000 + 2000*slot .. +1999, split between rtpengine's relay
+Kamailio/SIPp range, media from 20000 + 2000*slot .. +1999 (slots 6, 7: 6000, 8000 ..), split between rtpengine's relay
 ports and the SIPp phones' media ports. rtpengine relays on its own loopback address
 (RTPENGINE_ADDRESS), so an SDP that carries it cannot be a phone's.
 """
@@ -27,10 +27,11 @@ from kemi_tools.stack import rtpengine as rtpengine_stack
 from kemi_tools.stack.ng import NgClient
 from kemi_tools.stack.process import Daemon
 
-MEDIA_BASE = 20000 + 2000 * stack.SLOT
+# slots 0-5: 20000 + 2000*slot; 6 and 7 below the Kamailio/SIPp ranges (10000 + 1000*slot)
+MEDIA_BASE = 20000 + 2000 * stack.SLOT if stack.SLOT <= 5 else 6000 + 2000 * (stack.SLOT - 6)
 # above 32767 the kernel hands out ephemeral ports (any client socket), which a capture of
 # "this slot's media ports" would then count as media
-assert MEDIA_BASE + 1999 < 32768, f"KEMI_TEST_SLOT={stack.SLOT} is too high for media tests: use 0 to 5"
+assert 0 <= stack.SLOT <= 7, f"KEMI_TEST_SLOT={stack.SLOT} is too high for media tests: use 0 to 7"
 RTPENGINE_PORT_MIN, RTPENGINE_PORT_MAX = MEDIA_BASE, MEDIA_BASE + 1499
 PHONE_MEDIA_MIN, PHONE_MEDIA_MAX = MEDIA_BASE + 1500, MEDIA_BASE + 1999
 RTPENGINE_ADDRESS = "127.0.0.2"
@@ -323,13 +324,7 @@ def parse_sdp(message: str) -> Sdp | None:
 
 def sipp_messages(result, kind: str = "received") -> list[str]:
     """SIP messages a SIPp run logged (-trace_msg) as `kind`: "received" or "sent"."""
-    import re
-    out = []
-    for block in re.split(r"^-{20,}.*$", result.messages, flags=re.M):
-        head, _, text = block.strip().partition("\n")
-        if f"message {kind}" in head:
-            out.append(text.strip())
-    return out
+    return result.traced(kind)
 
 
 def sdps(messages: list[str], start: str) -> list[Sdp]:

@@ -139,13 +139,7 @@ class SbcNetwork:
 
     def stop_sipp(self, sipp: Sipp) -> None:
         """Stop a running SIPp (gateway) gracefully so its logs are complete."""
-        if sipp.proc and sipp.proc.poll() is None:
-            sipp.proc.terminate()
-            try:
-                sipp.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                sipp.proc.kill()
-                sipp.proc.wait()
+        sipp.stop(grace=10)
 
     # --- teardown ---------------------------------------------------------------------------
 

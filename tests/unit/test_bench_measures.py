@@ -39,7 +39,7 @@ def test_ratios_and_targets():
 # --- bench/native_settings.py: what native.cfg gets from the settings ------------------------
 
 def _settings(tables: dict):
-    from kemi.settings.validate import parse_settings
+    from kemi.settings import parse_settings
     return parse_settings(tables, source="test")
 
 

@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from kemi.cluster import (SETTLE, SyncView, active_peers, count_answer, is_peer, location_complete,
+from kemi.cluster.sync import (SETTLE, SyncView, active_peers, count_answer, is_peer, location_complete,
                           parse_count, peer_set, should_ask)
 from kemi.names import CLUSTER_CHANNEL, CLUSTER_TABLE, DMQ_SOCKET_NAME
-from kemi.routing.cluster import COMPLETE, PEER_COUNT, Cluster, NoCluster
+from kemi.cluster.part import COMPLETE, PEER_COUNT, Cluster, NoCluster
 from kemi.security import dialog
 from kemi.settings import SettingsError, render_kamailio_defines
-from kemi.settings.validate import parse_settings
+from kemi.settings import parse_settings
 from kemi.testing import FakeKSR, SipMessage, make_router
 
 SECRET = "0123456789abcdef-cluster"
@@ -42,6 +42,7 @@ def test_rendered_for_a_dmq_node():
     assert 'notification_address", "sip:192.0.2.13:5090"' in text
     assert 'notification_address", "sip:192.0.2.12:5090"' not in text     # never itself
     assert "#!define USRLOC_DB_MODE 0" in text                              # memory, replicated
+    assert "USRLOC_DB_ONLY" not in text                                     # no contact in the DB
     assert "ipban=>size=10;autoexpire=600;dmqreplicate=1;" in text
     assert "#!define WITH_SHARED_BANS" in text
     assert 'listen=udp:192.0.2.10:5060' in text                             # the floating address
@@ -51,6 +52,8 @@ def test_rendered_for_a_dmq_node():
 def test_rendered_for_a_database_node_without_shared_bans():
     text = render_kamailio_defines(parse_settings(cluster_raw(registrations="database", share_bans=False)))
     assert "#!define USRLOC_DB_MODE 3" in text and "WITH_DMQ_USRLOC" not in text
+    # a contact's INSERT re-run after a Galera server loss is an upsert (db_insert_update, issue 22)
+    assert "#!define USRLOC_DB_ONLY" in text
     assert "dmqreplicate" not in text and "WITH_SHARED_BANS" not in text
 
 

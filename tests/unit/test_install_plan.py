@@ -47,6 +47,15 @@ def test_the_real_configuration_needs_what_the_settings_turn_on():
     assert "rtpengine.so" in _needed({})          # the shipped default: media on
 
 
+def test_records_and_capture_need_their_modules():
+    """db_cluster comes with records alone, as with database.failover."""
+    needed = _needed({"records": {"enabled": True}, "capture": {"enabled": True}})
+    for module in ("acc.so", "db_cluster.so", "db_flatstore.so", "rtimer.so", "siptrace.so"):
+        assert module in needed
+    plain = _needed({})
+    assert not {"acc.so", "db_cluster.so", "db_flatstore.so", "rtimer.so", "siptrace.so"} & set(plain)
+
+
 def test_missing_modules_are_named(tmp_path):
     (tmp_path / "tm.so").write_bytes(b"")
     assert missing_modules(["tm.so", "sl.so", "sl.so"], [tmp_path]) == ["sl.so"]

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from kemi_tools.kit.__main__ import main, options_from, parser
-from kemi_tools.kit.runner import (KitError, Target, User, outcome, parse_target, parse_users, percentile,
-                             summary)
-from kemi_tools.kit.sipp import SCENARIOS, Sipp, auth_row
+from kemi_tools.kit.runner import (SCENARIO_FILES, KitError, Target, User, outcome, parse_target, parse_users,
+                                   percentile, summary)
+from kemi_tools.sipp import SCENARIOS, Sipp, auth_row
 
 
 def test_users_are_user_colon_password():
@@ -91,27 +91,29 @@ def test_sipp_command_line(tmp_path):
 
 
 def test_the_kit_ships_its_scenarios():
-    assert {p.name for p in SCENARIOS.glob("*.xml")} == {"register.xml", "call.xml", "callee.xml", "options.xml"}
-    for p in SCENARIOS.glob("*.xml"):
-        if p.name != "callee.xml":
-            assert 'start_rtd="1"' in p.read_text() and 'rtd="1"' in p.read_text(), p.name
+    assert set(SCENARIO_FILES) == {"register", "call", "callee", "options"}
+    assert set(SCENARIO_FILES.values()) <= {p.name for p in SCENARIOS.glob("*.xml")}
+    for role, name in SCENARIO_FILES.items():
+        if role != "callee":
+            text = (SCENARIOS / name).read_text()
+            assert 'start_rtd="1"' in text and 'rtd="1"' in text, name
 
 
 def test_sipp_trouble_is_reported_only_when_sipp_itself_failed():
     from kemi_tools.kit.runner import sipp_trouble
-    from kemi_tools.kit.sipp import SippOutput
+    from kemi_tools.sipp import SippResult
 
-    normal = SippOutput(1, [], [], {}, "", errors=["Aborting call on unexpected message"])
+    normal = SippResult(1, [], [], {}, "", errors=["Aborting call on unexpected message"])
     assert sipp_trouble("the calling", normal) == []
-    broken = SippOutput(254, [], [], {}, "", errors=["Unable to bind main socket, errno = 98 (Address already in use)"])
+    broken = SippResult(254, [], [], {}, "", errors=["Unable to bind main socket, errno = 98 (Address already in use)"])
     assert sipp_trouble("the calling", broken) == [
         "the calling SIPp exited with status 254: Unable to bind main socket, errno = 98 (Address already in use)"]
-    killed = SippOutput(-9, [], [], {}, "", killed=True)
+    killed = SippResult(-9, [], [], {}, "", killed=True)
     assert sipp_trouble("the callee", killed) == ["the callee SIPp was killed after its timeout"]
 
 
 def test_sipp_error_lines_lose_their_timestamps():
-    from kemi_tools.kit.sipp import ERROR_STAMP_RE
+    from kemi_tools.sipp import ERROR_STAMP_RE
 
     line = "2026-11-22\t15:45:36.149886\t1795362336.149886: Unable to bind main socket"
     assert ERROR_STAMP_RE.sub("", line) == "Unable to bind main socket"

@@ -95,7 +95,7 @@ def test_reload_runs_the_edited_submodule_and_keeps_the_route_secret(copy):
     assert in_dialog_reply(ksr, second.router) == (404, "Edited")
     assert in_dialog_reply(ksr, first.router) == (404, "Not Found")     # the old code is untouched
     # dialogs.py ran again and made a new per-run secret; the router kept the running one
-    assert sys.modules["kemi.routing.dialogs"].RUN_SECRET != first.router.run_secret
+    assert sys.modules["kemi.security.part"].RUN_SECRET != first.router.run_secret
     assert second.router.route_secret == first.router.route_secret
     # the next swap is done by the kemi.reload imported with the new code
     assert second.reloader is sys.modules["kemi.reload"] and second.reloader is not copy.reload

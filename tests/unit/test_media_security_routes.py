@@ -5,7 +5,7 @@ import pytest
 
 from kemi.media.security import ANY, RTP, SDES, SRTP, WEBRTC
 from kemi.names import AVP_INGRESS, AVP_MEDIA_CALLEE, AVP_MEDIA_CALLER, FLT_SDP_OFFER
-from kemi.routing.media import MediaSecurity, NoSecurity, transport_of
+from kemi.media.part import MediaSecurity, NoSecurity, transport_of
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import make_router, signed_route
 from test_media_security import DTLS_SDP, PLAIN_SDP, SDES_SDP, WEBRTC_SDP

@@ -1,4 +1,5 @@
-"""The package's shape: no import circle, parts chosen once, names shared with the cfg in one place."""
+"""The package's shape: one folder per feature, decisions apart from KSR, no import circle, parts
+chosen once, names shared with the cfg in one place."""
 from __future__ import annotations
 
 import ast
@@ -8,15 +9,21 @@ from pathlib import Path
 import pytest
 
 from kemi import names
+from kemi.media.part import NoMedia, Rtpengine
+from kemi.message import Message
+from kemi.observe.part import MeteredObserver, Observer
 from kemi.routing import Router
-from kemi.routing.media import NoMedia, Rtpengine
-from kemi.routing.sbc import SbcSides
-from kemi.routing.screen import NoScreen, Screen
 from kemi.routing.sides import OneSide
+from kemi.sbc.part import SbcSides
+from kemi.security.part import NoScreen, Screen
 from kemi.settings import PROJECT_ROOT, parse_settings, render_kamailio_defines
 from kemi.testing import FakeKSR, SipMessage, make_router
 
 PACKAGE = PROJECT_ROOT / "kemi"
+# one folder per feature: its plain decisions, its KSR part (part.py), its settings table (settings.py)
+FEATURES = ("cluster", "media", "nat", "observe", "records", "sbc", "security", "websocket")
+# what stays in kemi/routing/: the request path and what every route shares
+ROUTING = {"__init__.py", "router.py", "guard.py", "registrar.py", "sides.py"}
 CREDS = {"Proxy-Authorization": 'Digest username="2002", realm="127.0.0.1"'}
 SBC_TABLES = {
     "sbc": {"enabled": True,
@@ -29,15 +36,30 @@ SBC_TABLES = {
 }
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node of `tree` except what is under `if TYPE_CHECKING:` (imports for annotations
+    only: they never run, so they make no circle; mypy reads them)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def module_imports(root: Path = PACKAGE) -> dict[str, set[str]]:
-    """module -> the kemi modules it imports (anywhere in it, function-local imports too).
+    """module -> the kemi modules it imports at run time (anywhere in it, function-local
+    imports too).
 
     Importing a.b.c imports the package a.b as well, unless the importer is inside a.b."""
     modules = {}
     for file in root.rglob("*.py"):
         name = ".".join(file.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
         found = set()
-        for node in ast.walk(ast.parse(file.read_text())):
+        for node in runtime_nodes(ast.parse(file.read_text())):
             targets = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
@@ -100,6 +122,67 @@ def test_the_circle_finder_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def test_only_type_checking_imports_are_left_out(tmp_path):
+    """Control: an import under TYPE_CHECKING draws no arrow, the same import outside does."""
+    pkg = tmp_path / "kemi"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from kemi.b import X\n")
+    (pkg / "b.py").write_text("from kemi.a import Y\n")
+    assert cycles(module_imports(pkg)) == []
+    (pkg / "a.py").write_text("from kemi.b import X\n")
+    assert cycles(module_imports(pkg)) == [["kemi.a", "kemi.b"]]
+
+
+def touches_ksr(source: str) -> list[str]:
+    """Where a module's code uses KSR: a name, attribute or argument called ksr / KSR, or an
+    import of the message or a part (what a decision module must never need)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and node.id in ("ksr", "KSR"):
+            found.append(f"line {node.lineno}: {node.id}")
+        elif isinstance(node, ast.Attribute) and node.attr in ("ksr", "KSR"):
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.arg) and node.arg in ("ksr", "KSR"):
+            found.append(f"line {node.lineno}: argument {node.arg}")
+        elif isinstance(node, ast.ImportFrom) and node.module and (
+                node.module in ("kemi.message", "kemi.routing") or node.module.endswith(".part")):
+            found.append(f"line {node.lineno}: imports {node.module}")
+    return found
+
+
+def decision_modules() -> list[Path]:
+    """Every module of a feature folder but its KSR part: the decisions and the settings table."""
+    return [file for feature in FEATURES for file in sorted((PACKAGE / feature).glob("*.py"))
+            if file.name != "part.py"]
+
+
+def test_each_feature_is_one_folder_with_its_part_and_its_settings():
+    for feature in FEATURES:
+        folder = PACKAGE / feature
+        assert (folder / "part.py").is_file(), feature
+        assert (folder / "settings.py").is_file(), feature
+        assert (folder / "__init__.py").read_text().startswith('"""'), f"{feature}: say what is where"
+    assert {f.name for f in (PACKAGE / "routing").glob("*.py")} == ROUTING
+
+
+@pytest.mark.parametrize("module", decision_modules(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_decision_modules_never_touch_ksr(module):
+    assert touches_ksr(module.read_text()) == []
+
+
+def test_control_the_ksr_finder_sees_a_part():
+    """Control: the finder flags a real part (the media part reads KSR) and each kind of use."""
+    assert touches_ksr((PACKAGE / "media" / "part.py").read_text())
+    assert touches_ksr("def f(ksr):\n    pass\n") == ["line 1: argument ksr"]
+    assert touches_ksr("x = self.ksr.pv\n") == ["line 1: .ksr"]
+    assert touches_ksr("from kemi.message import Message\n") == ["line 1: imports kemi.message"]
+
+
+def test_a_registrar_message_carries_no_sbc_or_media_state():
+    assert Message.__slots__ == ("ksr", "cache")
+    assert make_router(FakeKSR(), {}).sides.message_class is Message
+
+
 def test_what_kamailio_loads_never_imports_the_tools_beside_it():
     graph = module_imports()
     assert not [m for m, deps in graph.items() if any(d.startswith("kemi_tools") for d in deps)]
@@ -131,15 +214,18 @@ def test_every_callback_name_is_a_router_method_and_the_cfg_uses_the_rendered_na
         assert f"#!define {flag} {number}" in rendered
 
 
-@pytest.mark.parametrize("tables, sides, media, screen", [
-    ({}, OneSide, Rtpengine, Screen),
-    ({"media": {"enabled": False}}, OneSide, NoMedia, Screen),
-    ({"security": {"enabled": False}}, OneSide, Rtpengine, NoScreen),
-    (SBC_TABLES, SbcSides, Rtpengine, Screen),
+@pytest.mark.parametrize("tables, sides, media, screen, observe", [
+    ({}, OneSide, Rtpengine, Screen, Observer),
+    ({"media": {"enabled": False}}, OneSide, NoMedia, Screen, Observer),
+    ({"security": {"enabled": False}}, OneSide, Rtpengine, NoScreen, Observer),
+    ({"metrics": {"enabled": True}}, OneSide, Rtpengine, Screen, MeteredObserver),
+    (SBC_TABLES, SbcSides, Rtpengine, Screen, Observer),
 ])
-def test_the_parts_are_chosen_once_from_the_settings(tables, sides, media, screen):
+def test_the_parts_are_chosen_once_from_the_settings(tables, sides, media, screen, observe):
     router = make_router(FakeKSR(), tables)
     assert type(router.sides) is sides and type(router.media) is media and type(router.screen) is screen
+    assert type(router.observe) is observe
+    assert router.guard.message_class is sides.message_class
 
 
 def classes_run(router, ksr) -> set[str]:

@@ -347,7 +347,7 @@ def test_in_dialog_bye_gets_the_branch_route_only_with_nat_yes(extra, armed):
     (False, False, True, 0, False, False),      # nat=yes means nothing on an initial request
 ])
 def test_branch_route_needed(nated, in_dialog, route_nat, extra, callee, expected):
-    from kemi.routing.nat import branch_route_needed
+    from kemi.nat.work import branch_route_needed
     assert branch_route_needed(nated, in_dialog, route_nat, extra, callee) is expected
 
 

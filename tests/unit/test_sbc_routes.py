@@ -240,7 +240,7 @@ def test_in_dialog_request_records_both_sides():
 def test_call_sides_for_request_branch_and_reply():
     message = invite("203.0.113.10", "public")
     ksr, router = route(message)
-    from kemi.routing.message import Message
+    from kemi.message import Message
     assert router.call_sides(Message(ksr)) == ("public", "private")       # request / branch route
     reply = SipMessage(status=200, reason="OK", socket_name="private", source=("198.51.100.10", 5060))
     ksr.message = reply
@@ -250,8 +250,8 @@ def test_call_sides_for_request_branch_and_reply():
 def test_call_sides_is_none_when_sbc_is_off():
     ksr = FakeKSR(SipMessage())
     router = make_router(ksr)
-    from kemi.routing.message import Message
-    from kemi.routing.sbc import SbcSides
+    from kemi.message import Message
+    from kemi.sbc.part import SbcSides
     assert not isinstance(router.sides, SbcSides) and router.call_sides(Message(ksr)) is None
 
 

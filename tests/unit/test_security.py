@@ -1,13 +1,13 @@
-"""kemi/security decisions and the SecurityRoutes glue, with the fake KSR (no Kamailio)."""
+"""kemi/security decisions and its part (Screen), with the fake KSR (no Kamailio)."""
 from __future__ import annotations
 
 import pytest
 
 from kemi import sip
+from kemi.names import AUTH_FAILURE_TABLE, BAN_TABLE
 from kemi.security import ban, uri
 from kemi.security.scanner import ScannerFilter, is_scanner
-from kemi.settings import (AUTH_FAILURE_TABLE, BAN_TABLE, SettingsError, parse_settings,
-                           render_kamailio_defines)
+from kemi.settings import SettingsError, parse_settings, render_kamailio_defines
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import make_router
 
@@ -234,7 +234,7 @@ def test_non_utf8_call_id_is_logged_escaped():
     ksr = FakeKSR(request())
     ksr.results["pv.gete"] = _undecodable("$ci")
     router = make_router(ksr)
-    router.handler_failed("request_route", __import__("kemi.routing.message", fromlist=["Message"]).Message(ksr),
+    router.handler_failed("request_route", __import__("kemi.message", fromlist=["Message"]).Message(ksr),
                           RuntimeError("boom\x00"), answer=True)
     line = ksr.log_text("err")
     assert "call-id=bad\\xffid" in line and "\x00" not in line and line.count("\n") == 1

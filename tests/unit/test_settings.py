@@ -46,7 +46,10 @@ def test_bad_values_name_the_key_and_the_fix(raw, key, words):
 @pytest.mark.parametrize("mode", [1, 2, 3])
 def test_usrloc_db_modes_are_selectable(mode):
     s = parse_settings({"database": {"usrloc_db_mode": mode}})
-    assert f"#!define USRLOC_DB_MODE {mode}" in render_kamailio_defines(s)
+    text = render_kamailio_defines(s)
+    assert f"#!define USRLOC_DB_MODE {mode}" in text
+    # db_mode 3 only: usrloc's db_insert_update (kamailio-common.cfg)
+    assert ("#!define USRLOC_DB_ONLY" in text) == (mode == 3)
 
 
 def test_ipv6_listen_is_accepted():

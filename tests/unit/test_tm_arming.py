@@ -109,5 +109,5 @@ def test_control_an_sbc_call_to_a_local_extension_has_no_failover_to_arm():
     (False, False, False, 0, False, False),
 ])
 def test_reply_route_needed(nated, in_dialog, route_nat, extra, callee, expected):
-    from kemi.routing.nat import reply_route_needed
+    from kemi.nat.work import reply_route_needed
     assert reply_route_needed(in_dialog, route_nat, extra, callee) is expected

@@ -2,8 +2,9 @@
 Origin checks, WebSocket clients treated as behind NAT (Kamailio's own WebSocket routing)."""
 from kemi import sip
 from kemi.names import FLT_NATS
-from kemi.routing.nat import NAT_TEST_WEBSOCKET
-from kemi.routing.websocket import NoWebSocket, WebSocket, handshake_refusal, is_websocket_socket
+from kemi.nat.part import NAT_TEST_WEBSOCKET
+from kemi.websocket.handshake import handshake_refusal, is_websocket_socket
+from kemi.websocket.part import NoWebSocket, WebSocket
 from kemi.settings import SettingsError, parse_settings
 from kemi.testing.fake_ksr import FakeKSR, SipMessage
 from kemi.testing.helpers import make_router

@@ -2,7 +2,7 @@
 the Record-Route signature, as Kamailio's default configuration does (the dialog part is
 replaced by one that accepts every Route)."""
 from kemi.routing import Router
-from kemi.routing.dialogs import RecordRouteSigner
+from kemi.security.part import RecordRouteSigner
 
 
 class _AnyRoute(RecordRouteSigner):
