@@ -26,7 +26,7 @@ class OwnMariaDB:
         self.daemon: Daemon | None = None
         self.starts = 0
 
-    def install(self) -> "OwnMariaDB":
+    def install(self) -> OwnMariaDB:
         self.datadir.mkdir()
         shutil.chown(self.dir, "mysql", "mysql")
         shutil.chown(self.datadir, "mysql", "mysql")
@@ -37,7 +37,7 @@ class OwnMariaDB:
             raise StartError(f"mariadb-install-db failed: {done.stdout}{done.stderr}")
         return self
 
-    def start(self, timeout: float = 60) -> "OwnMariaDB":
+    def start(self, timeout: float = 60) -> OwnMariaDB:
         self.starts += 1
         self.daemon = Daemon("mariadbd", [
             "mariadbd", "--no-defaults", "--user=mysql", f"--datadir={self.datadir}", f"--socket={self.socket}",
