@@ -55,9 +55,10 @@ from kemi.websocket.part import NoWebSocket, WebSocket
 if TYPE_CHECKING:
     from kemi.settings import Settings
 
+# what every request's route[REQINIT] reads (screen, validate, withindlg), and the Call-ID (every
+# relayed or in-dialog request: the Record-Route token): one KSR call
+REQUEST_FIELDS = Batch("source_ip", "user_agent", "method", "ruri", "to_tag", "call_id", "$hdr(Proxy-Require)")
 # the documented media hooks: a subclass overriding one gets rtpengine told what it says (HookedMediaViews)
-# what every request's route[REQINIT] reads (screen, validate, withindlg): one KSR call
-REQUEST_FIELDS = Batch("source_ip", "user_agent", "method", "ruri", "$hdr(Proxy-Require)", "to_tag")
 MEDIA_HOOKS = ("media_directions", "media_profile_name", "media_behind_nat")
 # methods that may create a dialog: Record-Route them so in-dialog requests come back here
 DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE"})
