@@ -14,6 +14,9 @@
 # make fuzz   the full malformed-input run: RFC 4475 torture + FUZZ_COUNT mutated messages
 # make bench  Python routing vs bench/native.cfg under SIPp load: table, JSON, PNG in bench/results/
 # make bench-debian13  the same on the Debian 13 root (Kamailio 6.0): bench/results-trixie/
+# make bench-instructions  instructions per SIP message, native vs Python, counted by valgrind
+#             (noise-free; ~30 min): bench/results/instructions.{json,md}; BENCH_ARGS=--scenarios call
+# make bench-instructions-debian13  the same on the Debian 13 root: bench/results-trixie/
 # make bench-records  what call records and HEP capture cost: Kamailio CPU per call, A/B
 #             (BENCH_ARGS=--media: calls anchored by rtpengine), bench/results/records-cost*.json
 # make bench-topology  topology hiding's cost per call, hiding off vs on (bench/topology.py)
@@ -35,7 +38,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology
+.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -82,6 +85,12 @@ test-debian13:
 
 bench-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" $(PY) scripts/debroot.py bench trixie
+
+bench-instructions: install-bench
+	$(PY) -m bench.instructions $(BENCH_ARGS)
+
+bench-instructions-debian13:
+	KEMI_BENCH_ARGS="$(BENCH_ARGS)" KEMI_BENCH_TARGET=bench-instructions $(PY) scripts/debroot.py bench trixie
 
 bench-records: install-bench
 	$(PY) -m bench.records_cost $(BENCH_ARGS)

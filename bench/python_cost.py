@@ -11,8 +11,10 @@ from __future__ import annotations
 import sys
 import timeit
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
+from kemi.message import BATCH_SEPARATOR, NULL_TEXT
 from kemi.names import DS_CURRENT_GATEWAY, FLT_NATS, LIMIT_SIZE_PV
 from kemi.routing import Router
 from kemi.security.dialog import rr_param
@@ -53,6 +55,10 @@ class StubKSR(StubModule):
 
     def _gete(self, spec):
         self.calls["pv.gete"] += 1
+        if spec.startswith("$_s(") and spec not in self.pvs:    # Message.read's batch: pv_printf's text
+            return BATCH_SEPARATOR.join("0" if s.startswith("$hdrc(") else
+                                        str(self.pvs.get(s)) if self.pvs.get(s) not in (None, "") else NULL_TEXT
+                                        for s in spec[4:-1].split(BATCH_SEPARATOR))
         return self.pvs.get(spec, "")
 
     def _set(self, name):
@@ -150,20 +156,30 @@ class _NoDids:
         return None
 
 
-def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
+def _paths():
     from kemi.settings import parse_settings
 
-    out = []
     sbc_settings = parse_settings(SBC_TABLES, source="bench.python_cost")
     limits_settings = parse_settings(LIMITS_TABLES, source="bench.python_cost")
-    paths = [(p, Settings()) for p in PATHS.items()] + [(p, sbc_settings) for p in SBC_PATHS.items()] + \
+    return [(p, Settings()) for p in PATHS.items()] + [(p, sbc_settings) for p in SBC_PATHS.items()] + \
         [(p, limits_settings) for p in LIMITS_PATHS.items()]
-    for (name, (entry, pvs, answers)), settings in paths:
-        ksr = StubKSR(dict(pvs), {**NOT_BANNED, **answers})
-        router = Router(ksr, settings, subscribers=None, dids=_NoDids())
-        if ksr.pvs.get(ROUTE_PARAMS_PV) is SIGNED:     # the Route this router signed for the call
-            ksr.pvs[ROUTE_PARAMS_PV] = "lr" + rr_param(router.route_secret, ksr.pvs["$ci"])
-        handler = getattr(router, entry)
+
+
+def _handler(path):
+    """(handler, stub KSR) of one path: a Router on the stub, its entry point."""
+    (name, (entry, pvs, answers)), settings = path
+    ksr = StubKSR(dict(pvs), {**NOT_BANNED, **answers})
+    router = Router(ksr, settings, subscribers=None, dids=_NoDids())
+    if ksr.pvs.get(ROUTE_PARAMS_PV) is SIGNED:     # the Route this router signed for the call
+        ksr.pvs[ROUTE_PARAMS_PV] = "lr" + rr_param(router.route_secret, ksr.pvs["$ci"])
+    return getattr(router, entry), ksr
+
+
+def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
+    out = []
+    for path in _paths():
+        name = path[0][0]
+        handler, ksr = _handler(path)
         handler(None)                           # warm up; count one message's KSR calls
         per_message = dict(ksr.calls)
         failed = [k for k in per_message if k == "err"]
@@ -179,8 +195,118 @@ def measure(iterations: int = ITERATIONS) -> list[tuple[str, float, int, dict]]:
     return out
 
 
+def opcodes(top: int = 12) -> list[tuple[str, int, int, list, int]]:
+    """Per path: bytecodes one message executes in kemi's code (the stub KSR's own aside),
+    in the stub, and the kemi functions that execute most (own bytecodes, not callees').
+    Deterministic (sys.settrace opcode events): where a path's Python time goes, by function."""
+
+    out = []
+    for path in _paths():
+        name = path[0][0]
+        handler, ksr = _handler(path)
+        handler(None)                       # warm up: caches filled as in a running worker
+        counts: Counter = Counter()
+        calls: Counter = Counter()        # Python function calls (frames), kemi's vs the stub's
+        frames: Counter = Counter()       # Python function calls per function
+
+        def local(frame, event, arg, counts=counts):
+            if event == "opcode":
+                code = frame.f_code
+                counts[(code.co_filename, code.co_qualname)] += 1
+            return local
+
+        def tracer(frame, event, arg, calls=calls, frames=frames, local=local):
+            frame.f_trace_opcodes, frame.f_trace_lines = True, False
+            calls[frame.f_code.co_filename == __file__] += 1
+            frames[(frame.f_code.co_filename, frame.f_code.co_qualname)] += 1
+            return local
+        sys.settrace(tracer)
+        try:
+            handler(None)
+        finally:
+            sys.settrace(None)
+        stub = sum(v for (f, _q), v in counts.items() if f == __file__)
+        own = Counter({f"{_short(f)}:{q}": v for (f, q), v in counts.items() if f != __file__})
+        called = {f"{_short(f)}:{q}": v for (f, q), v in frames.items()}
+        out.append((name, sum(own.values()), stub, [(f, n, called.get(f, 0)) for f, n in own.most_common(top)],
+                    calls[False]))
+    return out
+
+
+# --instructions: each path's loop under valgrind (callgrind), twice with different lengths; the
+# difference divided by the extra messages is what one message costs hot, start-up excluded
+LOOPS = (300, 1300)
+STUB_PATH = "(the stub KSR: one KSR.pv.gete)"
+
+
+def _loop(index: int, n: int) -> None:
+    """The child under valgrind: path `index` n times after one warm-up message."""
+    paths = _paths()
+    if index == len(paths):                 # the stub's own cost per KSR call
+        ksr = StubKSR(dict(REQUEST), {})
+        def call(_msg):
+            return ksr.pv.gete("$rm")
+    else:
+        call, _ksr = _handler(paths[index])
+    call(None)
+    for _ in range(n):
+        call(None)
+
+
+def instructions() -> list[tuple[str, float]]:
+    """(path, CPU instructions per message in the hot loop), counted by valgrind."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    names = [p[0][0] for p in _paths()] + [STUB_PATH]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="kemi-python-cost-") as tmp:
+        for index, name in enumerate(names):
+            totals = []
+            for n in LOOPS:
+                cg = f"{tmp}/cg.{index}.{n}"
+                done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}", sys.executable,
+                                       "-m", "bench.python_cost", "--loop", str(index), str(n)],
+                                      capture_output=True, text=True, timeout=900,
+                                      env={**os.environ, "PYTHONHASHSEED": "0"})
+                if done.returncode != 0:
+                    raise RuntimeError(f"valgrind on {name}: {done.stderr[-2000:]}")
+                total = re.search(r"^(?:totals|summary): (\d+)", Path(cg).read_text(), re.M)
+                if total is None:
+                    raise RuntimeError(f"valgrind on {name}: no totals line in {cg}")
+                totals.append(int(total.group(1)))
+            out.append((name, (totals[1] - totals[0]) / (LOOPS[1] - LOOPS[0])))
+    return out
+
+
+def _short(filename: str) -> str:
+    """kemi/routing/router.py for a file of the package, the file name for anything else."""
+    parts = filename.replace("\\", "/").split("/")
+    return "/".join(parts[parts.index("kemi"):]) if "kemi" in parts else parts[-1]
+
+
 def main(argv: list[str]) -> int:
     verbose = "-v" in argv
+    if "--loop" in argv:
+        at = argv.index("--loop")
+        _loop(int(argv[at + 1]), int(argv[at + 2]))
+        return 0
+    if "--instructions" in argv:
+        timed = {name: (us, calls) for name, us, calls, _detail in measure()}
+        print(f"{'path':38} {'instructions':>12} {'µs':>6} {'ns/instr':>8} {'KSR calls':>9}")
+        for name, per in instructions():
+            us, calls = timed.get(name, (None, 1))
+            print(f"{name:38} {per:12,.0f} " + (f"{us:6.2f} {us * 1000 / per:8.3f} {calls:9d}" if us else ""))
+        return 0
+    if "--opcodes" in argv:
+        for name, own, stub, top, frames in opcodes():
+            print(f"{name}: {own} bytecodes per message (kemi and the stdlib it calls) in {frames} Python "
+                  f"function calls (+{stub} in the stub KSR)")
+            for function, n, called in top:
+                print(f"    {n:5d} in {called:3d} calls  {function}")
+        return 0
     print(f"{'path':38} {'µs Python':>9} {'KSR calls':>9}")
     for name, us, calls, detail in measure():
         print(f"{name:38} {us:9.2f} {calls:9d}")

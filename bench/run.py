@@ -66,6 +66,8 @@ MIN_RATE, MAX_RATE = 20, 6000
 SIPP_SATURATED = 0.85                      # SIPp CPU share above which SIPp may be the limit
 MARGINAL_FAILURES = 0.005                  # failed share of calls a step may have once
 HOLD_FOREVER_MS = 3_600_000
+# the held calls' setup (not measured): SIPp's usual retransmissions and timeouts
+HOLD_MAX_RETRANS, HOLD_RECV_TIMEOUT_MS = 5, 10_000
 # measured calls stay up this long: with no pause, the BYE can overtake the ACK through
 # the proxy's parallel workers and the callee SIPp fails the call
 CALL_HOLD_MS = 100
@@ -114,8 +116,8 @@ class RegisterLoad(Load):
 
     def sipp(self, kam, rate, calls, port, workdir):
         # a refresh of the preloaded contact: the callee SIPp's address and port
-        return client(self.scenario_file, kam.target, self.csv, workdir, port, calls, rate, self.env.load_cpus,
-                      CALLER_IP, keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN,
+        return client(self.env.sipp_file(self.scenario_file), kam.target, self.csv, workdir, port, calls, rate,
+                      self.env.load_cpus, CALLER_IP, keys={"contact_port": self.env.callee_port, "contact_host": DOMAIN,
                                        "expires": REGISTER_EXPIRES})
 
 
@@ -123,6 +125,8 @@ class CallLoad(Load):
     """Calls between registered extensions; the callee is one SIPp every contact points at.
     With held_calls, that many calls are first set up through each Kamailio and kept open."""
     scenario_file = "uac_call.xml"
+    hold_rate = 200             # held calls set up per second
+    hold_wait = 60              # seconds for all of them to be up
 
     def setup(self) -> None:
         users = min(self.scenario.contacts, SUBSCRIBERS)
@@ -138,25 +142,49 @@ class CallLoad(Load):
     def hold_calls(self, kam: BenchKamailio, port: int) -> Sipp:
         count = self.scenario.held_calls
         workdir = self.env.workdir / "held" / f"{self.scenario.name}-{kam.label}-{time.monotonic_ns()}"
-        sipp = client(self.scenario_file, kam.target, self.csv, workdir, port, count, min(200, count),
+        sipp = client(self.scenario_file, kam.target, self.csv, workdir, port, count, min(self.hold_rate, count),
                       self.env.load_cpus, CALLER_IP, sets={"hold_ms": HOLD_FOREVER_MS}, limit=count,
-                      timeout=HOLD_FOREVER_MS / 1000, measure=False).start()
+                      timeout=HOLD_FOREVER_MS / 1000, measure=False, extra=TOLERATE_LATE_REPLIES)
+        # Setting up the held calls is not a measurement: SIPp may retransmit (a request
+        # unanswered for 500 ms is resent, not a failed call: with -max_retrans 0 one stall of
+        # the shared machine during the setup failed a call, and the count never came), and a
+        # 180 relayed after its 200 is ignored as in the measured runs
+        sipp.max_retrans, sipp.recv_timeout = HOLD_MAX_RETRANS, HOLD_RECV_TIMEOUT_MS / 1000
+        sipp.extra = [*sipp.extra, "-trace_err", "-error_file", str(sipp.file(".err"))]
+        sipp.start()
         self.env.own(sipp)
 
         def established():
             stats = sipp.stats()
+            if stats and int(stats["FailedCall(C)"]):
+                raise StartError(f"a call to be held open through {kam.label} failed: {held_state(sipp)}")
             return stats and int(stats["CurrentCall"]) >= count
-        wait_for(established, 60, f"{count} calls held open through {kam.label}")
+        try:
+            wait_for(established, self.hold_wait, f"{count} calls held open through {kam.label}")
+        except StartError as exc:        # say what SIPp saw: failed calls and why
+            if "failed:" in str(exc):
+                raise
+            raise StartError(f"{exc}; {held_state(sipp)}") from None
         return sipp
 
     def sipp(self, kam, rate, calls, port, workdir):
-        return client(self.scenario_file, kam.target, self.csv, workdir, port, calls, rate, self.env.load_cpus,
-                      CALLER_IP, sets={"hold_ms": CALL_HOLD_MS}, extra=TOLERATE_LATE_REPLIES)
+        return client(self.env.sipp_file(self.scenario_file), kam.target, self.csv, workdir, port, calls, rate,
+                      self.env.load_cpus, CALLER_IP, sets={"hold_ms": CALL_HOLD_MS}, extra=TOLERATE_LATE_REPLIES)
 
     def teardown(self) -> None:
         for sipp in self.held:
             sipp.stop()
         self.env.stop_callee()
+
+
+def held_state(sipp: Sipp) -> str:
+    """What the held-calls SIPp reports: its counters and the end of its error log."""
+    stats = sipp.stats()
+    seen = {k: stats.get(k) for k in ("CurrentCall", "TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)",
+                                        "Retransmissions(C)")}
+    err = sipp.file(".err")
+    errors = err.read_text(errors="replace")[-1500:] if err.exists() else ""
+    return f"SIPp: {seen}; its errors: {errors.strip() or '(none)'}"
 
 
 class SbcLoad(Load):
@@ -170,8 +198,8 @@ class SbcLoad(Load):
             f"1555999{i:04d};1555010{i:04d};{SBC_PUBLIC}" for i in range(SUBSCRIBERS)))
         self.gateways = []
         for address in PRIVATE_GATEWAYS:
-            sipp = server("gw_answer.xml", self.env.workdir / f"gateway-{address}", self.env.gateway_port,
-                          self.env.load_cpus, local_ip=address).start()
+            sipp = server(self.env.sipp_file("gw_answer.xml"), self.env.workdir / f"gateway-{address}",
+                          self.env.gateway_port, self.env.load_cpus, local_ip=address).start()
             self.env.own(sipp)
             self.gateways.append(sipp)
         time.sleep(0.3)
@@ -180,8 +208,8 @@ class SbcLoad(Load):
                 raise StartError(f"gateway SIPp exited: {sipp.output()[-500:]}")
 
     def sipp(self, kam, rate, calls, port, workdir):
-        return client(self.scenario_file, kam.sbc_target, self.csv, workdir, port, calls, rate, self.env.load_cpus,
-                      PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}, extra=TOLERATE_LATE_REPLIES)
+        return client(self.env.sipp_file(self.scenario_file), kam.sbc_target, self.csv, workdir, port, calls, rate,
+                      self.env.load_cpus, PUBLIC_GATEWAY, sets={"hold_ms": CALL_HOLD_MS}, extra=TOLERATE_LATE_REPLIES)
 
     def teardown(self) -> None:
         for sipp in self.gateways:
@@ -225,6 +253,10 @@ class Env:
 
     def own(self, thing) -> None:
         self.owned.append(thing)
+
+    def sipp_file(self, scenario: str) -> str:
+        """The SIPp scenario to run for `scenario` (bench/instructions.py: slower timers)."""
+        return scenario
 
     def write_csv(self, name: str, rows) -> Path:
         path = self.workdir / name
@@ -276,7 +308,8 @@ class Env:
 
     def start_callee(self) -> None:
         self.stop_callee()
-        self.callee = server("uas_callee.xml", self.workdir / "callee", self.callee_port, self.load_cpus).start()
+        self.callee = server(self.sipp_file("uas_callee.xml"), self.workdir / "callee", self.callee_port,
+                             self.load_cpus).start()
         self.own(self.callee)
         time.sleep(0.3)
         if self.callee.exited():

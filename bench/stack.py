@@ -58,18 +58,21 @@ def extension(i: int) -> str:
 class BenchDatabase:
     """One database per Kamailio instance, filled by bulk SQL (seconds for 100,000 rows)."""
 
-    def __init__(self, name: str, workdir: Path):
+    def __init__(self, name: str, workdir: Path, host: str = "localhost", socket: str = mariadb.SOCKET):
+        """`host` (and port) Kamailio connects to, `socket` the root's unix socket: the
+        machine's MariaDB by default, or a private one (bench/instructions.py)."""
         self.name = name
-        self.url = f"mysql://{DB_USER}:{DB_PASSWORD}@localhost/{name}"
-        self.ro_url = f"mysql://{DB_RO_USER}:{DB_RO_PASSWORD}@localhost/{name}"
+        self.url = f"mysql://{DB_USER}:{DB_PASSWORD}@{host}/{name}"
+        self.ro_url = f"mysql://{DB_RO_USER}:{DB_RO_PASSWORD}@{host}/{name}"
         self.workdir = workdir
+        self.socket = socket
 
     def create(self, subscribers: int) -> None:
-        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
+        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;", socket=self.socket)
         file = self.workdir / f"{self.name}-db.toml"
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(toml_dump({"database": {"url": self.url, "ro_url": self.ro_url}}))
-        mariadb.provision(load_settings(file))
+        mariadb.provision(load_settings(file), socket=self.socket)
         self.sql(f"""
             INSERT INTO subscriber (username, domain, password, ha1, ha1b)
             SELECT {FIRST_EXTENSION} + seq, '{DOMAIN}', '{PASSWORD}', '', ''
@@ -99,10 +102,10 @@ class BenchDatabase:
         return int(self.sql(f"SELECT COUNT(*) FROM {table};").strip())
 
     def sql(self, text: str) -> str:
-        return mariadb.root_sql(text, self.name)
+        return mariadb.root_sql(text, self.name, socket=self.socket)
 
     def drop(self) -> None:
-        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
+        mariadb.root_sql(f"DROP DATABASE IF EXISTS `{self.name}`;", socket=self.socket)
 
 
 # OPTIONS tries before a Kamailio that failed a run counts as no longer answering
@@ -127,6 +130,12 @@ class BenchKamailio:
     daemon: Daemon | None = None
     settings: Settings | None = field(default=None, repr=False)
     log_offset: int = 0
+    # put before `kamailio` in its command (after env's PYTHONHOME=): e.g. valgrind and its
+    # options (bench/instructions.py), with env assignments first
+    wrap: tuple[str, ...] = ()
+    pinned: bool = True         # taskset -c cpus
+    count_entries: bool = True  # metrics.count_python_entries (one KSR call per entry, Python side)
+    idle_busy: float = 0.04     # CPU seconds per 0.5 s below which it counts as idle (wait_idle)
 
     @property
     def socket(self) -> str:
@@ -154,7 +163,7 @@ class BenchKamailio:
             "security": {"flood_requests": FLOOD_REQUESTS},
             # the Python Kamailio counts its entries into Python (one KSR call each, inside its
             # CPU figures); native.cfg has no such counter and ignores it
-            "metrics": {"count_python_entries": True},
+            "metrics": {"count_python_entries": self.count_entries},
         }
         if self.sbc_gateway_port:
             gw = self.sbc_gateway_port
@@ -180,10 +189,14 @@ class BenchKamailio:
         kamailio.require_valid_config(cfg)
         log = self.workdir / "kamailio.log"
         log.unlink(missing_ok=True)
-        self.daemon = daemon = Daemon(f"kamailio-{self.label}",
-                             ["taskset", "-c", self.cpus,
-                              *kamailio.command(cfg, settings.pid_file, self.memory_manager), "-m", str(SHM_MB)],
-                             log, cwd=cfg.parent)   # include_file looks in the working directory first
+        argv = kamailio.command(cfg, settings.pid_file, self.memory_manager) + ["-m", str(SHM_MB)]
+        if self.wrap:
+            at = argv.index("kamailio")
+            argv[at:at] = list(self.wrap)
+        if self.pinned:
+            argv = ["taskset", "-c", self.cpus, *argv]
+        # include_file looks in the working directory first
+        self.daemon = daemon = Daemon(f"kamailio-{self.label}", argv, log, cwd=cfg.parent)
         wait_for(lambda: sip_options_ok("127.0.0.1", self.port), timeout,
                  f"Kamailio ({self.label}) to answer OPTIONS", self.daemon, interval=0.2)
         self.log_offset = 0
@@ -191,8 +204,9 @@ class BenchKamailio:
         self.wait_idle(timeout)
         return daemon
 
-    def wait_idle(self, timeout: float = 60, window: float = 0.5, busy: float = 0.04) -> None:
+    def wait_idle(self, timeout: float = 60, window: float = 0.5, busy: float | None = None) -> None:
         """Return once Kamailio used less than `busy` CPU seconds over `window` seconds."""
+        busy = self.idle_busy * window / 0.5 if busy is None else busy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             before = self.cpu_seconds()

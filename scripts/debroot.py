@@ -7,7 +7,8 @@
     scripts/debroot.py shell SUITE [CHECKOUT]   the same copy, an interactive shell (development)
     scripts/debroot.py run SUITE CHECKOUT CMD   the same copy, CMD instead of `make test`
     scripts/debroot.py bench SUITE [CHECKOUT]   `make bench` there; its results land in the
-                                                checkout's bench/results-SUITE/ (KEMI_BENCH_ARGS: more)
+                                                checkout's bench/results-SUITE/ (KEMI_BENCH_ARGS: more;
+                                                KEMI_BENCH_TARGET=bench-instructions: that one)
     scripts/debroot.py server SUITE [CHECKOUT]  build (or reuse) the cached server root; print its path
 
 The root is Debian's own packages only: `debootstrap --variant=minbase` from the mirror this
@@ -66,6 +67,7 @@ PIP_CONFIGS = (Path("/etc/pip.conf"), Path("/etc/xdg/pip"), Path("/root/.config/
 DEBOOTSTRAP_TIMEOUT = 1200
 RUN_TIMEOUT = 3600                       # a whole `make test` in the root, install included
 CHECKOUT_IN_ROOT = "/root/kemi"
+BENCH_TARGETS = ("bench", "bench-instructions")
 PATH_IN_ROOT = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -525,7 +527,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "bench":
             out = args.checkout.resolve() / "bench" / f"results-{args.suite}"
             extra = os.environ.get("KEMI_BENCH_ARGS", "")
-            command = f"make bench BENCH_ARGS='--out /root/bench-out {extra}'"
+            target = os.environ.get("KEMI_BENCH_TARGET", "bench")      # or bench-instructions
+            if target not in BENCH_TARGETS:
+                raise RootError(f"KEMI_BENCH_TARGET={target}: one of {', '.join(BENCH_TARGETS)}")
+            command = f"make {target} BENCH_ARGS='--out /root/bench-out {extra}'"
             status = run(args.suite, args.checkout.resolve(), command, prepare="scripts/install.sh --bench",
                          outputs={out: "/root/bench-out"})
             print(f"debroot: {command} on Debian {SUITES[args.suite]} exited {status} after "

@@ -2,7 +2,8 @@
 # Install what the project needs from Debian 12 or 13 packages, only what is missing.
 #   scripts/install.sh          runtime: Kamailio, MariaDB, rtpengine, SIPp, Python deps
 #   scripts/install.sh --test   plus what the tests need (venv with pytest, sipvicious, ruff and mypy)
-#   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot)
+#   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot, valgrind
+#                               for make bench-instructions)
 #   scripts/install.sh --cluster plus what `make cluster` needs (Galera, keepalived; docs/cluster.md)
 #   scripts/install.sh --python only the Python packages Kamailio's embedded python3 imports
 #                               (make install: Kamailio itself is already there)
@@ -30,7 +31,7 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
 TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium
          nftables)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
-BENCH=(python3-matplotlib)
+BENCH=(python3-matplotlib valgrind)
 # the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the
 # floating address (keepalived); the same package names on Debian 12 and 13
 CLUSTER=(galera-4 rsync keepalived iproute2)

@@ -179,7 +179,7 @@ def test_control_the_ksr_finder_sees_a_part():
 
 
 def test_a_registrar_message_carries_no_sbc_or_media_state():
-    assert Message.__slots__ == ("ksr", "cache")
+    assert Message.__slots__ == ("ksr", "cache", "__dict__")     # __dict__: the PVs read (kemi/message.py)
     assert make_router(FakeKSR(), {}).sides.message_class is Message
 
 
