@@ -76,6 +76,12 @@ def validate(s: Settings, source: str) -> None:
             f"is empty, but {key} needs a fixed secret: it keys the Call-ID mask and signs the Record-Route "
             "topos keeps, so hidden calls survive a restart",
             "set it, e.g. to the output of `openssl rand -hex 32` (in a cluster: cluster.secret)", source)
+    # acc writes a request's Call-ID as received: a BYE from the far side carries the mask, and
+    # the call's record would never get its end (measured; docs/sbc.md). Refused until records
+    # write the dialog's own Call-ID
+    require(not s.records.enabled, key, "cannot be used with records.enabled yet: a call the far side "
+            "hangs up would get a record without its end (acc writes the masked Call-ID)",
+            "turn off records.enabled, or topology hiding on every side", source)
 
 
 def cfg_lines(s: Settings) -> list[str]:

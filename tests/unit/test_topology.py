@@ -161,12 +161,19 @@ def test_both_sides_or_the_registrar_hide_everything_without_the_callback():
     (tables(topology={"registrar": True}), "topology.registrar", "is for the registrar"),
     (tables(topology={"dialog_expire": 60}), "topology.dialog_expire", "out of range"),
     (tables(topology={"branch_expire": 100}), "topology.branch_expire", "out of range"),
+    (tables(records={"enabled": True}), "sbc.public.hide_topology", "cannot be used with records.enabled yet"),
 ])
 def test_settings_errors_name_the_key_and_the_fix(raw, key, words):
     with pytest.raises(SettingsError) as caught:
         parse_settings(raw)
     text = str(caught.value)
     assert f"'{key}'" in text and words in text
+
+
+def test_records_alone_or_hiding_alone_are_accepted():
+    """The control of the records refusal: each without the other passes."""
+    parse_settings(tables())
+    parse_settings(tables(records={"enabled": True}, sbc__public={**SBC["sbc"]["public"], "hide_topology": False}))
 
 
 def test_a_cluster_secret_keys_the_mask_too():
