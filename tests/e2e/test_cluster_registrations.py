@@ -6,6 +6,7 @@ Each test's control switches the mechanism off on one node and sees the failure 
 """
 from __future__ import annotations
 
+import re
 import statistics
 import time
 
@@ -182,7 +183,33 @@ def test_a_rejoining_node_gets_the_full_location_set_before_it_answers_480(net, 
     assert k1.alive() and k2.alive()           # the donors survived the sync of a node they had listed
 
 
+def active_transactions(node) -> int:
+    reply = node.rpc([("stats.get_statistics", ["tmx:active_transactions"])])[0]
+    m = re.search(r"active_transactions\s*=\s*(\d+)", " ".join(reply.get("result", [])))
+    assert m, f"k{node.index + 1}: no tmx:active_transactions in {reply}"
+    return int(m.group(1))
+
+
+def wait_donors_quiet(donors, quiet_s: float = 1.0, timeout: float = 90) -> None:
+    """dmq_usrloc asks EVERY peer for the full location set: the rejoined node held every contact
+    after the first donor's batches while the other may still have been sending. A node started
+    meanwhile on the same address gets the rest (and knows the contacts without a sync of its own).
+    Wait until no donor has a transaction in flight for quiet_s."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if all(active_transactions(node) == 0 for node in donors):
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= quiet_s:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.1)
+    raise AssertionError(f"the donors still had transactions in flight after {timeout} s")
+
+
 def test_control_without_sync_a_rejoined_node_answers_480(net, users):
+    wait_donors_quiet(net.nodes[:2])           # the previous test's full sync has ended
     k3 = net.start_node(2, {"cluster": {"sync": False, "sync_wait": 3}})
     try:
         caller = net.caller(users[12 + 40], k3.sip)
