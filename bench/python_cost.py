@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-from kemi.message import BATCH_SEPARATOR, NULL_TEXT
 from kemi.names import DS_CURRENT_GATEWAY, FLT_NATS, LIMIT_SIZE_PV
 from kemi.routing import Router
 from kemi.security.dialog import rr_param
@@ -55,10 +54,6 @@ class StubKSR(StubModule):
 
     def _gete(self, spec):
         self.calls["pv.gete"] += 1
-        if spec.startswith("$_s(") and spec not in self.pvs:    # Message.read's batch: pv_printf's text
-            return BATCH_SEPARATOR.join("0" if s.startswith("$hdrc(") else
-                                        str(self.pvs.get(s)) if self.pvs.get(s) not in (None, "") else NULL_TEXT
-                                        for s in spec[4:-1].split(BATCH_SEPARATOR))
         return self.pvs.get(spec, "")
 
     def _set(self, name):

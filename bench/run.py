@@ -162,9 +162,11 @@ class CallLoad(Load):
         try:
             wait_for(established, self.hold_wait, f"{count} calls held open through {kam.label}")
         except StartError as exc:        # say what SIPp saw: failed calls and why
+            state = held_state(sipp)
+            sipp.stop()                  # its port is free for the next setup
             if "failed:" in str(exc):
                 raise
-            raise StartError(f"{exc}; {held_state(sipp)}") from None
+            raise StartError(f"{exc}; {state}") from None
         return sipp
 
     def sipp(self, kam, rate, calls, port, workdir):

@@ -3,8 +3,7 @@
 Every KSR.pv call crosses from Python into C; a route that needs `$rU` three times should
 pay for it once. The Router makes a `Message` per callback (guard.py); a PV is read on first
 use only, and then kept in the instance's __dict__, where a later read is a plain attribute
-(a descriptor call per read cost ~1,250 instructions, a plain attribute ~60: docs/benchmark.md).
-PVs that every request reads come in one KSR call (`Message.read`, a `$_s()` of several).
+(a descriptor call per read cost ~1,250 instructions: docs/benchmark.md, "What was cut").
 A part whose steps share what they learned about a message brings its own subclass with typed
 slots (the SBC: kemi/sbc/part.py SbcMessage, its sides), chosen once with the part:
 an install without it carries none of them.
@@ -44,15 +43,6 @@ def _hexa_spec(spec: str) -> str:
     return f"$({spec[1:]}{{s.encode.hexa}})"
 
 
-# Batch: the values of several PVs in one `$_s()` text, split on this character. A value may
-# hold it (header bytes are the sender's): the count of parts then differs, and each PV is
-# read alone, so no value is ever cut wrong
-BATCH_SEPARATOR = "\x1f"
-# what $_s() prints for a PV without a value; KSR.pv.gete gives "" for that, the text "<null>"
-# for a value that is literally "<null>": a part that reads so is left to its own read
-NULL_TEXT = "<null>"
-
-
 class _PV:
     """A lazily read pseudo-variable ("" when Kamailio has no value). A non-data descriptor:
     its first read stores the value in the instance's __dict__ under the field's name, which
@@ -80,27 +70,6 @@ class _PV:
             cache[spec] = value
         msg.__dict__[self.name] = value
         return value
-
-
-class Batch:
-    """Text PVs a route always reads, fetched in one KSR call (Message.read): one crossing and
-    one PV look-up instead of one each. Fields are Message attribute names or PV specs. A
-    header field `$hdr(X)` brings its count `$hdrc(X)` along: a header the message does not
-    have reads "" (as gete gives it) without a read of its own."""
-
-    __slots__ = ("specs", "names", "counts", "size", "spec")
-
-    def __init__(self, *fields: str):
-        # the attribute names first: zip(names, parts) pairs them with their values
-        named = [(getattr(Message, f).spec, f) for f in fields if not f.startswith("$")]
-        self.specs = tuple(spec for spec, _ in named) + tuple(f for f in fields if f.startswith("$"))
-        self.names = tuple(name for _, name in named)
-        # index of a header field -> index of its count, which follows all the fields
-        headers = [i for i, spec in enumerate(self.specs) if spec.startswith("$hdr(")]
-        self.counts = {i: len(self.specs) + n for n, i in enumerate(headers)}
-        texts = [*self.specs, *("$hdrc(" + self.specs[i][5:] for i in headers)]
-        self.size = len(texts)
-        self.spec = "$_s(" + BATCH_SEPARATOR.join(texts) + ")"
 
 
 class Message:
@@ -144,43 +113,6 @@ class Message:
         if value is None:
             value = self.cache[spec] = _read(self.ksr, spec)
         return value
-
-    def read(self, batch: Batch) -> None:
-        """Fetch `batch`'s PVs in one KSR call. Whatever cannot be split exactly (a value
-        holding the separator, a value that is not UTF-8, a PV without a value) is left to its
-        own read on first use, so every field reads as KSR.pv.gete alone would give it."""
-        try:
-            text = self.ksr.pv.gete(batch.spec)
-        except UnicodeDecodeError:
-            return
-        parts = text.split(BATCH_SEPARATOR)
-        if len(parts) != batch.size:
-            return
-        # zip stops at the shorter: the counts after the fields are not stored
-        self.cache.update(zip(batch.specs, parts, strict=False))
-        self.__dict__.update(zip(batch.names, parts, strict=False))
-        if NULL_TEXT in parts:
-            self._without_nulls(batch, parts)
-
-    def _without_nulls(self, batch: Batch, parts: list[str]) -> None:
-        """After read(): a "<null>" part is a PV without a value or that very text. A header
-        the message does not have (count 0) reads ""; any other is forgotten, for its own read."""
-        cache, fields, names, specs = self.cache, self.__dict__, batch.names, batch.specs
-        at = 0
-        for _ in range(parts.count(NULL_TEXT)):         # only those parts (an initial request: $tt)
-            i = parts.index(NULL_TEXT, at)
-            at = i + 1
-            if i >= len(specs):                         # a count: never "<null>"
-                break
-            spec = specs[i]
-            if i in batch.counts and parts[batch.counts[i]] == "0":
-                cache[spec] = ""
-                if i < len(names):
-                    fields[names[i]] = ""
-            else:
-                del cache[spec]
-                if i < len(names):
-                    del fields[names[i]]
 
     def route_param(self, name: str) -> str | None:
         """One parameter of the top Route's URI (None: absent). Read in Python from one PV:

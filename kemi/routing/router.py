@@ -34,7 +34,7 @@ from kemi.features import error_reply
 from kemi.limits.part import calls_for, rate_for
 from kemi.media.part import NoMedia, Rtpengine, build_families, build_security
 from kemi.media.view import SdpView
-from kemi.message import Batch, Message
+from kemi.message import Message
 from kemi.names import BRANCH_ROUTE, DONE, FAILURE_ROUTE, NEXT, ONREPLY_ROUTE
 from kemi.nat.part import Nat, NoNat
 from kemi.observe.metrics import (
@@ -60,9 +60,6 @@ from kemi.websocket.part import NoWebSocket, WebSocket
 if TYPE_CHECKING:
     from kemi.settings import Settings
 
-# what every request's route[REQINIT] reads (screen, validate, withindlg), and the Call-ID (every
-# relayed or in-dialog request: the Record-Route token): one KSR call
-REQUEST_FIELDS = Batch("source_ip", "user_agent", "method", "ruri", "to_tag", "call_id", "$hdr(Proxy-Require)")
 # the documented media hooks: a subclass overriding one gets rtpengine told what it says (HookedMediaViews)
 MEDIA_HOOKS = ("media_directions", "media_profile_name", "media_behind_nat")
 # methods that may create a dialog: Record-Route them so in-dialog requests come back here
@@ -218,7 +215,6 @@ class Router:
 
     def route_request(self, msg: Message) -> None:
         ksr = self.ksr
-        msg.read(REQUEST_FIELDS)
         if self.observe.is_metrics_socket(msg):     # SIP on the HTTP metrics socket: never routed
             ksr.info(f"kemi: request on the metrics socket dropped: {msg.describe()}\n")
             self.observe.note_drop(DROP_METRICS_SOCKET)

@@ -379,12 +379,8 @@ class FakeKSR:
         }
         if name in simple:
             return simple[name]
-        if name.startswith("$_s(") and name.endswith(")"):
-            return self._format(name[4:-1])
         if m := _HDR_PV.match(name):
             return msg.header(m.group("name"))
-        if name.startswith("$hdrc(") and name.endswith(")"):
-            return 0 if msg.header(name[6:-1]) is None else 1
         if m := _HDR_URI_PARAMS_PV.match(name):
             return uri_params(msg.header(m.group("name")))
         if name == "$hu":
@@ -397,29 +393,6 @@ class FakeKSR:
             key = re.sub(r"\$\w+", lambda k: str(self._pv_value(k.group(0)) or ""), key)
             return self.htable.get((m.group("table"), key))
         return None
-
-    def _format(self, fmt: str) -> str:
-        """$_s(fmt): the text with each PV's value, "<null>" for a PV without one (pv_printf)."""
-        out, i = [], 0
-        while i < len(fmt):
-            if fmt[i] != "$":
-                out.append(fmt[i])
-                i += 1
-                continue
-            j = i + 1
-            while j < len(fmt) and (fmt[j].isalnum() or fmt[j] == "_"):
-                j += 1
-            if j < len(fmt) and fmt[j] == "(":          # $name(...) or $(...): to the matching ')'
-                depth = 0
-                while j < len(fmt):
-                    depth += {"(": 1, ")": -1}.get(fmt[j], 0)
-                    j += 1
-                    if depth == 0:
-                        break
-            value = self._pv_value(fmt[i:j])
-            out.append("<null>" if value is None else str(value))
-            i = j
-        return "".join(out)
 
     def _m_pv__get(self, name): return self._pv_value(name)
     def _m_pv__getw(self, name):
