@@ -213,6 +213,7 @@ def test_the_docker_entrypoint_runs_rtpengine_and_kamailio_from_an_install(db, t
     """docker/entrypoint.py as the containers run it, on an installed folder (no container engine
     here): rtpengine and Kamailio start from the settings, their healthchecks tell up from down."""
     from harness.media import TestRtpengine
+    from kemi_tools.stack import relay_guard
 
     prefix, kamdir = site_root(tmp_path)
     port = stack.kamailio_port()
@@ -232,11 +233,15 @@ def test_the_docker_entrypoint_runs_rtpengine_and_kamailio_from_an_install(db, t
     try:
         started.append(Daemon("rtpengine", [*entry, "rtpengine"], tmp_path / "rtpengine.log", env=env))
         wait_for(lambda: health("rtpengine") == 0, 30, "entrypoint.py rtpengine", started[-1], interval=0.5)
+        # as in the image, it loaded the relay's packet limit into its network (here: the host's)
+        listed = subprocess.run(["nft", "list", "table", "inet", relay_guard.TABLE], capture_output=True, text=True)
+        assert listed.returncode == 0 and f"udp dport {rtpe.table['port_min']}-" in listed.stdout, listed.stderr
         started.append(Daemon("kamailio", [*entry, "kamailio"], tmp_path / "kamailio.log", env=env))
         wait_for(lambda: health("kamailio") == 0, 60, "entrypoint.py kamailio", started[-1], interval=0.5)
         assert "database ready" in (tmp_path / "kamailio.log").read_text()
     finally:
         for daemon in reversed(started):
             daemon.stop()
+        relay_guard.remove()        # the image leaves it for its next start; a test leaves nothing
     assert health("kamailio") == 1
     assert make("uninstall", f"PREFIX={prefix}").returncode == 0
