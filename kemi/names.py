@@ -49,6 +49,9 @@ CLUSTER_TABLE = "kemicluster"     # cluster: this node's sync state, the peers' 
 # --- DMQ (cluster): the channel (R-URI user of KDMQ requests) the routing itself answers ----
 CLUSTER_CHANNEL = "kemi"          # "count?" -> each peer answers "count=N" (its contacts)
 
+# --- pipelimit (overload: kemi/overload/): the pipe measuring Kamailio's socket queues -------
+OVERLOAD_PIPE = "kemi_overload"
+
 # --- cfg-group variables (declared in kamailio-settings.cfg; kamcmd cfg.seti GROUP VAR N) ----
 RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR = "kemi_reload", "generation"   # make reload bumps it
 RELOAD_GENERATION_PV = f"$sel(cfg_get.{RELOAD_GENERATION_GROUP}.{RELOAD_GENERATION_VAR})"

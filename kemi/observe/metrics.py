@@ -57,6 +57,7 @@ UNAVAILABLE_NO_GATEWAY = "no_gateway"         # no active gateway in the set at 
 UNAVAILABLE_GATEWAYS_FAILED = "gateways_failed"   # every gateway tried failed (failover)
 UNAVAILABLE_RTPENGINE = "rtpengine"           # rtpengine did not answer the offer
 UNAVAILABLE_SYNCING = "syncing"               # cluster: the location set is still arriving
+UNAVAILABLE_OVERLOAD = "overload"             # overload: refused early, the socket queues backed up
 
 # kemi_rtpengine_errors_total{operation, error}
 RTP_OFFER, RTP_ANSWER, RTP_DELETE = OFFER, ANSWER, DELETE     # the rtpengine operations' names
@@ -106,7 +107,8 @@ INITIAL_SERIES = (
     *((BANS, (r,)) for r in (BAN_FLOOD, BAN_SCANNER, BAN_PASSWORD_GUESSING)),
     *((DROPPED, (r,)) for r in (DROP_BANNED, DROP_FLOOD, DROP_SCANNER, DROP_METRICS_SOCKET)),
 )
-# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, appear when they first happen)
+# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, and UNAVAILABLE_OVERLOAD appear
+# when they first happen)
 
 
 def full_name(counter: Counter) -> str:

@@ -12,7 +12,8 @@ DOC_OF_TABLE = {"sip": "settings.md", "database": "settings.md", "registrar": "s
                 "python": "settings.md", "runtime": "settings.md", "media": "media.md",
                 "sbc": "sbc.md", "security": "security.md", "tls": "security.md",
                 "metrics": "observability.md", "logging": "observability.md",
-                "websocket": "media.md", "cluster": "cluster.md", "records": "records.md", "capture": "records.md"}
+                "websocket": "media.md", "cluster": "cluster.md", "records": "records.md", "capture": "records.md",
+                "overload": "reliability.md"}
 
 
 def test_every_table_has_a_doc():
