@@ -380,16 +380,16 @@ def test_a_call_is_recorded_once_when_its_bye_goes_through_another_node(net, tmp
         net.start_node(i, {"database": galera_database(i), "cluster": {"registrations": "database"},
                            "records": {"enabled": True, "spool_dir": str(tmp_path / f"spool-k{i + 1}")}})
     net.wait_joined()
-    for user in ("7301", "7302"):
+    for user in ("7801", "7802"):
         assert f"new user '{user}' added" in net.kamctl(1, "add", user, PASSWORD).stdout
     k1, k2 = net.nodes[0], net.nodes[1]
     k1.ns.run(["ip", "addr", "add", f"{FLOATING}/24", "dev", "eth0"])
     try:
         callee = net.callee(PHONE_ADDRESSES[4])
-        phone = net.caller("7301", (FLOATING, SIP_PORT), PHONE_ADDRESSES[4])
+        phone = net.caller("7801", (FLOATING, SIP_PORT), PHONE_ADDRESSES[4])
         assert status(phone.register(callee.contact)) == 200
-        caller = net.caller("7302", (FLOATING, SIP_PORT), PHONE_ADDRESSES[5])
-        answer, dialog = caller.call("7301")
+        caller = net.caller("7802", (FLOATING, SIP_PORT), PHONE_ADDRESSES[5])
+        answer, dialog = caller.call("7801")
         assert answer == 200 and dialog.next_hop == (FLOATING, SIP_PORT), (answer, dialog)
         # the floating address moves to k2; the phones learn where it is now (keepalived's
         # gratuitous ARP does that in production)
