@@ -33,7 +33,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records
+.PHONY: run deps install uninstall lint test test-debian13 bench-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records soak
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -73,6 +73,11 @@ test-debian13:
 
 bench-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" $(PY) scripts/debroot.py bench trixie
+
+# issue 21: a long run (about a million requests, registrar then SBC) with memory watched, not
+# part of make test (tests/e2e/test_soak.py runs a short one); docs/reliability.md
+soak: install-bench
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 bench-records: install-bench
 	$(PY) -m bench.records_cost $(BENCH_ARGS)

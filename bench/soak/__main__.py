@@ -36,6 +36,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="the traffic mix's rates times this")
     ap.add_argument("--router", help="python.router for the run (e.g. a control that leaks)")
     ap.add_argument("--router-path", help="python.path for --router")
+    ap.add_argument("--no-python-memory", action="store_true",
+                    help="the Python memory hook off (tracemalloc slows the workers; no python.* series)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -52,7 +54,7 @@ def main(argv: list[str]) -> int:
         for mode in modes:
             cfg = PhaseConfig(mode, int(args.requests * shares[mode]), args.max_minutes * 60 * shares[mode],
                               args.sample_every, args.reload_every, args.warmup, args.scale,
-                              args.router, args.router_path)
+                              args.router, args.router_path, -1 if args.no_python_memory else 0)
             doc["phases"].append(run_phase(cfg, workdir_for(mode)))
     except KeyboardInterrupt:
         log("interrupted; what it started is stopped")
