@@ -12,7 +12,7 @@ A phone retransmits over UDP (T1 = 500 ms); this sender does not, so a request l
 is one the proxy dropped or served too late, never one that an extra copy stood in for.
 
 The figures (goodput = served per second of offered load, p99 of the served, refused,
-unanswered) go to docs/reliability.md; tests/e2e/test_overload.py judges them.
+unanswered) go to docs/reliability.md; tests/e2e/test_overload_live.py judges them.
 """
 from __future__ import annotations
 
