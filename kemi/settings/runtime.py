@@ -31,6 +31,12 @@ class RuntimeSettings:
         return f"{self.dir}/kamailio_rpc.fifo"
 
     @property
+    def rpc_socket(self) -> str:
+        # jsonrpcs' datagram socket: its default is relative to Kamailio's compiled-in run dir,
+        # shared by every Kamailio on the host; two starting at once fail to bind it
+        return f"{self.dir}/kamailio_rpc.sock"
+
+    @property
     def pid_file(self) -> str:
         return f"{self.dir}/kamailio.pid"
 
@@ -51,6 +57,7 @@ def process_lines(s: Settings) -> list[str]:
         f"#!define LOG_LEVEL {rt.log_level}",
         f'#!define CTL_SOCKET "unix:{rt.ctl_socket}"',
         f'#!define RPC_FIFO "{rt.rpc_fifo}"',
+        f'#!define RPC_SOCKET "{rt.rpc_socket}"',
     ]
 
 
