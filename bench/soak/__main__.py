@@ -58,6 +58,9 @@ def main(argv: list[str]) -> int:
             doc["phases"].append(run_phase(cfg, workdir_for(mode)))
     except KeyboardInterrupt:
         log("interrupted; what it started is stopped")
+    except Exception as exc:          # the phases done so far are still written
+        log(f"stopped by {type(exc).__name__}: {exc}")
+        doc["error"] = f"{type(exc).__name__}: {exc}"
     doc["machine"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     doc["seconds"] = round(time.monotonic() - started)
     doc["ok"] = bool(doc["phases"]) and all(p.get("ok") for p in doc["phases"])

@@ -159,7 +159,9 @@ class Sampler:
         if stack.ng:
             with contextlib.suppress(Exception):      # a missed sample, not a failed soak
                 values["rtpengine.sessions"] = stack.ng.open_sessions()
-        values["mysql.connections"] = stack.db.connections()
+        # MariaDB may be restarted under us (a shared server): a missed sample, not a crashed soak
+        with contextlib.suppress(Exception):
+            values["mysql.connections"] = stack.db.connections()
         return values
 
     def alive_pids(self) -> list[int]:
