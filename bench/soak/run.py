@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kemi.observe.memory import MEMORY_DIR
 from kemi.settings import PROJECT_ROOT
 
 from bench.soak import judge as judging
@@ -57,6 +59,8 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
     log(f"{cfg.mode}: {cfg.requests} requests (at most {cfg.max_seconds:.0f} s), scale {cfg.scale}, "
         f"sampling every {cfg.sample_every:g} s, reload every {cfg.reload_every:g} s"
         + (f", router {cfg.router}" if cfg.router else ""))
+    # the Python memory reports of an earlier run in this workdir must not be read as this one's
+    shutil.rmtree(workdir / "run" / MEMORY_DIR, ignore_errors=True)
     n = soaknet.build(cfg.mode)
     stack: SoakStack | None = None
     streams: list = []
