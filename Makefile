@@ -38,7 +38,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology
+.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology soak
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -91,6 +91,11 @@ bench-instructions: install-bench
 
 bench-instructions-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" KEMI_BENCH_TARGET=bench-instructions $(PY) scripts/debroot.py bench trixie
+
+# issue 21: a long run (about a million requests, registrar then SBC) with memory watched, not
+# part of make test (tests/e2e/test_soak.py runs a short one); docs/reliability.md
+soak: install-bench
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 bench-records: install-bench
 	$(PY) -m bench.records_cost $(BENCH_ARGS)

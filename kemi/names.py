@@ -53,6 +53,9 @@ CLUSTER_TABLE = "kemicluster"     # cluster: this node's sync state, the peers' 
 # --- DMQ (cluster): the channel (R-URI user of KDMQ requests) the routing itself answers ----
 CLUSTER_CHANNEL = "kemi"          # "count?" -> each peer answers "count=N" (its contacts)
 
+# --- pipelimit (overload: kemi/overload/): the pipe measuring Kamailio's socket queues -------
+OVERLOAD_PIPE = "kemi_overload"
+
 # --- cfg-group variables (declared in kamailio-settings.cfg; kamcmd cfg.seti GROUP VAR N) ----
 RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR = "kemi_reload", "generation"   # make reload bumps it
 RELOAD_GENERATION_PV = f"$sel(cfg_get.{RELOAD_GENERATION_GROUP}.{RELOAD_GENERATION_VAR})"
@@ -80,3 +83,7 @@ SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it
 LIMIT_PROFILES = {"caller": "kemi_caller", "callee": "kemi_callee", "trunk": "kemi_trunk",
                   "gateway": "kemi_gateway", "side": "kemi_side"}
 LIMIT_SIZE_PV = "$var(kemi_calls)"      # where get_profile_size() leaves a profile's size
+
+# pipelimit has one timer (timer_interval, whole seconds) for every pipe: the call-rate limits'
+# windows (kemi/limits/rate.py) and the overload check (kemi/overload/) share it
+PIPELIMIT_INTERVAL_S = 1

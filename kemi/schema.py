@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 
+from kemi.names import PIPELIMIT_INTERVAL_S
+
 # Settings fields that are not TOML tables: where the values came from
 META_FIELDS = ("source", "environment")
 LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})$")
@@ -229,3 +231,9 @@ def is_host(text: str) -> bool:
     except ValueError:
         return bool(HOSTNAME_RE.match(text))
 
+
+def pipelimit_lines() -> list[str]:
+    """pipelimit loaded, with its one timer: asked for by each feature that uses it (call rate,
+    overload); guarded, so two asking load it once (kamailio-common.cfg, WITH_PIPELIMIT)."""
+    return ["#!ifndef WITH_PIPELIMIT", "#!define WITH_PIPELIMIT", f"#!define PL_INTERVAL {PIPELIMIT_INTERVAL_S}",
+            "#!endif"]

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from kemi.names import LIMIT_PROFILES
-from kemi.schema import require
+from kemi.names import LIMIT_PROFILES, PIPELIMIT_INTERVAL_S
+from kemi.schema import pipelimit_lines, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -20,7 +20,7 @@ MAX_CPS = 100_000
 # the dialog module refuses a keepalive interval below 30 s (dialog.c mod_init)
 MIN_KEEPALIVE = 30
 # pipelimit's window (timer_interval, s): its TAILDROP pipes let `limit` requests through per window
-RATE_WINDOW = 1
+RATE_WINDOW = PIPELIMIT_INTERVAL_S
 # pipes idle this many windows are removed (a scan from many addresses cannot grow the table for good)
 RATE_CLEAN_UNUSED = 60
 
@@ -151,6 +151,6 @@ def cfg_lines(s: Settings) -> list[str]:
             # dialog ids: node N uses N, N + step, ... (never one another node's, replicated over DMQ)
             lines += ["#!define WITH_SHARED_CALL_LIMITS", f"#!define DLG_H_ID_STEP {len(s.cluster.nodes) + 1}"]
     if lim.rate_on:
-        lines += ["#!define WITH_CALL_RATE_LIMITS", f"#!define PL_WINDOW {RATE_WINDOW}",
+        lines += [*pipelimit_lines(), "#!define WITH_CALL_RATE_LIMITS",
                   f"#!define PL_CLEAN_UNUSED {RATE_CLEAN_UNUSED}"]
     return lines

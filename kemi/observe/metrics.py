@@ -82,6 +82,7 @@ TOPOLOGY_RESULTS = (TOPOLOGY_HIDDEN, TOPOLOGY_STORAGE_DOWN, TOPOLOGY_CALL_ID_TOO
 UNAVAILABLE_CALL_LIMIT = "call_limit"         # a trunk, gateway or side has its limit of calls up
 UNAVAILABLE_CALL_RATE = "call_rate"           # more INVITEs per second than a source / gateway / trunk may send
 UNAVAILABLE_LIMITS_FAILED = "limits_failed"   # the call counters could not be used (fails closed)
+UNAVAILABLE_OVERLOAD = "overload"             # overload: refused early, the socket queues backed up
 
 # kemi_limit_refusals_total{limit}: the kinds of kemi/limits/calls.py and rate.py, and
 LIMIT_FAILED = "failed"              # the counters could not be used: refused all the same
@@ -145,7 +146,8 @@ INITIAL_SERIES = (
     *((BANS, (r,)) for r in (BAN_FLOOD, BAN_SCANNER, BAN_PASSWORD_GUESSING)),
     *((DROPPED, (r,)) for r in (DROP_BANNED, DROP_FLOOD, DROP_SCANNER, DROP_METRICS_SOCKET)),
 )
-# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, appear when they first happen)
+# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, and UNAVAILABLE_OVERLOAD appear
+# when they first happen)
 
 
 def full_name(counter: Counter) -> str:

@@ -15,12 +15,14 @@ the line is built only when it is on.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from collections.abc import Callable
 
 from kemi.message import Message
 from kemi.names import DECISION_LOG_PV, DS_CURRENT_GATEWAY, METRICS_SOCKET_NAME
 from kemi.observe import decisions as dlog
+from kemi.observe.memory import MEMORY_DIR, MemoryProbe
 from kemi.observe.metrics import (
     BAN_FLOOD,
     BAN_PASSWORD_GUESSING,
@@ -59,6 +61,12 @@ REGISTER_CHALLENGE_CODE = 401
 PROXY_CHALLENGE_CODE = 407
 # app_python3's child_init rank of the first SIP worker: it creates the initial series once
 PROC_SIPINIT = 1
+
+
+def memory_probe_for(settings: Settings) -> MemoryProbe | None:
+    """The soak's debug hook (metrics.python_memory_interval > 0), else None: chosen once."""
+    interval = settings.metrics.python_memory_interval
+    return MemoryProbe(Path(settings.runtime.dir) / MEMORY_DIR, interval) if interval > 0 else None
 
 
 def observer_for(ksr, settings: Settings) -> Observer:

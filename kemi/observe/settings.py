@@ -29,6 +29,11 @@ class MetricsSettings:
     # count every entry into Python per callback (Kamailio statistics kemi_entries_*, also on
     # /metrics with core_stats): what make bench reports per call; one KSR call per entry
     count_python_entries: bool = False
+    # debug hook for soak runs (make soak, kemi/observe/memory.py): every N seconds each process
+    # running Python appends what its Python holds (objects, tracemalloc's top allocation
+    # sites) to <runtime.dir>/python-memory/<pid>.jsonl. 0 = off: nothing is wrapped, no cost.
+    # On, tracemalloc slows allocations and grows the workers' memory: not for production
+    python_memory_interval: int = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -57,6 +62,9 @@ def validate_metrics(s: Settings, source: str) -> None:
     require(CORE_STATS_RE.match(m.core_stats) is not None, "metrics.core_stats",
             f"{m.core_stats!r} is not a statistics selection",
             'use "all", "" (none), a group like "tm:" or one statistic name', source)
+    low, high = PYTHON_MEMORY_INTERVAL_RANGE
+    require(low <= m.python_memory_interval <= high, "metrics.python_memory_interval",
+            f"{m.python_memory_interval} is out of range", f"use {low} (off) to {high} seconds", source)
     host, sep, port = m.listen.rpartition(":")
     try:
         addr = ipaddress.ip_address(host.strip("[]")) if sep and port.isdigit() else None
@@ -83,6 +91,10 @@ def validate_metrics(s: Settings, source: str) -> None:
                 "give the metrics endpoint a port of its own (SIP never reaches it)", source)
         require(name != METRICS_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",
                 f"rename the SBC side: {METRICS_SOCKET_NAME!r} names the metrics socket", source)
+
+
+# seconds between two Python memory reports (0 = off)
+PYTHON_MEMORY_INTERVAL_RANGE = (0, 3600)
 
 
 def validate_logging(s: Settings, source: str) -> None:

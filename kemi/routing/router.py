@@ -19,6 +19,7 @@ Each feature is a folder (its decisions, its KSR part.py, its settings.py):
     self.limits     kemi/limits/     concurrent calls per subscriber, side, trunk, gateway (NoCallLimits: none)
     self.rate       kemi/limits/     INVITEs per second per source, gateway, trunk (NoCallRate: none)
     self.records    kemi/records/    what acc writes per call, the spool replay (NoRecords: records off)
+    self.overload   kemi/overload/   new requests refused early while Kamailio is overloaded (NoOverload: off)
     self.guard      guard.py         every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
@@ -46,7 +47,9 @@ from kemi.observe.metrics import (
     REG_REFUSED,
     SIDE_NONE,
 )
-from kemi.observe.part import observer_for
+from kemi.observe.memory import start_tracing
+from kemi.observe.part import memory_probe_for, observer_for
+from kemi.overload.part import NoOverload, Overload
 from kemi.records.part import NoRecords, Records
 from kemi.routing.guard import ROUTE_OK, Guard
 from kemi.routing.registrar import Registrar
@@ -87,6 +90,10 @@ class Router:
         # carries a hidden call's Call-ID as the routing sees it
         self.topology = topology_for(ksr, settings, self.observe, self.reply)
         self.guard = Guard(ksr, self.reply, self.topology.message_class(self.sides.message_class))
+        # overload: a new request is refused (503) before its first costly step while the
+        # sockets' queues back up (kemi/overload/, docs/reliability.md)
+        self.overload: Overload | NoOverload = Overload(ksr, settings.overload, self.observe) \
+            if settings.overload.enabled else NoOverload()
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
         # NAT handling (nat.enabled; NoNat: every party reached on the address it names)
@@ -130,12 +137,19 @@ class Router:
         self.own_branch_route = self.overrides("ksr_branch_manage", "branch_manage", "route_natmanage")
         self.own_reply_route = self.overrides("ksr_onreply_manage", "onreply_manage", "route_natmanage")
         self.own_failure_route = self.overrides("ksr_failure_manage", "failure_manage", "route_natmanage")
+        # debug hook (metrics.python_memory_interval, off by default): each process reports what
+        # its Python holds every N s (kemi/observe/memory.py, make soak); off, nothing is wrapped
+        self.memory_probe = memory_probe_for(settings)
+        if self.memory_probe is not None:
+            self.ksr_request_route = self.memory_probe.wrap(self.ksr_request_route)  # type: ignore[method-assign]
 
     def overrides(self, *names: str) -> bool:
         """A subclass replaces one of these Router methods."""
         return any(getattr(type(self), name) is not getattr(Router, name) for name in names)
 
     def child_init(self, rank: int) -> int:
+        if self.memory_probe is not None:
+            start_tracing()
         try:
             self.observe.create_series(rank)
         except Exception as exc:          # metrics must never stop Kamailio from starting
@@ -239,6 +253,8 @@ class Router:
                 ksr.tm.t_check_trans()
                 return
             if ksr.tm.t_check_trans() == sip.TRANS_HANDLED:
+                return
+            if not self.overload.admit(msg):        # overloaded: 503 + Retry-After, nothing else done
                 return
         if not self.route_auth(msg):
             return

@@ -26,6 +26,7 @@ from kemi.limits import settings as limits
 from kemi.media import settings as media
 from kemi.nat import settings as nat
 from kemi.observe import settings as observe
+from kemi.overload import settings as overload
 from kemi.records import settings as records
 from kemi.sbc import settings as sbc
 from kemi.schema import META_FIELDS, SettingsError, SettingsProblems, build_table, checked, collecting, reject_unknown
@@ -50,7 +51,7 @@ TABLE_CHECKS = (sip.validate, database.validate, registrar.validate, nat.validat
                 database.validate_quoting, sip.validate_quoting, media.validate, sbc.validate, sbc.validate_media,
                 security.validate, tls.validate, observe.validate_metrics, websocket.validate,
                 observe.validate_logging, cluster.validate, records.validate_records, records.validate_capture,
-                topology.validate, limits.validate)
+                topology.validate, limits.validate, overload.validate)
 
 
 def settings_path(path: str | os.PathLike | None = None) -> Path:

@@ -14,6 +14,7 @@ from kemi.media.settings import MediaSettings
 from kemi.names import DMQ_SOCKET_NAME
 from kemi.nat.settings import NatSettings
 from kemi.observe.settings import LoggingSettings, MetricsSettings
+from kemi.overload.settings import OverloadSettings
 from kemi.records.settings import CaptureSettings, RecordsSettings
 from kemi.sbc.settings import SbcSettings
 from kemi.schema import Listen, bracket
@@ -48,6 +49,7 @@ class Settings:
     records: RecordsSettings = field(default_factory=RecordsSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)        # kemi/limits/: call limits
+    overload: OverloadSettings = field(default_factory=OverloadSettings)
     source: str = ""
     # the KEMI__ environment variables applied over the file: (variable, value as written)
     environment: tuple[tuple[str, str], ...] = ()

@@ -20,6 +20,7 @@ from kemi.media import settings as media
 from kemi.names import FLAGS, ON_SL_REPLY_CALLBACK, RELOAD_GENERATION_GROUP, RELOAD_GENERATION_VAR, XHTTP_CALLBACK
 from kemi.nat import settings as nat
 from kemi.observe import settings as observe
+from kemi.overload import settings as overload
 from kemi.records import settings as records
 from kemi.sbc import settings as sbc
 from kemi.sbc.settings import render_dispatcher_list
@@ -70,6 +71,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         *cluster.cfg_lines(s),
         *limits.cfg_lines(s),          # kemi/limits/: dialog profiles, pipelimit
         *records.cfg_lines(s),
+        *overload.cfg_lines(s),
         *reload_lines(),
         *observe.cfg_lines(s),
         # the sockets last: Kamailio reads a line after a listen= as one more address

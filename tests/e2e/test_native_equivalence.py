@@ -172,7 +172,8 @@ def start_native(workdir: Path, overrides: dict):
 
 def test_native_cfg_passes_config_check(db, tmp_path):
     sbc = stack.merge(sbc_media_table(SBC_RTPENGINE), sbc_tables(stack.kamailio_port(), free_port()))
-    for name, tables in (("plain", {"media": {"enabled": True}}), ("sbc", sbc)):
+    for name, tables in (("plain", {"media": {"enabled": True}}), ("sbc", sbc),
+                         ("overload", {"overload": {"enabled": True}})):     # route[OVERLOAD] (issue 21)
         native = stack.KamailioInstance(tmp_path / name, stack.kamailio_port(), tables, cfg=NATIVE_CFG)
         native_settings.write(native.settings, native.workdir)
         checked = native.check_config()

@@ -13,7 +13,7 @@ DOC_OF_TABLE = {"sip": "settings.md", "database": "settings.md", "registrar": "s
                 "sbc": "sbc.md", "security": "security.md", "tls": "security.md",
                 "metrics": "observability.md", "logging": "observability.md",
                 "websocket": "media.md", "cluster": "cluster.md", "records": "records.md", "capture": "records.md",
-                "topology": "sbc.md", "limits": "sbc.md"}
+                "topology": "sbc.md", "limits": "sbc.md", "overload": "reliability.md"}
 
 
 def test_every_table_has_a_doc():

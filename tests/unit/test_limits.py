@@ -175,7 +175,8 @@ def test_the_table_alone_turns_counting_on():
 
 def test_a_rate_renders_pipelimit_and_the_metrics():
     cfg = render_kamailio_defines(parse_settings({"limits": {"source_cps": 5}, "metrics": {"enabled": True}}))
-    assert "#!define WITH_CALL_RATE_LIMITS\n#!define PL_WINDOW 1\n" in cfg and "WITH_CALL_LIMITS" not in cfg
+    assert "#!define WITH_PIPELIMIT\n#!define PL_INTERVAL 1\n#!endif\n#!define WITH_CALL_RATE_LIMITS\n" in cfg
+    assert "WITH_CALL_LIMITS" not in cfg
     assert 'modparam("xhttp_prom", "prom_counter", "name=kemi_limit_refusals_total; label=limit;")' in cfg
     assert 'modparam("xhttp_prom", "prom_gauge", "name=kemi_limit_calls; label=limit:key;")' in cfg
 

@@ -21,7 +21,8 @@ from kemi.testing import FakeKSR, SipMessage, make_router
 
 PACKAGE = PROJECT_ROOT / "kemi"
 # one folder per feature: its plain decisions, its KSR part (part.py), its settings table (settings.py)
-FEATURES = ("cluster", "limits", "media", "nat", "observe", "records", "sbc", "security", "topology", "websocket")
+FEATURES = ("cluster", "limits", "media", "nat", "observe", "overload", "records", "sbc", "security", "topology",
+            "websocket")
 # what stays in kemi/routing/: the request path and what every route shares
 ROUTING = {"__init__.py", "router.py", "guard.py", "registrar.py", "sides.py"}
 CREDS = {"Proxy-Authorization": 'Digest username="2002", realm="127.0.0.1"'}
