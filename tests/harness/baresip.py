@@ -124,6 +124,13 @@ class Baresip:
             f"audio_source aufile,{self.tone}",
             "audio_player aufile,/dev/null",
             "audio_alert aufile,/dev/null",
+            # no ringback tone on a 180: baresip 1.1.0 (Debian 13) plays it through the aufile
+            # player, and the auto-answering callee's 200 comes a few ms later and frees that
+            # player before its write thread has started; aufile's destructor joins the thread
+            # only once the thread itself has set `run` (fixed upstream in 2.0.0, ac3f6a66), so
+            # the thread runs on freed memory ("auframe: init: unsupported sample format 5")
+            # and the call never gets established. 1.0.0 (Debian 12) has no aufile player.
+            "ringback_disabled yes",
             f"rtp_ports {self.rtp_min}-{self.rtp_min + 19}",
             "audio_buffer 20-160",
             f"module_path {MODULES}",
