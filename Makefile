@@ -71,7 +71,7 @@ bench: install-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
 test: install-test lint
-	$(PYTEST) -q tests
+	$(PYTEST) -q --durations=25 tests
 
 # the paths and rules are in pyproject.toml ([tool.ruff], [tool.mypy]); both run, either failing fails it
 lint: install-test

@@ -239,11 +239,11 @@ def test_side_limit_counts_every_call_arriving_on_the_side(sbc):
 def test_caller_limit_and_emergency_numbers_pass_at_the_limit(sbc, db):
     """A subscriber at its limit of 1 gets 486; 112 still goes out (caller and trunk limits both
     full); another number (the control) does not."""
-    db.add_subscriber("5701")
+    db.add_subscriber("7701")
     k = start(sbc, {"caller_calls": 1, "trunk_calls": {"public": 1}, "emergency": ["112"]})
     for i in range(2):
         sbc.gateway(sbc.public, i)
-    phone = ua(sbc, sbc.private, PHONE, user="5701", password=stack.PASSWORD)
+    phone = ua(sbc, sbc.private, PHONE, user="7701", password=stack.PASSWORD)
     first = phone.call("004930100")
     assert first.code == 200, first
     busy = phone.call("004930101")
@@ -253,7 +253,7 @@ def test_caller_limit_and_emergency_numbers_pass_at_the_limit(sbc, db):
     assert emergency.code == 200, emergency
     other = phone.call("113")                        # control: not an emergency number
     assert other.code == 486
-    assert profile_size(k, "caller", "5701") == 2 and profile_size(k, "trunk", "public") == 2
+    assert profile_size(k, "caller", "7701") == 2 and profile_size(k, "trunk", "public") == 2
     for call in (first, emergency):
         assert phone.bye(call) == 200
     again = phone.call("004930102")
@@ -261,7 +261,7 @@ def test_caller_limit_and_emergency_numbers_pass_at_the_limit(sbc, db):
     assert phone.bye(again) == 200
 
 
-@pytest.mark.parametrize("timeout, user", [(3, "5702"), (3600, "5703")], ids=["timeout-3s", "control-timeout-1h"])
+@pytest.mark.parametrize("timeout, user", [(3, "7702"), (3600, "7703")], ids=["timeout-3s", "control-timeout-1h"])
 def test_callee_limit_and_the_dialog_timeout_releases(sbc, db, timeout, user):
     """A subscriber rung by a DID: one call at a time; a call nobody ends is ended by the dialog
     timeout (BYE to both parties) and released. Control: a long timeout keeps it counted."""
@@ -335,7 +335,7 @@ def test_a_row_of_the_table_overrides_the_setting_live(sbc, db, from_database):
         db.query("DELETE FROM call_limits;")
 
 
-@pytest.mark.parametrize("from_database, user", [(True, "5706"), (False, "5707")],
+@pytest.mark.parametrize("from_database, user", [(True, "7706"), (False, "7707")],
                          ids=["subscriber-row", "control-table-off"])
 def test_a_subscriber_row_overrides_the_caller_limit(sbc, db, from_database, user):
     """A subscriber's own row (caller, 2) over the setting (caller_calls 1): two calls up, the
@@ -448,7 +448,7 @@ def test_call_rate_per_gateway_and_per_trunk_refuses_without_a_ban(sbc, on):
     assert first.call("15550130").code == 486        # not banned: admitted in the next window
 
 
-@pytest.mark.parametrize("on, user", [(True, "5704"), (False, "5705")], ids=["rate", "control-no-rate"])
+@pytest.mark.parametrize("on, user", [(True, "7704"), (False, "7705")], ids=["rate", "control-no-rate"])
 def test_call_rate_per_source_counts_authenticated_invites(sbc, db, on, user):
     """source_cps 2 for a phone: a call is one INVITE after its 407 challenge (the challenged one
     does not count), so two calls pass in a window and the third gets 503 + Retry-After: 1. The

@@ -15,12 +15,12 @@ import pytest
 from bench.soak.run import PhaseConfig, run_phase
 from harness import stack as harness_stack
 
-SHORT_REQUESTS = 15_000
-SHORT_SECONDS = 100             # bound: the run stops here even short of its requests
+SHORT_REQUESTS = 10_000
+SHORT_SECONDS = 70              # bound: the run stops here even short of its requests
 SCALE = 0.4                     # the mix's rates x this (about 180 requests/s)
 SAMPLE_EVERY_S = 2.0
 # the control's leak (4 KiB a request) shows within a few thousand requests
-CONTROL_REQUESTS, CONTROL_SECONDS = 8_000, 60
+CONTROL_REQUESTS, CONTROL_SECONDS = 6_000, 45
 # a short run judges its second half: rtpengine's memory and the concurrent calls are still
 # climbing to their steady level for the first minute (make soak: the first quarter)
 WARMUP = 0.5
