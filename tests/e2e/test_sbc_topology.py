@@ -176,7 +176,7 @@ def test_cancel_failover_busy_and_redirect_leak_nothing(sbc, rtpe):
         # round-robin: one of two calls meets gateway 1 first (503, marked inactive, failover)
         busy = sbc.trunk_call(sbc.public, "15550199", calls=2, rate=2, scenario="topo_fail_call.xml", hold_ms=None).wait()
         sbc.stop_sipp(gw2)
-        ringing = sbc.gateway(sbc.private, 1, scenario="uas_ring_cancelled.xml")
+        ringing = sbc.gateway(sbc.private, 1, scenario="gw_ring_cancelled.xml")
         cancelled = sbc.trunk_call(sbc.public, "15550199", scenario="topo_cancel_call.xml", hold_ms=None).wait()
         sbc.stop_sipp(ringing)
         redirecting = sbc.gateway(sbc.private, 1, scenario="gw_redirect.xml")
