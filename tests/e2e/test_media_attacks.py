@@ -150,9 +150,10 @@ def describe(net, cap, *phones) -> str:
 # --- bleed -------------------------------------------------------------------------------------
 
 
-def spray_through_calls(net, db) -> dict:
+def spray_through_calls(net, db, reinvite_required: bool = True) -> dict:
     """The attacker sweeps the relay range during an unanswered call, then an answered call
-    with a re-INVITE; what it received, and what each phone heard."""
+    with a re-INVITE; what it received, and what each phone heard. (In the control the
+    learned attacker garbles the call, and the phone's re-INVITE may fail: not required there.)"""
     ringing = registered_callee(net, db, answer=False)
     callee = registered_callee(net, db)
     a, b = caller(net, db), caller(net, db)
@@ -164,7 +165,8 @@ def spray_through_calls(net, db) -> dict:
             a.wait(15)
             dial(net, b, callee, seconds=6)                         # the learning window: right after the 200
             time.sleep(2.5)
-            assert '"ok":true' in b.command("reinvite"), b.log()[-2000:]   # ... and after a re-INVITE
+            reinvited = b.command("reinvite")                       # ... and after a re-INVITE
+            assert '"ok":true' in reinvited or not reinvite_required, b.log()[-2000:]
             hang_up(b, callee, ringing)
         finally:
             for phone in (a, b, callee, ringing):
@@ -186,7 +188,7 @@ def test_a_stranger_spraying_the_relay_receives_nothing(net, db):
 
 def test_control_learning_all_lets_the_stranger_hear_the_call(net, db):
     setup(net, "all", guard=True)
-    r = retried(spray_through_calls, net, db)
+    r = retried(spray_through_calls, net, db, False)
     spray = r["spray"]
     hz, share = spray.heard()
     print(f"bleed, endpoint_learning=all: the attacker received {len(spray.media_received())} packets of the "
