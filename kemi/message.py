@@ -131,6 +131,12 @@ class Message:
         for name in ("ruri", "ruri_user", "ruri_domain"):
             self.__dict__.pop(name, None)
 
+    def see(self, name: str, value: str) -> None:
+        """The routing reads `value` for field `name` from now on; the message on the wire is
+        unchanged. Both places a read is kept: the PV's cache and the field's attribute."""
+        self.cache[getattr(type(self), name).spec] = value
+        self.__dict__[name] = value
+
     def printable(self, spec: str) -> str:
         """A PV for a log line, whatever its bytes: invalid UTF-8 shows as \\xNN escapes."""
         try:

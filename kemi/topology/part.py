@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 # requests the Router record-routes (its DIALOG_FORMING): they carry our Record-Route to mark
 RECORD_ROUTED = frozenset({"INVITE", "SUBSCRIBE"})
-CALL_ID_PV = "$ci"
 # every Record-Route of the message topos is about to send, in one string
 RECORD_ROUTES_PV = "$(hdr(Record-Route)[*])"
 STORAGE_DOWN = sip.Reply(503, "Service Unavailable")
@@ -68,9 +67,7 @@ def hidden_message_class(base: type[Message]) -> type[Message]:
 
         def see_call_id(self, call_id: str) -> None:
             """The routing sees `call_id` from now on; the message on the wire is unchanged."""
-            self.cache[CALL_ID_PV] = call_id
-            # a field once read is an attribute in __dict__ (kemi/message.py): replace it there too
-            self.__dict__["call_id"] = call_id
+            self.see("call_id", call_id)
             self.dialog_call_id = call_id
 
     HiddenMessage.__name__ = HiddenMessage.__qualname__ = f"Hidden{base.__name__}"
