@@ -368,6 +368,8 @@ def run_point(env: Env, load: Load, label: str, rate: float, tag: str, latency: 
                       if v != entries_before.get(k, 0)}
     if times is not None:
         result.server_us = times.response_times_us()
+        if times.dropped:
+            result.note = f"the capture missed {times.dropped} packets: Kamailio's times are partial"
     result.wall_s = time.monotonic() - started
     result.kamailio_cpu_s = kam.cpu_seconds() - cpu_before
     result.sipp_cpu_s = out.cpu_s

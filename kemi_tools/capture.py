@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 PACKET_OUTGOING = 4            # lo shows each packet twice: as sent and as received
+SO_RCVBUFFORCE = 33            # as root: past net.core.rmem_max
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+MEDIA_BUFFER = 8 << 20
 
 
 def _bpf_udp_port_range(low: int, high: int, sources_only: bool = False) -> bytes:
@@ -60,7 +63,17 @@ def attach_udp_port_filter(sock: socket.socket, low: int, high: int, sources_onl
     prog = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(prog))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)     # the kernel copies prog
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    try:        # SO_RCVBUF alone stops at net.core.rmem_max (about 200 KB): a busy test outran it
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, MEDIA_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MEDIA_BUFFER)
+
+
+def kernel_drops(sock: socket.socket) -> int:
+    """Packets the kernel could not queue on this AF_PACKET socket since the last call
+    (PACKET_STATISTICS: reading resets it)."""
+    _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return drops
 
 
 def drop_queued(sock: socket.socket) -> None:
@@ -78,7 +91,6 @@ def drop_queued(sock: socket.socket) -> None:
 # --- SIP through Kamailio, timed by the kernel ------------------------------------------------
 
 SO_TIMESTAMPNS = 35            # asm-generic/socket.h (SCM_TIMESTAMPNS is the same number)
-SO_RCVBUFFORCE = 33            # as root: past net.core.rmem_max
 SIP_BUFFER = 64 << 20          # the capture reads in a thread: a long run must fit until it does
 
 
@@ -131,6 +143,7 @@ class SipTimes:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind(("lo", 0))
         drop_queued(sock)
+        kernel_drops(sock)               # counted from here on
         self._sock, self._stop = sock, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -160,6 +173,7 @@ class SipTimes:
         time.sleep(0.2)                  # the last replies of the run
         self._stop.set()
         self._thread.join(10)
+        self.dropped = kernel_drops(self._sock)
         self._sock.close()
 
     def response_times_us(self) -> list[float]:

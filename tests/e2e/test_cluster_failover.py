@@ -62,6 +62,7 @@ class Prober:
         self.address, self.every = address, every
         self.sent: dict[str, float] = {}
         self.answered: set[str] = set()
+        self._lock = threading.Lock()      # the two threads add while the test reads
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._send, daemon=True),
                          threading.Thread(target=self._receive, daemon=True)]
@@ -86,7 +87,8 @@ class Prober:
                    f"Via: SIP/2.0/UDP {self.address}:{port};branch=z9hG4bK{call_id[:16]};rport\r\n"
                    f"Max-Forwards: 70\r\nFrom: <sip:probe@{FLOATING}>;tag={call_id[:8]}\r\n"
                    f"To: <sip:{FLOATING}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-            self.sent[call_id] = time.monotonic()
+            with self._lock:
+                self.sent[call_id] = time.monotonic()
             try:
                 self.sock.sendto(msg.encode(), VIP)
             except OSError:
@@ -101,10 +103,16 @@ class Prober:
                 continue
             for line in data.split("\r\n"):
                 if line.lower().startswith("call-id:"):
-                    self.answered.add(line.split(":", 1)[1].strip())
+                    with self._lock:
+                        self.answered.add(line.split(":", 1)[1].strip())
+
+    def probes(self) -> list[tuple[float, bool]]:
+        """(send time, answered) of every probe so far, a copy taken under the lock."""
+        with self._lock:
+            return [(t, c in self.answered) for c, t in self.sent.items()]
 
     def lost_after(self, since: float) -> list[float]:
-        return sorted(t for c, t in self.sent.items() if t >= since and c not in self.answered)
+        return sorted(t for t, answered in self.probes() if t >= since and not answered)
 
 
 def call_loop(caller, callee_user, until: threading.Event, results: list) -> None:
@@ -188,7 +196,7 @@ def test_control_nobody_takes_the_address_when_keepalived_is_frozen(net, users):
         killed = net.nodes[holder].lose_host()
         time.sleep(4)
         frozen_lost = prober.lost_after(killed)
-        sent_frozen = [t for t in prober.sent.values() if killed <= t <= killed + 4]
+        sent_frozen = [t for t, _ in prober.probes() if killed <= t <= killed + 4]
         assert net.holder() in (None, holder)
         assert len(frozen_lost) >= len(sent_frozen) - 1, (len(frozen_lost), len(sent_frozen))
     finally:
@@ -198,7 +206,7 @@ def test_control_nobody_takes_the_address_when_keepalived_is_frozen(net, users):
     deadline = thawed + 20
 
     def answered_after():
-        return [t for c, t in list(prober.sent.items()) if t > thawed and c in prober.answered]
+        return [t for t, answered in prober.probes() if t > thawed and answered]
     # thawed, a survivor takes the address and answers (polled: a loaded machine is slower)
     while not answered_after() and time.monotonic() < deadline:
         time.sleep(0.1)

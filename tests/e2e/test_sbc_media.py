@@ -130,7 +130,8 @@ def measure(capture: NetnsCapture, caller: Party, callee: Party, caller_view: me
                 what = f"{kind} {'RTCP' if rtcp else 'RTP'} {src}->{dst}"
                 measured[what] = (into, out)
                 assert into == expected and out == expected, \
-                    f"{what}: sent {expected}, rtpengine got {into}, relayed {out}; flows: {capture.flows()}"
+                    (f"{what}: sent {expected}, rtpengine got {into}, relayed {out} (packets the capture itself "
+                     f"missed: {capture.dropped}); flows: {capture.flows()}")
     return measured
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from harness import stack
 from kemi.settings import RtpengineDaemon, MediaInterface
 # the socket-level capture pieces (BPF port filter, draining) are shared with make bench
-from kemi_tools.capture import ETH_P_ALL, PACKET_OUTGOING, attach_udp_port_filter, drop_queued  # noqa: F401
+from kemi_tools.capture import (ETH_P_ALL, PACKET_OUTGOING, attach_udp_port_filter, drop_queued,  # noqa: F401
+                                kernel_drops)
 from kemi_tools.stack import rtpengine as rtpengine_stack
 from kemi_tools.stack.ng import NgClient
 from kemi_tools.stack.process import Daemon
@@ -135,6 +136,7 @@ class LoopbackCapture:
     high: int = MEDIA_BASE + 1999
     packets: list[Captured] = field(default_factory=list)
     keep_payloads: bool = False
+    dropped: int = 0           # packets the kernel could not queue for the capture: counts are then short
 
     SKIP_OUTGOING = True       # lo shows each packet twice: keep the received copy only
 
@@ -147,6 +149,7 @@ class LoopbackCapture:
     def __enter__(self) -> "LoopbackCapture":
         self._sock = self._open_socket()
         drop_queued(self._sock)
+        kernel_drops(self._sock)           # counted from here on
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -177,6 +180,7 @@ class LoopbackCapture:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(5)
+        self.dropped = kernel_drops(self._sock)
         self._sock.close()
 
     def count(self, src: tuple[str, int] | None = None, dst: tuple[str, int] | None = None,
