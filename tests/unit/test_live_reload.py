@@ -291,3 +291,48 @@ def test_app_python3s_calls_module_functions_that_route_like_the_handler(copy):
     assert entry.ksr_reply_route() == 1
     with pytest.raises(AttributeError):
         entry.ksr_no_such_route
+
+
+def _count_compiles(monkeypatch) -> list[str]:
+    """Names of the modules an import compiles from source (not loaded from a .pyc)."""
+    from importlib.machinery import SourceFileLoader
+    compiled: list[str] = []
+    original = SourceFileLoader.source_to_code
+
+    def counting(self, data, path, *args, **kwargs):
+        compiled.append(self.name)
+        return original(self, data, path, *args, **kwargs)
+    monkeypatch.setattr(SourceFileLoader, "source_to_code", counting)
+    return compiled
+
+
+def test_make_reload_compiles_once_for_every_worker_and_an_edit_after_it_is_still_seen(copy, tmp_path, monkeypatch):
+    """`python3 -m kemi.reload` writes checked hash-based pycs into <runtime.dir>/reload-pycache;
+    a reload then compiles only what changed since (an edit of the same length, in the same
+    second, made after the cache was written: its hash differs, so its source is compiled)."""
+    copy.write_settings({"sip": {"domain": "127.0.0.1"}, "runtime": {"dir": str(tmp_path / "run")}})
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    written = copy.reload.compile_for_reload(str(copy.settings))
+    sources = list(copy.root.joinpath("kemi").rglob("*.py"))
+    assert written == len(sources) > 50
+    pyc = next((tmp_path / "run" / "reload-pycache").rglob("router.*.pyc")).read_bytes()
+    assert int.from_bytes(pyc[4:8], "little") == 0b11        # PEP 552 flags: hash-based, checked
+
+    copy.edit(("routing", "router.py"), IN_DIALOG_404, IN_DIALOG_404.replace(
+        "sip.NOT_FOUND", "sip.FORBIDDEN"))                       # the same length on purpose
+    compiled = _count_compiles(monkeypatch)
+    second = first.reloader.load(ksr, str(copy.settings), first)
+    assert errors(ksr) == [] and in_dialog_reply(ksr, second.router) == (403, "Forbidden")
+    assert compiled == ["kemi.routing.router"]
+
+
+def test_control_without_the_cache_a_reload_compiles_every_module(copy, tmp_path, monkeypatch):
+    copy.write_settings({"sip": {"domain": "127.0.0.1"}, "runtime": {"dir": str(tmp_path / "run")}})
+    ksr = FakeKSR()
+    first = copy.reload.load(ksr, str(copy.settings))
+    compiled = _count_compiles(monkeypatch)
+    second = first.reloader.load(ksr, str(copy.settings), first)
+    assert second is not first and errors(ksr) == []
+    assert len(compiled) > 50 and "kemi.routing.router" in compiled
+    assert not (tmp_path / "run" / "reload-pycache").exists()        # a reload writes nothing
