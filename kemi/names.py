@@ -74,6 +74,7 @@ DS_CURRENT_GATEWAY = "$xavp(_dsdst_=>uri)"           # dispatcher's xavp_dst: th
 # --- sockets and tables ----------------------------------------------------------------------
 METRICS_SOCKET_NAME = "metrics"   # the listen socket's name=: the only one serving /metrics
 DMQ_SOCKET_NAME = "dmq"           # cluster: the DMQ socket (KDMQ from peers only)
+HEALTH_SOCKET_NAME = "health"     # overload.health_listen: OPTIONS keepalives only, its own worker
 WEBSOCKET_SOCKET_NAMES = ("ws", "wss")   # [websocket] sockets' names (then ws-2, ...): the WebSocket handshake
 LOCATION_TABLE = "location"       # usrloc's table (registrar save / lookup, usrloc preload)
 SUBSCRIBER_TABLE = "subscriber"   # auth_db's table, as kamctl add writes it

@@ -105,6 +105,7 @@ DROP_FLOOD = "flood"
 DROP_SCANNER = "scanner"
 DROP_METRICS_SOCKET = "metrics_socket"   # SIP sent to the HTTP metrics socket
 DROP_NOT_A_PEER = "not_a_peer"       # cluster: a request on the DMQ socket from no peer
+DROP_HEALTH_SOCKET = "health_socket"  # overload: anything but OPTIONS on the health socket
 
 # --- the counters -----------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ INITIAL_SERIES = (
     *((BANS, (r,)) for r in (BAN_FLOOD, BAN_SCANNER, BAN_PASSWORD_GUESSING)),
     *((DROPPED, (r,)) for r in (DROP_BANNED, DROP_FLOOD, DROP_SCANNER, DROP_METRICS_SOCKET)),
 )
-# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, and UNAVAILABLE_OVERLOAD appear
+# (the cluster's reasons, DROP_NOT_A_PEER and UNAVAILABLE_SYNCING, DROP_HEALTH_SOCKET and UNAVAILABLE_OVERLOAD appear
 # when they first happen)
 
 

@@ -2,11 +2,12 @@
 algorithm); renders pipelimit's parameters. docs/reliability.md."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kemi.names import OVERLOAD_PIPE
-from kemi.schema import pipelimit_lines, require
+from kemi.names import HEALTH_SOCKET_NAME, OVERLOAD_PIPE
+from kemi.schema import SettingsError, pipelimit_lines, report, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -32,9 +33,19 @@ class OverloadSettings:
     queue_limit: int = 65536
     # Retry-After of the 503, seconds: phones and proxies wait this long before trying again
     retry_after: int = 5
+    # "ADDRESS:PORT" of a UDP socket with a SIP worker of its own that answers the OPTIONS
+    # keepalive to the server and nothing else: a health check or load balancer that probes it
+    # is answered at once while the SIP sockets' queues are full ("" = none). Independent of
+    # `enabled`. Keep it on loopback or a management network
+    health_listen: str = ""
+
+    @property
+    def health_socket(self) -> str:
+        return f"udp:{self.health_listen}"
 
 
 def validate(s: Settings, source: str) -> None:
+    validate_health(s, source)
     o = s.overload
     low, high = QUEUE_LIMIT_RANGE
     require(low <= o.queue_limit <= high, "overload.queue_limit", f"{o.queue_limit} is out of range",
@@ -42,6 +53,44 @@ def validate(s: Settings, source: str) -> None:
     low, high = RETRY_AFTER_RANGE
     require(low <= o.retry_after <= high, "overload.retry_after", f"{o.retry_after} is out of range",
             f"use {low} to {high} seconds", source)
+
+
+def validate_health(s: Settings, source: str) -> None:
+    listen = s.overload.health_listen
+    if not listen:
+        return
+    host, sep, port = listen.rpartition(":")
+    try:
+        addr = ipaddress.ip_address(host.strip("[]")) if sep and port.isdigit() else None
+    except ValueError:
+        addr = None
+    if addr is None or not (addr.version == 4 and not host.startswith("[")
+                            or addr.version == 6 and host.startswith("[") and host.endswith("]")):
+        report(SettingsError("overload.health_listen", f"{listen!r} is not ADDRESS:PORT",
+                             'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:5099", or "" for none', source))
+        return
+    if not require(1 <= int(port) <= 65535, "overload.health_listen", f"port {port} is out of range",
+                   "use a port from 1 to 65535", source):
+        return
+    require(not addr.is_unspecified, "overload.health_listen", f"{listen!r} listens on every address",
+            "name one address (loopback, or a management network's)", source)
+    for other, name in s.listens:
+        require(not (other.host == str(addr) and other.port == int(port)), "overload.health_listen",
+                f"{listen} is also the SIP socket {other.socket}",
+                "give the health socket a port of its own", source)
+        require(name != HEALTH_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",
+                f"rename the SBC side: {HEALTH_SOCKET_NAME!r} names the health socket", source)
+    if s.metrics.enabled:
+        require(s.metrics.address != (str(addr), int(port)), "overload.health_listen",
+                f"{listen} is also the metrics endpoint", "give the health socket a port of its own", source)
+
+
+def listen_lines(s: Settings) -> list[str]:
+    """The health socket, with one worker of its own (socket_workers applies to the next listen=
+    only); written after the SIP sockets."""
+    if not s.overload.health_listen:
+        return []
+    return ["socket_workers=1", f'listen={s.overload.health_socket} name "{HEALTH_SOCKET_NAME}"']
 
 
 def cfg_lines(s: Settings) -> list[str]:

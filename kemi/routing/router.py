@@ -20,6 +20,7 @@ Each feature is a folder (its decisions, its KSR part.py, its settings.py):
     self.rate       kemi/limits/     INVITEs per second per source, gateway, trunk (NoCallRate: none)
     self.records    kemi/records/    what acc writes per call, the spool replay (NoRecords: records off)
     self.overload   kemi/overload/   new requests refused early while Kamailio is overloaded (NoOverload: off)
+    self.health     kemi/overload/   the health socket: OPTIONS answered by its own worker (NoHealthSocket: none)
     self.guard      guard.py         every callback runs guarded: one log line and an answer, never a traceback
 
 A site subclasses Router, overrides the route methods or hooks it needs (the list:
@@ -49,7 +50,7 @@ from kemi.observe.metrics import (
 )
 from kemi.observe.memory import start_tracing
 from kemi.observe.part import memory_probe_for, observer_for
-from kemi.overload.part import NoOverload, Overload
+from kemi.overload.part import HealthSocket, NoHealthSocket, NoOverload, Overload
 from kemi.records.part import NoRecords, Records
 from kemi.routing.guard import ROUTE_OK, Guard
 from kemi.routing.registrar import Registrar
@@ -94,6 +95,9 @@ class Router:
         # sockets' queues back up (kemi/overload/, docs/reliability.md)
         self.overload: Overload | NoOverload = Overload(ksr, settings.overload, self.observe) \
             if settings.overload.enabled else NoOverload()
+        # the health socket: OPTIONS answered by a worker of its own (kemi/overload/part.py)
+        self.health: HealthSocket | NoHealthSocket = HealthSocket(ksr, self.observe) \
+            if settings.overload.health_listen else NoHealthSocket()
         screen = Screen if settings.security.enabled else NoScreen
         self.screen = screen(ksr, settings, self.observe, self.reply, self.sides.is_listed_gateway)
         # NAT handling (nat.enabled; NoNat: every party reached on the address it names)
@@ -229,6 +233,8 @@ class Router:
 
     def route_request(self, msg: Message) -> None:
         ksr = self.ksr
+        if self.health.answers(msg):                # the health socket: OPTIONS only, nothing routed
+            return
         if self.observe.is_metrics_socket(msg):     # SIP on the HTTP metrics socket: never routed
             ksr.info(f"kemi: request on the metrics socket dropped: {msg.describe()}\n")
             self.observe.note_drop(DROP_METRICS_SOCKET)

@@ -77,6 +77,7 @@ def render_kamailio_defines(s: Settings, outdir: str | os.PathLike | None = None
         # the sockets last: Kamailio reads a line after a listen= as one more address
         *sip.listen_lines(s),
         *observe.listen_lines(s),
+        *overload.listen_lines(s),     # the health socket, its own worker
         *sip.alias_lines(s),
     ]
     return "\n".join(lines) + "\n"

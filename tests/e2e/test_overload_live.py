@@ -13,6 +13,10 @@ stopping a new registration is served at normal latency. Not every caller: pipel
 the queues once a second, so in the second after they drained everything is admitted and the
 kernel drops what overflows the socket buffer (measured: 8-12 % unanswered, 1-2 OPTIONS in 25). Off (CONTROL): no 503; callers go unanswered or
 wait in the socket queue: the collapse the refusal prevents.
+
+The health socket (overload.health_listen, its own worker) is probed beside the SIP socket in
+both runs: it answers all but at most one probe, and in the run with the refusal off, where
+the SIP socket answers at most half (its CONTROL), it still does.
 """
 from __future__ import annotations
 
@@ -37,8 +41,9 @@ HEALTH_EVERY_S = 0.5
 # callers left without any answer: on, the once-a-second look lets some overflow (measured 8 %);
 # off, most of them (measured 90 %)
 UNANSWERED_ON, UNANSWERED_OFF = 0.20, 0.50
-# OPTIONS to the server answered during the load: on, measured 23/25 and 27/28; off, 2/10
-HEALTH_ON = 0.8
+# OPTIONS to the server's SIP socket answered during the load: on, measured 23/25 and 27/28;
+# off, 2/10 (the health socket, overload.health_listen, answers all but at most one in both)
+HEALTH_ON, HEALTH_OFF = 0.8, 0.5
 
 
 def _options_answered(address: tuple[str, int], timeout: float = 2.0) -> bool:
@@ -58,27 +63,33 @@ def _options_answered(address: tuple[str, int], timeout: float = 2.0) -> bool:
 
 def _overload_run(kamailio_factory, enabled: bool, results_dir) -> dict:
     routers = str(harness_stack.project_file("tests", "e2e", "routers"))
+    health_address = ("127.0.0.1", harness_stack.kamailio_port())
     proxy = kamailio_factory({
         "python": {"router": "capacity_router:CapacityRouter", "path": [routers]},
         # one source sends it all: pike's flood limit out of the way (make bench does the same)
         "security": {"flood_requests": 65535},
-        "overload": {"enabled": enabled},
+        # the health socket in both runs: its own worker, whatever the SIP socket's queue holds
+        "overload": {"enabled": enabled, "health_listen": "%s:%d" % health_address},
     }, name=f"overload-{'on' if enabled else 'off'}")
     before = probe(proxy.address)
     assert before is not None and before[0] == 401, f"an idle proxy must challenge a REGISTER: {before}"
-    health: list[bool] = []
+    assert _options_answered(health_address), "the idle proxy's health socket must answer OPTIONS"
+    health: list[bool] = []             # OPTIONS to the SIP socket the load goes to
+    health_socket: list[bool] = []      # OPTIONS to the health socket
     done = threading.Event()
 
-    def watch():
-        while not done.is_set() and len(health) < 200:     # bounded: 200 probes at most
-            health.append(_options_answered(proxy.address))
+    def watch(address, answers):
+        while not done.is_set() and len(answers) < 200:     # bounded: 200 probes at most
+            answers.append(_options_answered(address))
             done.wait(HEALTH_EVERY_S)
 
-    watcher = threading.Thread(target=watch, daemon=True)
+    watcher = threading.Thread(target=watch, args=(proxy.address, health), daemon=True)
+    health_watcher = threading.Thread(target=watch, args=(health_address, health_socket), daemon=True)
     result: dict = {}
     loader = threading.Thread(target=lambda: result.update(
         outcome=offer(proxy.address, CAPACITY * OVERLOAD, SECONDS, answer_wait=ANSWER_WAIT_S)), daemon=True)
     watcher.start()
+    health_watcher.start()
     started = time.monotonic()
     loader.start()
     time.sleep(SECONDS)
@@ -94,14 +105,17 @@ def _overload_run(kamailio_factory, enabled: bool, results_dir) -> dict:
         time.sleep(0.25)
     loader.join(SECONDS + 30)
     watcher.join(5)
+    health_watcher.join(5)
     summary = result["outcome"].summary()
     summary.update(overload_enabled=enabled, capacity=CAPACITY,
                    recovered_after_s=None if recovered_after is None else round(recovered_after, 2),
-                   health_options=f"{sum(health)}/{len(health)} answered", alive=proxy.alive())
+                   health_options=f"{sum(health)}/{len(health)} answered",
+                   health_socket_options=f"{sum(health_socket)}/{len(health_socket)} answered", alive=proxy.alive())
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"overload-{'on' if enabled else 'off'}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"\noverload {'on' if enabled else 'off'}: {json.dumps(summary)}")
     summary["_health"] = health
+    summary["_health_socket"] = health_socket
     summary["_log"] = proxy.log()
     return summary
 
@@ -115,6 +129,7 @@ def test_three_times_capacity_is_refused_early_and_recovers_at_once(kamailio_fac
     s = _overload_run(kamailio_factory, True, results_dir)
     assert s["alive"], "Kamailio exited under overload"
     assert sum(s["_health"]) >= HEALTH_ON * len(s["_health"]), f"OPTIONS went unanswered: {s['health_options']}"
+    assert _all_but_one(s["_health_socket"]), f"the health socket missed probes: {s['health_socket_options']}"
     assert s["refused_503"] > 0, f"nothing was refused at {OVERLOAD}x capacity: {s}"
     assert s["refused_503_without_retry_after"] == 0, s
     assert s["unanswered_share"] <= UNANSWERED_ON, f"callers timed out although the refusal is on: {s}"
@@ -133,3 +148,11 @@ def test_control_without_the_refusal_callers_time_out(kamailio_factory, results_
     assert s["refused_503"] == 0 and s["refused_503_without_retry_after"] == 0, s
     collapsed = s["unanswered_share"] > UNANSWERED_OFF or (s["served_p99_ms"] or 0) > SERVED_P99_LIMIT_S * 1000
     assert collapsed, f"without the refusal the overload did no harm: the test proves nothing: {s}"
+    # the health socket's own worker answers while the SIP socket's queue drops most probes
+    assert sum(s["_health"]) <= HEALTH_OFF * len(s["_health"]), \
+        f"the SIP socket answered its probes: the health socket's contrast proves nothing: {s['health_options']}"
+    assert _all_but_one(s["_health_socket"]), f"the health socket missed probes: {s['health_socket_options']}"
+
+
+def _all_but_one(answers: list[bool]) -> bool:
+    return len(answers) >= 10 and sum(answers) >= len(answers) - 1

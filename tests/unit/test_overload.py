@@ -146,3 +146,56 @@ def test_with_the_call_rate_pipelimit_is_loaded_once_with_one_timer():
     cfg = render_kamailio_defines(parse_settings({**ON, "limits": {"source_cps": 5}}))
     assert cfg.count("#!ifndef WITH_PIPELIMIT") == 2 and cfg.count("#!define PL_INTERVAL 1") == 2
     assert "#!define WITH_OVERLOAD" in cfg and "#!define WITH_CALL_RATE_LIMITS" in cfg
+
+
+# --- the health socket (overload.health_listen) -------------------------------------------------
+
+HEALTH = {"overload": {"health_listen": "127.0.0.1:5099"}}
+
+
+def test_the_health_socket_answers_options_with_its_own_worker_and_routes_nothing():
+    ksr = FakeKSR(SipMessage(method="OPTIONS", ruri="sip:2001@127.0.0.1", socket_name="health"))
+    make_router(ksr, {**HEALTH, "overload": {**HEALTH["overload"], **ON["overload"]}}).ksr_request_route(None)
+    assert ksr.replies == [(200, "OK")]
+    # before anything else: no overload check, no screening, no relaying, even for a user's URI
+    assert not ksr.called("pipelimit.pl_check_limit") and not ksr.called("maxfwd.process_maxfwd")
+    assert not ksr.relayed
+
+
+@pytest.mark.parametrize("method", ["INVITE", "REGISTER", "MESSAGE"])
+def test_anything_but_options_on_the_health_socket_is_dropped_counted_and_logged_once(method):
+    ksr = FakeKSR(SipMessage(method=method, socket_name="health"))
+    router = make_router(ksr, {**HEALTH, "metrics": {"enabled": True}})
+    for _ in range(3):
+        router.ksr_request_route(None)
+    assert ksr.replies == [] and not ksr.relayed and not ksr.called("auth.auth_challenge")
+    assert ksr.counter("kemi_dropped_requests_total", "health_socket") == 3
+    assert ksr.log_text("info").count("only OPTIONS are answered on the health socket") == 1
+
+
+def test_control_on_another_socket_an_options_goes_the_usual_way():
+    ksr = FakeKSR(SipMessage(method="OPTIONS", ruri="sip:2001@127.0.0.1"))
+    make_router(ksr, HEALTH).ksr_request_route(None)
+    assert ksr.called("maxfwd.process_maxfwd")              # routed: the request path ran
+
+
+def test_the_health_socket_is_absent_by_default_and_rendered_with_one_worker_when_set():
+    from kemi.overload.part import HealthSocket, NoHealthSocket
+    assert isinstance(make_router(FakeKSR()).health, NoHealthSocket)
+    assert isinstance(make_router(FakeKSR(), HEALTH).health, HealthSocket)
+    assert "health" not in render_kamailio_defines(parse_settings({}))
+    lines = render_kamailio_defines(parse_settings(HEALTH)).splitlines()
+    at = lines.index('listen=udp:127.0.0.1:5099 name "health"')
+    assert lines[at - 1] == "socket_workers=1"          # applies to the next listen= only
+    sip_listen = lines.index("listen=udp:127.0.0.1:5060")
+    assert sip_listen < at - 1                           # the SIP sockets keep sip.children
+
+
+@pytest.mark.parametrize("value, words", [
+    ("localhost:5099", "is not ADDRESS:PORT"), ("127.0.0.1", "is not ADDRESS:PORT"),
+    ("127.0.0.1:70000", "out of range"), ("0.0.0.0:5099", "every address"),
+    ("127.0.0.1:5060", "is also the SIP socket"), ("::1:5099", "is not ADDRESS:PORT")])
+def test_a_wrong_health_listen_is_refused_with_the_key_and_the_fix(value, words):
+    with pytest.raises(SettingsError, match="overload.health_listen") as err:
+        parse_settings({"overload": {"health_listen": value}})
+    assert words in str(err.value)
