@@ -8,7 +8,8 @@
                                     rtpengine with the settings' [media.rtpengine]
     entrypoint.py mariadb           exec MariaDB on its unix socket only (/run/mysqld, shared with
                                     the kamailio container; no network); a new data folder first
-    entrypoint.py health-kamailio   exit 0 when Kamailio answers an OPTIONS on its first socket
+    entrypoint.py health-kamailio   exit 0 when Kamailio answers an OPTIONS on its health socket
+                                    (overload.health_listen), else on its first SIP socket
     entrypoint.py health-rtpengine  exit 0 when rtpengine answers an ng ping
     entrypoint.py health-mariadb    exit 0 when MariaDB answers a query on its socket
 
@@ -91,7 +92,11 @@ def health_mariadb() -> int:
 
 def health_kamailio() -> int:
     from kemi_tools.stack.process import sip_options_ok
-    first = load().sip.listen[0]
+    settings = load()
+    if settings.overload.health_listen:     # its own worker: answered even while the SIP sockets queue
+        host, _, port = settings.overload.health_listen.rpartition(":")
+        return 0 if sip_options_ok(host.strip("[]"), int(port), timeout=HEALTH_TIMEOUT) else 1
+    first = settings.sip.listen[0]
     return 0 if sip_options_ok(first.host, first.port, timeout=HEALTH_TIMEOUT) else 1
 
 

@@ -296,3 +296,23 @@ def test_a_copy_source_the_dockerignore_drops_is_caught():
     assert any("excluded by .dockerignore" in p
                for p in dockerfile_problems(DOCKERFILE.read_text().replace("COPY . /opt/kemi", "COPY kemi /opt/kemi"),
                                             ["kemi"]))
+
+
+@pytest.mark.parametrize("overload, probed", [
+    ({"health_listen": "127.0.0.1:5099"}, ("127.0.0.1", 5099)),    # the health socket's own worker
+    ({}, ("127.0.0.1", 5060)),                                       # CONTROL: none set, sip.listen[0]
+])
+def test_the_kamailio_healthcheck_probes_the_health_socket_when_there_is_one(monkeypatch, overload, probed):
+    from kemi.settings import parse_settings
+    from kemi_tools.stack import process
+    spec = importlib.util.spec_from_file_location("kemi_docker_entrypoint", DOCKER / "entrypoint.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    asked = []
+    monkeypatch.setattr(module, "load", lambda: parse_settings({"overload": overload}))
+    monkeypatch.setattr(process, "sip_options_ok", lambda host, port, timeout: asked.append((host, port)) or True)
+    assert module.health_kamailio() == 0 and asked == [probed]
