@@ -224,6 +224,22 @@ def table_list(key: str, raw, source: str) -> list:
     return raw
 
 
+def literal_address_port(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int] | None:
+    """"ADDRESS:PORT" with a literal IP, IPv4 bare and IPv6 in brackets: (address, port), else
+    None. The port is only known to be digits: the caller checks its range and says which key."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    opened, closed = host.startswith("["), host.endswith("]")
+    if opened != closed or (addr.version == 6) != opened:
+        return None
+    return addr, int(port)
+
+
 def is_host(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))

@@ -2,7 +2,6 @@
 counters' declarations and the decision log's cfg variable. docs/observability.md."""
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 from kemi.names import DECISION_LOG_GROUP, DECISION_LOG_VAR, ENTRY_STATS, METRICS_SOCKET_NAME, OTHER_ENTRY_STAT
 from kemi.observe.decisions import DECISION_LEVELS
 from kemi.observe.metrics import COUNTERS, LIMIT_METRICS
-from kemi.schema import SettingsError, report, require
+from kemi.schema import SettingsError, literal_address_port, report, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -65,19 +64,13 @@ def validate_metrics(s: Settings, source: str) -> None:
     low, high = PYTHON_MEMORY_INTERVAL_RANGE
     require(low <= m.python_memory_interval <= high, "metrics.python_memory_interval",
             f"{m.python_memory_interval} is out of range", f"use {low} (off) to {high} seconds", source)
-    host, sep, port = m.listen.rpartition(":")
-    try:
-        addr = ipaddress.ip_address(host.strip("[]")) if sep and port.isdigit() else None
-    except ValueError:
-        addr = None
+    parsed = literal_address_port(m.listen)
     fix = 'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:9090" or "[::1]:9090"'
-    # the later checks need a parsed address
-    # an IPv4 address bare, an IPv6 one in brackets
-    if addr is None or not (addr.version == 4 and not host.startswith("[")
-                            or addr.version == 6 and host.startswith("[") and host.endswith("]")):
+    if parsed is None:
         report(SettingsError("metrics.listen", f"{m.listen!r} is not ADDRESS:PORT", fix, source))
         return
-    if not require(1 <= int(port) <= 65535, "metrics.listen", f"port {port} is out of range",
+    addr, port = parsed
+    if not require(1 <= port <= 65535, "metrics.listen", f"port {port} is out of range",
                    "use a port from 1 to 65535", source):
         return
     require(not addr.is_unspecified, "metrics.listen", f"{m.listen!r} listens on every address",
@@ -86,7 +79,7 @@ def validate_metrics(s: Settings, source: str) -> None:
     if not m.enabled:
         return
     for listen, name in s.listens:
-        require(not (listen.host == str(addr) and listen.port == int(port)), "metrics.listen",
+        require(not (listen.host == str(addr) and listen.port == port), "metrics.listen",
                 f"{m.listen} is also the SIP socket {listen.socket}",
                 "give the metrics endpoint a port of its own (SIP never reaches it)", source)
         require(name != METRICS_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",

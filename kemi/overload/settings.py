@@ -2,12 +2,11 @@
 algorithm); renders pipelimit's parameters. docs/reliability.md."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kemi.names import HEALTH_SOCKET_NAME, OVERLOAD_PIPE
-from kemi.schema import SettingsError, pipelimit_lines, report, require
+from kemi.schema import SettingsError, literal_address_port, pipelimit_lines, report, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -59,29 +58,25 @@ def validate_health(s: Settings, source: str) -> None:
     listen = s.overload.health_listen
     if not listen:
         return
-    host, sep, port = listen.rpartition(":")
-    try:
-        addr = ipaddress.ip_address(host.strip("[]")) if sep and port.isdigit() else None
-    except ValueError:
-        addr = None
-    if addr is None or not (addr.version == 4 and not host.startswith("[")
-                            or addr.version == 6 and host.startswith("[") and host.endswith("]")):
+    parsed = literal_address_port(listen)
+    if parsed is None:
         report(SettingsError("overload.health_listen", f"{listen!r} is not ADDRESS:PORT",
                              'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:5099", or "" for none', source))
         return
-    if not require(1 <= int(port) <= 65535, "overload.health_listen", f"port {port} is out of range",
+    addr, port = parsed
+    if not require(1 <= port <= 65535, "overload.health_listen", f"port {port} is out of range",
                    "use a port from 1 to 65535", source):
         return
     require(not addr.is_unspecified, "overload.health_listen", f"{listen!r} listens on every address",
             "name one address (loopback, or a management network's)", source)
     for other, name in s.listens:
-        require(not (other.host == str(addr) and other.port == int(port)), "overload.health_listen",
+        require(not (other.host == str(addr) and other.port == port), "overload.health_listen",
                 f"{listen} is also the SIP socket {other.socket}",
                 "give the health socket a port of its own", source)
         require(name != HEALTH_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",
                 f"rename the SBC side: {HEALTH_SOCKET_NAME!r} names the health socket", source)
     if s.metrics.enabled:
-        require(s.metrics.address != (str(addr), int(port)), "overload.health_listen",
+        require(s.metrics.address != (str(addr), port), "overload.health_listen",
                 f"{listen} is also the metrics endpoint", "give the health socket a port of its own", source)
 
 

@@ -2,13 +2,12 @@
 (siptrace); renders their module parameters. docs/records.md."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kemi.names import FLT_ACC, FLT_ACC_FAILED, RECORDS_REPLAY_CALLBACK
 from kemi.records.schema import TABLE, TIME_ATTR, db_extra
-from kemi.schema import require
+from kemi.schema import literal_address_port, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -48,16 +47,9 @@ class CaptureSettings:
     agent_id: int = 0
 
     def host_port(self) -> tuple[str, int] | None:
-        host, sep, port = self.address.rpartition(":")
-        if not sep or not port.isdigit():
-            return None
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return None
-        if ":" in host.strip("[]") and not (host.startswith("[") and host.endswith("]")):
-            return None
-        return host, int(port)
+        """(host as written, IPv6 in brackets; port), None if the address is not ADDRESS:PORT."""
+        parsed = literal_address_port(self.address)
+        return None if parsed is None else (self.address.rpartition(":")[0], parsed[1])
 
 
 def validate_records(s: Settings, source: str) -> None:
