@@ -240,6 +240,20 @@ def literal_address_port(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.I
     return addr, int(port)
 
 
+def checked_address_port(key: str, text: str, example: str, source: str):
+    """literal_address_port() of a setting, or None with the problem reported under `key`
+    (not ADDRESS:PORT; port out of range)."""
+    parsed = literal_address_port(text)
+    if parsed is None:
+        report(SettingsError(key, f"{text!r} is not ADDRESS:PORT",
+                             f'write "ADDRESS:PORT" with a literal IP, e.g. {example}', source))
+        return None
+    if not require(1 <= parsed[1] <= 65535, key, f"port {parsed[1]} is out of range", "use a port from 1 to 65535",
+                   source):
+        return None
+    return parsed
+
+
 def is_host(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))

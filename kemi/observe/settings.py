@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from kemi.names import DECISION_LOG_GROUP, DECISION_LOG_VAR, ENTRY_STATS, METRICS_SOCKET_NAME, OTHER_ENTRY_STAT
 from kemi.observe.decisions import DECISION_LEVELS
 from kemi.observe.metrics import COUNTERS, LIMIT_METRICS
-from kemi.schema import SettingsError, literal_address_port, report, require
+from kemi.schema import checked_address_port, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -64,15 +64,10 @@ def validate_metrics(s: Settings, source: str) -> None:
     low, high = PYTHON_MEMORY_INTERVAL_RANGE
     require(low <= m.python_memory_interval <= high, "metrics.python_memory_interval",
             f"{m.python_memory_interval} is out of range", f"use {low} (off) to {high} seconds", source)
-    parsed = literal_address_port(m.listen)
-    fix = 'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:9090" or "[::1]:9090"'
+    parsed = checked_address_port("metrics.listen", m.listen, '"127.0.0.1:9090" or "[::1]:9090"', source)
     if parsed is None:
-        report(SettingsError("metrics.listen", f"{m.listen!r} is not ADDRESS:PORT", fix, source))
         return
     addr, port = parsed
-    if not require(1 <= port <= 65535, "metrics.listen", f"port {port} is out of range",
-                   "use a port from 1 to 65535", source):
-        return
     require(not addr.is_unspecified, "metrics.listen", f"{m.listen!r} listens on every address",
             "name one address: the endpoint has no authentication (loopback, or a management "
             "network's address)", source)

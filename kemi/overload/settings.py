@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kemi.names import HEALTH_SOCKET_NAME, OVERLOAD_PIPE
-from kemi.schema import SettingsError, literal_address_port, pipelimit_lines, report, require
+from kemi.schema import checked_address_port, pipelimit_lines, require
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -58,15 +58,10 @@ def validate_health(s: Settings, source: str) -> None:
     listen = s.overload.health_listen
     if not listen:
         return
-    parsed = literal_address_port(listen)
+    parsed = checked_address_port("overload.health_listen", listen, '"127.0.0.1:5099", or "" for none', source)
     if parsed is None:
-        report(SettingsError("overload.health_listen", f"{listen!r} is not ADDRESS:PORT",
-                             'write "ADDRESS:PORT" with a literal IP, e.g. "127.0.0.1:5099", or "" for none', source))
         return
     addr, port = parsed
-    if not require(1 <= port <= 65535, "overload.health_listen", f"port {port} is out of range",
-                   "use a port from 1 to 65535", source):
-        return
     require(not addr.is_unspecified, "overload.health_listen", f"{listen!r} listens on every address",
             "name one address (loopback, or a management network's)", source)
     for other, name in s.listens:
