@@ -93,7 +93,9 @@ test-debian13:
 bench-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" $(PY) scripts/debroot.py bench trixie
 
+# BENCH_ARGS="--configs native,python,python-compiled": the compiled copy is built first
 bench-instructions: install-bench
+	$(if $(findstring python-compiled,$(BENCH_ARGS)),$(MAKE) compile)
 	$(PY) -m bench.instructions $(BENCH_ARGS)
 
 bench-instructions-debian13:

@@ -1,6 +1,6 @@
 """`make compile`: the routing's hot path compiled with mypyc into build/compiled/ (issue 26 b).
 
-    .venv/bin/python -m kemi_tools.compile [--out DIR] [--opt-level N]
+    .venv/bin/python -m kemi_tools.compile [--out DIR] [--opt-level N] [--force]
 
 Runs on the venv of Debian's python3 (scripts/install.sh --compile makes it, with mypy, whose
 mypyc compiles; gcc and python3-dev from Debian), so the extension modules are built for the
@@ -90,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kemi_tools.compile", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=compiled.BUILD_DIR)
     ap.add_argument("--opt-level", default="3", choices=("0", "1", "2", "3"), help="mypyc's (gcc -O)")
+    ap.add_argument("--force", action="store_true", help="build even when the copy is current")
     args = ap.parse_args(argv)
+    if not args.force and compiled.staleness(args.out) is None:
+        print(f"kemi: {args.out} is current (built from these sources for {compiled.interpreter_tag()}): "
+              "nothing to do (--force builds anyway)")
+        return 0
     try:
         import mypyc  # noqa: F401
     except ImportError:

@@ -193,6 +193,25 @@ def test_routing_tests_pass_on_the_compiled_modules(tmp_path):
     tests = [str(PROJECT_ROOT / "tests" / "unit" / f) for f in ("test_routes.py", "test_sbc_routes.py")]
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "compiled_only",
                           "--rootdir", str(PROJECT_ROOT), *tests], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "PYTHONPATH": f"{compiled.BUILD_DIR}:{tmp_path}:{PROJECT_ROOT}"})
+                         timeout=300,
+                         env={**os.environ, "PYTHONPATH": f"{compiled.BUILD_DIR}:{tmp_path}:{PROJECT_ROOT}"})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout
+
+
+def test_the_build_completes_each_compiled_subpackage_with_its_plain_modules(tmp_path):
+    """A regular package is looked for in one folder only: build/compiled/kemi/routing/ must
+    hold routing's __init__.py too, topology's its uncompiled part.py; never a .py of a
+    compiled module (it would be what loads)."""
+    from kemi_tools.compile import complete_packages, copy_sources
+    work, out = tmp_path / "work", tmp_path / "out"
+    hashes = copy_sources(work)
+    assert hashes == compiled.source_hashes()             # what the manifest will record
+    for name in compiled.COMPILED_MODULES:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+    copied = complete_packages(work, out)
+    for name in ("kemi/routing/__init__.py", "kemi/topology/part.py", "kemi/cluster/part.py",
+                 "kemi/observe/metrics.py", "kemi/sbc/settings.py"):
+        assert name in copied and (out / name).is_file(), name
+    assert not set(copied) & set(compiled.COMPILED_MODULES)
+    assert not (out / "kemi" / "settings").exists() and not (out / "kemi" / "message.py").exists()
