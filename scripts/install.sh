@@ -33,8 +33,9 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
 TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium
          nftables)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
-# make compile (mypyc): gcc and the headers of Debian's python3, the interpreter app_python3 embeds
-COMPILE=(build-essential python3-dev python3-venv)
+# make compile (mypyc): gcc and the headers of Debian's python3, the interpreter app_python3 embeds;
+# setuptools runs the build (Debian 13's venv has none of its own)
+COMPILE=(build-essential python3-dev python3-venv python3-setuptools)
 # make bench-instructions measures the compiled routing too (--configs python-compiled)
 BENCH=(python3-matplotlib valgrind "${COMPILE[@]}")
 # the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the

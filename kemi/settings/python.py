@@ -37,6 +37,12 @@ def validate(s: Settings, source: str) -> None:
         from kemi import compiled
         problem = compiled.staleness()
         require(problem is None, "python.compiled", f"true, but {problem}", compiled.FIX, source)
+        # the probe wraps Router.ksr_request_route on the instance: a compiled Router's methods
+        # cannot be replaced ("attribute 'ksr_request_route' is read-only" at start)
+        require(s.metrics.python_memory_interval == 0, "python.compiled",
+                "true, with metrics.python_memory_interval on: the memory probe wraps a Router method, "
+                "which the compiled Router cannot have replaced",
+                "turn one of them off (the probe is a soak's debug hook)", source)
 
 
 def engine_lines(s: Settings) -> list[str]:

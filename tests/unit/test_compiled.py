@@ -190,7 +190,11 @@ def test_the_compiled_copy_is_what_gets_imported_and_control_without_it():
 @needs_build
 def test_routing_tests_pass_on_the_compiled_modules(tmp_path):
     (tmp_path / "compiled_only.py").write_text(PLUGIN)
-    tests = [str(PROJECT_ROOT / "tests" / "unit" / f) for f in ("test_routes.py", "test_sbc_routes.py")]
+    # test_call_records: the records' AVPs keep their types (an `int | float` once made them floats);
+    # its replay test replaces a method on an instance, which a compiled class does not allow
+    tests = [str(PROJECT_ROOT / "tests" / "unit" / f) for f in ("test_routes.py", "test_sbc_routes.py",
+                                                                "test_call_records.py")]
+    tests += ["-k", "not test_the_router_replays_from_its_timer_callback"]
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "compiled_only",
                           "--rootdir", str(PROJECT_ROOT), *tests], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300,
@@ -215,3 +219,25 @@ def test_the_build_completes_each_compiled_subpackage_with_its_plain_modules(tmp
         assert name in copied and (out / name).is_file(), name
     assert not set(copied) & set(compiled.COMPILED_MODULES)
     assert not (out / "kemi" / "settings").exists() and not (out / "kemi" / "message.py").exists()
+
+
+def test_the_compiled_router_refuses_the_memory_probe_naming_both_keys(monkeypatch):
+    """The probe replaces Router.ksr_request_route on the instance; a compiled Router's
+    methods are read-only (AttributeError at start): refused at settings time instead."""
+    monkeypatch.setattr(compiled, "staleness", lambda: None)
+    with pytest.raises(SettingsError) as err:
+        parse_settings({"python": {"compiled": True}, "metrics": {"python_memory_interval": 60}})
+    assert "python.compiled" in str(err.value) and "metrics.python_memory_interval" in str(err.value)
+    # control: either one alone starts
+    assert parse_settings({"python": {"compiled": True}}).python.compiled
+    assert parse_settings({"metrics": {"python_memory_interval": 60}}).metrics.python_memory_interval == 60
+
+
+def test_media_figures_keep_their_type_for_the_records_avps():
+    """Integers stay integers (set with pv.seti), MOS a float: compiled, an `int | float`
+    annotation made every value a float (the AVP then read "148.0"; the compiled run of
+    test_call_records above checks it there)."""
+    from kemi.records.media import PartyMedia
+    columns = PartyMedia(rtp_packets=148, lost=5, jitter_ms=10, mos=4.1).columns("a")
+    assert columns == {"a_rtp_packets": 148, "a_lost": 5, "a_jitter_ms": 10, "a_mos": 4.1}
+    assert [type(v) for v in columns.values()] == [int, int, int, float]
