@@ -23,6 +23,8 @@
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
+# make compile  the routing's hot path compiled with mypyc into build/compiled/ (settings
+#             python.compiled = true runs it; kemi/compiled.py, docs/benchmark.md "Compiled routing")
 # make cluster  a demo cluster in network namespaces: 3 Kamailio nodes (DMQ), Galera, keepalived,
 #               2 rtpengines (docs/cluster.md); Ctrl-C stops it
 PY      := /usr/bin/python3
@@ -38,7 +40,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology soak
+.PHONY: compile run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology soak
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -63,6 +65,11 @@ install-test:
 install-bench:
 	scripts/install.sh --bench
 
+# gcc and python3-dev from Debian, mypyc (ships with mypy) in .venv, built for Debian's python3
+compile:
+	scripts/install.sh --compile
+	$(VENV_PY) -m kemi_tools.compile
+
 cluster:
 	scripts/install.sh --cluster
 	$(PY) -m kemi_tools.cluster $(CLUSTER_ARGS)
@@ -86,7 +93,9 @@ test-debian13:
 bench-debian13:
 	KEMI_BENCH_ARGS="$(BENCH_ARGS)" $(PY) scripts/debroot.py bench trixie
 
+# BENCH_ARGS="--configs native,python,python-compiled": the compiled copy is built first
 bench-instructions: install-bench
+	$(if $(findstring python-compiled,$(BENCH_ARGS)),$(MAKE) compile)
 	$(PY) -m bench.instructions $(BENCH_ARGS)
 
 bench-instructions-debian13:

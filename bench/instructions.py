@@ -60,7 +60,12 @@ from bench.stack import (NATIVE_CFG, PYTHON_CFG, BenchDatabase, BenchKamailio, m
                          start_rtpengine)
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-CONFIGS = ("native", "python")
+# python-compiled: the Python routing with settings python.compiled (make compile first; issue 26 b),
+# measured when --configs names it
+CONFIGS = ("native", "python", "python-compiled")
+DEFAULT_CONFIGS = ("native", "python")
+# the [python] table of each config that is not native
+PYTHON_TABLES = {"python": {}, "python-compiled": {"python": {"compiled": True}}}
 # the scenarios run by default: what one start of a Kamailio under valgrind can take in a few
 # minutes. The held-calls ones need 100 / 1,000 calls set up through valgrind first (see --help)
 DEFAULT_SCENARIOS = ("register-db1", "call", "register-db2", "register-1k", "call-1k", "register-100k",
@@ -331,6 +336,7 @@ class InstrEnv(Env):
     MariaDB of its own: the machine's is shared, and other runs stop and start it (a Kamailio
     that loses its database mid-run fails calls; these runs take half an hour)."""
     own_db: OwnMariaDB | None = None
+    configs: tuple[str, ...] = DEFAULT_CONFIGS      # the configs measured (a database each)
 
     def start(self) -> None:
         if self.workdir.is_dir():
@@ -340,7 +346,7 @@ class InstrEnv(Env):
         self.own_db = OwnMariaDB(PORT_BASE + DB_PORT_OFFSET, f"kemi-instr{SLOT}").install().start()
         assert self.own_db.daemon is not None
         log(f"bench.instructions: private MariaDB on 127.0.0.1:{self.own_db.port} (pid {self.own_db.daemon.pid})")
-        for label in CONFIGS:
+        for label in self.configs:
             db = BenchDatabase(f"kemi_instr_{label}", self.workdir, host=f"127.0.0.1:{self.own_db.port}",
                                socket=self.own_db.socket)
             db.create(SUBSCRIBERS)
@@ -412,7 +418,8 @@ def measure_run(env: InstrEnv, scenario: Scenario, label: str, run: int, media: 
                         env.kamailio_cpus, 1, usrloc_db_mode=scenario.usrloc_db_mode,
                         memory_manager=env.memory_manager, media=media,
                         sbc_gateway_port=env.gateway_port if scenario.sbc else 0,
-                        wrap=wrap, pinned=False, idle_busy=IDLE_BUSY, count_entries=count_entries)
+                        wrap=wrap, pinned=False, idle_busy=IDLE_BUSY, count_entries=count_entries,
+                        extra=PYTHON_TABLES.get(label, {}))
     db.load_contacts(scenario.contacts, SUBSCRIBERS, env.callee_port, kam.socket)
     env.kamailios = {label: kam}
     load: Any = LOADS[scenario.kind](env, scenario)      # its csv and held-call pace are set below
@@ -507,7 +514,7 @@ def ratio(p, n):
 def build(results: list[dict], info: dict) -> dict:
     by_scenario: dict[str, dict] = {}
     for r in results:
-        s = by_scenario.setdefault(r["scenario"], {"scenario": r["scenario"], "runs": {"native": [], "python": []}})
+        s = by_scenario.setdefault(r["scenario"], {"scenario": r["scenario"], "runs": {c: [] for c in CONFIGS}})
         s["runs"][r["config"]].append(r)
     for s in by_scenario.values():
         for label in CONFIGS:
@@ -515,11 +522,16 @@ def build(results: list[dict], info: dict) -> dict:
             s[label] = {"Ir_per_call": statistics.median(totals) if totals else None,
                         "spread": (max(totals) - min(totals)) / min(totals) if len(totals) > 1 else None}
         s["ratio"] = ratio(s["python"]["Ir_per_call"], s["native"]["Ir_per_call"])
+        s["ratio_compiled"] = ratio(s["python-compiled"]["Ir_per_call"], s["native"]["Ir_per_call"])
     return {"machine": info, "method": __doc__.split("\n\n")[1], "scenarios": list(by_scenario.values())}
 
 
 def _n(v) -> str:
     return "-" if v is None else f"{v:,.0f}"
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def merge(docs: list[dict]) -> dict:
@@ -565,6 +577,16 @@ def markdown(doc: dict) -> str:
                      f"{_n(p['Ir_per_call'] - n['Ir_per_call'])} | {s['ratio']:.2f} | "
                      f"{spread(n['spread'])} / {spread(p['spread'])} | {pr['python_entries']:g} | "
                      f"{pr['ksr_calls']:g} |")
+    if any(s.get("ratio_compiled") for s in doc["scenarios"]):
+        lines += ["", "Compiled routing (python.compiled, `make compile`: kemi/compiled.py), C = python-compiled:", "",
+                  "| scenario | instructions per call N / P / C | P/N | C/N | C/P | runs differ by C |",
+                  "|---|---|---|---|---|---|"]
+        for s in doc["scenarios"]:
+            if not s.get("ratio_compiled"):
+                continue
+            n, p, c = (s[k]["Ir_per_call"] for k in CONFIGS)
+            lines.append(f"| {s['scenario']} | {_n(n)} / {_n(p)} / {_n(c)} | {_f(s['ratio'])} | "
+                         f"{s['ratio_compiled']:.2f} | {_f(ratio(c, p))} | {spread(s['python-compiled']['spread'])} |")
     for name, why in m.get("not_measured", {}).items():
         lines.append(f"\n{name}: not measured: {why}")
     if m.get("rerun_alone"):
@@ -575,7 +597,7 @@ def markdown(doc: dict) -> str:
               "|---|---|" + "---|" * len(callgrind.CATEGORIES)]
     for s in doc["scenarios"]:
         for label in CONFIGS:
-            if not s["runs"][label]:
+            if not s["runs"].get(label):
                 continue
             parts = s["runs"][label][0]["per_call"]["by_part"]
             lines.append(f"| {s['scenario']} | {label} | "
@@ -631,7 +653,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m bench.instructions", description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenarios", help=f"comma-separated (default: {','.join(DEFAULT_SCENARIOS)}; also "
                                         f"call-held-100 and call-held-1000, slow: the held calls go through valgrind)")
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                    help=f"comma-separated, of {','.join(CONFIGS)} (python-compiled: make compile first)")
     ap.add_argument("--runs", type=int, default=2, help="runs per scenario and config (they must agree)")
     ap.add_argument("--calls", type=int, default=MEASURED_CALLS, help="measured calls per run")
     ap.add_argument("--cache-sim", action="store_true", help="callgrind's cache simulation too (I1/D1/LL misses)")
@@ -672,8 +695,12 @@ def main(argv: list[str]) -> int:
         return 2
     scenarios = select(args.scenarios.split(",") if args.scenarios else list(DEFAULT_SCENARIOS))
     configs = args.configs.split(",")
+    if set(configs) - set(CONFIGS):
+        print(f"bench.instructions: unknown configs {sorted(set(configs) - set(CONFIGS))}", file=sys.stderr)
+        return 2
     from kemi_tools.stack import kamailio as kemi_kamailio
     env = InstrEnv(Path(f"/tmp/kemi-instr{SLOT or ''}"), "1", "0", 1, kemi_kamailio.MEMORY_MANAGER)
+    env.configs = tuple(configs)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     info = machine()
     info.update(valgrind=valgrind_version(), warmup=WARMUP_CALLS, measured=args.calls, rates=RATE,

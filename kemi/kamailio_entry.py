@@ -57,6 +57,12 @@ _root = _define("KEMI_ROOT")
 # parent (kemi/sip.py must not shadow a 'sip' module)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") not in (_root, os.path.join(_root, "kemi"))]
 sys.path.insert(0, _root)
+# settings python.compiled: the mypyc-built modules (make compile) come first; `kemi` is a
+# namespace package, so what was not compiled still loads from _root (kemi/compiled.py)
+_compiled = (KSR.kx.get_def("KEMI_COMPILED") or "").strip('"')
+if _compiled:
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _compiled]
+    sys.path.insert(0, _compiled)
 
 # The cfg variable `make reload` bumps (rendered into kamailio-settings.cfg, starts at 0).
 # Written here, not imported: this file must work while the package does not import.

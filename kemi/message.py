@@ -162,3 +162,18 @@ class Message:
         """Short identification for log lines."""
         return (f"{self.printable('$rm')} from {self.source_ip}:{self.source_port} "
                 f"call-id={self.printable('$ci')}")
+
+
+# The SBC's message (kemi/sbc/part.py uses it). Here, not in kemi/sbc/part.py: make compile
+# compiles that part, and a class with __slots__ cannot be made in a compiled module (mypyc:
+# "TypeError: mypyc classes can't have __slots__" at import); this module stays plain Python.
+class SbcMessage(Message):
+    """A message on the SBC: what its steps learn about its sides (None: not known yet)."""
+    __slots__ = ("ingress", "egress", "from_gateway", "gateway_side")
+
+    def __init__(self, ksr):
+        super().__init__(ksr)
+        self.ingress: Side | None = None        # the side the request came from (accept)
+        self.egress: str | None = None          # the side's name it is relayed through (leaving)
+        self.from_gateway: bool | None = None   # sent by a listed gateway of its side (asked once)
+        self.gateway_side: Side | None = None   # the side whose gateway set it is sent to (select_gateway)

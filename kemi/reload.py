@@ -64,6 +64,12 @@ class Loaded:
     reloader: ModuleType        # the kemi.reload module loaded with this code: does the next swap
 
 
+# what make reload says when the compiled core runs (settings python.compiled)
+COMPILED_NOTE = ("kemi: python.compiled = true: the compiled kemi package (build/compiled) stays as "
+                 "Kamailio loaded it, only the modules of python.path (a site's Router) reload; "
+                 "a change to kemi/ needs `make compile` and a Kamailio restart")
+
+
 class RestartNeeded(Exception):
     """The edited settings change kamailio-settings.cfg: only a restart applies them."""
 
@@ -74,7 +80,8 @@ def load(ksr, settings_file: str, previous: Loaded | None = None) -> Loaded:
     if previous is None:
         router = _build(ksr, settings_file)
         return Loaded(router, _defines(router.settings), sys.modules[__name__])
-    saved = _take_modules(_roots(previous.router))
+    roots, package = _roots(previous.router), _package_reloads(previous.router)
+    saved = _take_modules(roots, package)
     try:
         with _from_sources(reload_cache(previous.router.settings.runtime.dir)):
             router = _build(ksr, settings_file)
@@ -84,7 +91,7 @@ def load(ksr, settings_file: str, previous: Loaded | None = None) -> Loaded:
             raise RestartNeeded(f"the settings change kamailio-settings.cfg ({', '.join(changed)}): "
                                 "restart Kamailio to apply them")
     except BaseException as exc:    # nothing may reach app_python3 (docs/reload.md, Limits)
-        _take_modules(_roots(previous.router))        # the half-imported new code goes
+        _take_modules(roots, package)        # the half-imported new code goes
         sys.modules.update(saved)
         ksr.err(f"kemi: reload failed, still running the previous code: {describe_failure(exc)}\n")
         return previous
@@ -128,12 +135,21 @@ def _roots(router) -> list[str]:
     return [os.path.abspath(p) + os.sep for p in router.settings.python.path]
 
 
-def _take_modules(roots: list[str]) -> dict:
-    """Remove the kemi package and modules from `roots` from sys.modules; returns them."""
+def _package_reloads(router) -> bool:
+    """False with settings python.compiled: the kemi package stays as loaded. An extension
+    module cannot be re-imported (Python hands back the one already loaded), so re-importing
+    it would silently keep the old code; the settings check at the reload refuses a compiled
+    copy older than the sources (kemi/compiled.py), and only a restart loads a new one."""
+    return not router.settings.python.compiled
+
+
+def _take_modules(roots: list[str], package: bool = True) -> dict:
+    """Remove the kemi package (unless `package` is false) and modules from `roots` from
+    sys.modules; returns them."""
     taken = {}
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None) or ""
-        if name == PACKAGE or name.startswith(PACKAGE + ".") or any(file.startswith(r) for r in roots):
+        if (package and (name == PACKAGE or name.startswith(PACKAGE + "."))) or any(file.startswith(r) for r in roots):
             taken[name] = sys.modules.pop(name)
     return taken
 
@@ -231,10 +247,13 @@ def main(argv: list[str]) -> int:
             return 1
     from kemi.settings import SettingsError, load_settings
     try:
-        ctl = load_settings(settings_file).ctl_socket
+        settings = load_settings(settings_file)
     except SettingsError as exc:
         print(f"kemi: {exc}", file=sys.stderr)
         return 1
+    ctl = settings.ctl_socket
+    if settings.python.compiled:
+        print(COMPILED_NOTE)
     if not os.path.exists(ctl):
         print(f"kemi: no control socket at {ctl}: is Kamailio running with these settings? "
               "(make reload SETTINGS=... names the file make run used)", file=sys.stderr)

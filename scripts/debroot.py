@@ -531,7 +531,11 @@ def main(argv: list[str] | None = None) -> int:
             if target not in BENCH_TARGETS:
                 raise RootError(f"KEMI_BENCH_TARGET={target}: one of {', '.join(BENCH_TARGETS)}")
             command = f"make {target} BENCH_ARGS='--out /root/bench-out {extra}'"
-            status = run(args.suite, args.checkout.resolve(), command, prepare="scripts/install.sh --bench",
+            # the compiled routing (--configs ...python-compiled) builds with the venv's mypyc:
+            # made while the network is there (the run itself has none)
+            prepare = "scripts/install.sh --bench" + (" && scripts/install.sh --compile"
+                                                      if "python-compiled" in extra else "")
+            status = run(args.suite, args.checkout.resolve(), command, prepare=prepare,
                          outputs={out: "/root/bench-out"})
             print(f"debroot: {command} on Debian {SUITES[args.suite]} exited {status} after "
                   f"{time.monotonic() - started:.0f} s; results in {out}", flush=True)

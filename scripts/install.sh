@@ -4,6 +4,8 @@
 #   scripts/install.sh --test   plus what the tests need (venv with pytest, sipvicious, ruff and mypy)
 #   scripts/install.sh --bench  plus what `make bench` needs (matplotlib for its plot, valgrind
 #                               for make bench-instructions)
+#   scripts/install.sh --compile plus what `make compile` needs (gcc, python3-dev; .venv with mypy,
+#                               whose mypyc compiles the routing: kemi_tools/compile.py)
 #   scripts/install.sh --cluster plus what `make cluster` needs (Galera, keepalived; docs/cluster.md)
 #   scripts/install.sh --python only the Python packages Kamailio's embedded python3 imports
 #                               (make install: Kamailio itself is already there)
@@ -31,7 +33,11 @@ RUNTIME=(kamailio kamailio-python3-modules kamailio-mysql-modules kamailio-extra
 TESTING=(python3-venv iproute2 openssl python3-yaml python3-pip python3-setuptools baresip-core chromium
          nftables)
 command -v npm >/dev/null 2>&1 || TESTING+=(npm)
-BENCH=(python3-matplotlib valgrind)
+# make compile (mypyc): gcc and the headers of Debian's python3, the interpreter app_python3 embeds;
+# setuptools runs the build (Debian 13's venv has none of its own)
+COMPILE=(build-essential python3-dev python3-venv python3-setuptools)
+# make bench-instructions measures the compiled routing too (--configs python-compiled)
+BENCH=(python3-matplotlib valgrind "${COMPILE[@]}")
 # the cluster (docs/cluster.md): a Galera cluster (galera-4, state transfer by rsync), the
 # floating address (keepalived); the same package names on Debian 12 and 13
 CLUSTER=(galera-4 rsync keepalived iproute2)
@@ -57,6 +63,7 @@ want=("${RUNTIME[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${TESTING[@]}" "${CLUSTER[@]}" "${DEB[@]}")
 [[ "${1:-}" == "--cluster" ]] && want+=("${CLUSTER[@]}")
 [[ "${1:-}" == "--bench" ]] && want+=("${BENCH[@]}")
+[[ "${1:-}" == "--compile" ]] && want+=("${COMPILE[@]}")
 [[ "${1:-}" == "--image" ]] && want=("${IMAGE[@]}")
 [[ "${1:-}" == "--debroot" ]] && want=(debootstrap)
 [[ "${1:-}" == "--deb" ]] && want=("${DEB[@]}")
@@ -79,15 +86,19 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [[ "${1:-}" == "--test" ]]; then
+if [[ "${1:-}" == "--test" || "${1:-}" == "--compile" ]]; then
     # the tests run on the interpreter Kamailio embeds (Debian's python3), in a venv that
-    # also sees Debian's mysqlclient and cachetools
+    # also sees Debian's mysqlclient and cachetools; make compile builds with its mypyc for
+    # that same interpreter
     if [[ ! -x .venv/bin/python ]]; then
         /usr/bin/python3 -m venv --system-site-packages .venv
     fi
     if ! .venv/bin/python -c 'import pytest, sipvicious, ruff, mypy' 2>/dev/null; then
         .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
     fi
+fi
+
+if [[ "${1:-}" == "--test" ]]; then
     # the WebRTC test's sample page: JsSIP bundled for the browser, playwright-core to drive
     # Debian's chromium (no browser download), versions pinned in tests/web/package.json
     if [[ ! -f tests/web/jssip.js || ! -d tests/web/node_modules/playwright-core ]]; then

@@ -66,7 +66,8 @@ class MediaViews(Protocol):
 
 class Rtpengine:
     # tm's reply route (answers, late offers) and failure route (delete) have work on every INVITE
-    wants_replies = wants_failures = True
+    wants_replies = True          # (one name per line: mypyc compiles no chained class assignment)
+    wants_failures = True
 
     def __init__(self, ksr, media: MediaSettings, observe: Observer, reply: Callable[[sip.Reply], None], *,
                  views: MediaViews, nat: Nat | NoNat, security: MediaSecurity | NoSecurity | None = None,
@@ -380,7 +381,8 @@ class NoSecurity:
 
 class NoMedia:
     """media.enabled = false: no rtpengine at all, SDP passes untouched."""
-    wants_replies = wants_failures = False
+    wants_replies = False
+    wants_failures = False
 
     def on_request(self, msg: Message) -> bool:
         return NEXT

@@ -25,9 +25,12 @@ class PartyMedia:
     mos: float | None = None        # average MOS of what this party received
     mos_min: float | None = None
 
-    def columns(self, party: str) -> dict[str, int | float]:
-        """column name -> value for the set values (party "a" or "b": schema.EXTRAS)."""
-        values = {"rtp_packets": self.rtp_packets, "rtp_bytes": self.rtp_bytes, "lost": self.lost,
+    def columns(self, party: str) -> dict[str, object]:
+        """column name -> value (int, or float for MOS) for the set values (party "a" or "b":
+        schema.EXTRAS). object, not `int | float` nor the inferred `float | None`: mypy reads
+        those as float, and compiled (make compile) every int became a float (148 written as
+        "148.0")."""
+        values: dict[str, object] = {"rtp_packets": self.rtp_packets, "rtp_bytes": self.rtp_bytes, "lost": self.lost,
                   "jitter_ms": self.jitter_ms, "mos": self.mos, "mos_min": self.mos_min}
         return {f"{party}_{k}": v for k, v in values.items() if v is not None}
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from kemi import sip
 from kemi.cluster.part import Cluster, NoCluster
+from kemi.compiled import mypyc_attr
 from kemi.features import error_reply
 from kemi.limits.part import calls_for, rate_for
 from kemi.media.part import NoMedia, Rtpengine, build_families, build_security
@@ -73,6 +74,8 @@ BRANCH_ROUTE_METHODS = frozenset({"INVITE", "BYE", "SUBSCRIBE", "UPDATE"})
 ONREPLY_ROUTE_METHODS = frozenset({"INVITE", "SUBSCRIBE", "UPDATE"})
 
 
+# compiled (make compile), a site's Router subclass stays plain Python
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Router:
     """Subclass this for a site's own routing and name it in settings `python.router`."""
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from kemi import sip
 from kemi.media.view import SdpView
-from kemi.message import Message
+from kemi.message import Message, SbcMessage      # SbcMessage lives in kemi/message.py (see there)
 from kemi.names import (
     AVP_EGRESS,
     AVP_GATEWAY_SET,
@@ -69,18 +69,6 @@ class _NoGatewayLimits:
 
 
 NO_GATEWAY_LIMITS = _NoGatewayLimits()
-
-
-class SbcMessage(Message):
-    """A message on the SBC: what its steps learn about its sides (None: not known yet)."""
-    __slots__ = ("ingress", "egress", "from_gateway", "gateway_side")
-
-    def __init__(self, ksr):
-        super().__init__(ksr)
-        self.ingress: Side | None = None        # the side the request came from (accept)
-        self.egress: str | None = None          # the side's name it is relayed through (leaving)
-        self.from_gateway: bool | None = None   # sent by a listed gateway of its side (asked once)
-        self.gateway_side: Side | None = None   # the side whose gateway set it is sent to (select_gateway)
 
 
 class SbcSides:

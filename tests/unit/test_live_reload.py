@@ -336,3 +336,53 @@ def test_control_without_the_cache_a_reload_compiles_every_module(copy, tmp_path
     assert second is not first and errors(ksr) == []
     assert len(compiled) > 50 and "kemi.routing.router" in compiled
     assert not (tmp_path / "run" / "reload-pycache").exists()        # a reload writes nothing
+
+
+SITE_ROUTER = '''from kemi import sip
+from kemi.names import DONE
+from kemi.routing import Router
+
+
+class SiteRouter(Router):
+    def route_withindlg(self, msg):
+        if msg.to_tag and not self.ksr.rr.loose_route() > 0:
+            self.reply(sip.Reply(404, "Site 1"))
+            return DONE
+        return super().route_withindlg(msg)
+'''
+
+
+@pytest.mark.skipif(__import__("kemi.compiled").compiled.staleness() is not None,
+                    reason="no current compiled copy: make compile")
+def test_compiled_core_keeps_running_a_site_router_reloads_a_kemi_edit_needs_make_compile(copy, tmp_path):
+    """python.compiled: the copy runs the compiled modules of make compile (its build/ is this
+    checkout's, built from the same sources); a reload re-imports the site's plain Router
+    subclass and keeps the compiled package; an edit of kemi/ is refused until make compile."""
+    from kemi.compiled import is_compiled          # (the copy's kemi: its build/ is copy.root's)
+    (copy.root / "build").mkdir()
+    (copy.root / "build" / "compiled").symlink_to(PROJECT_ROOT / "build" / "compiled")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "site_router.py").write_text(SITE_ROUTER)
+    copy.write_settings({"sip": {"domain": "127.0.0.1"},
+                         "python": {"compiled": True, "path": [str(site)], "router": "site_router:SiteRouter"}})
+    ksr = FakeKSR()
+    ksr.defines["KEMI_COMPILED"] = f'"{copy.root / "build" / "compiled"}"'
+    entry = load_entry(copy, ksr)
+    handler = entry.mod_init()
+    core = sys.modules["kemi.routing.router"]
+    assert is_compiled(core) and is_compiled(sys.modules["kemi.sbc.part"]), core.__file__
+    assert not is_compiled(sys.modules["kemi.message"])          # left interpreted (kemi/compiled.py)
+    assert in_dialog_reply(ksr, handler) == (404, "Site 1")
+
+    (site / "site_router.py").write_text(SITE_ROUTER.replace("Site 1", "Site 2"))
+    ksr.cfg_vars["kemi_reload.generation"] = 1                    # make reload
+    assert in_dialog_reply(ksr, handler) == (404, "Site 2")        # the site's Router reloaded
+    assert errors(ksr) == [] and len(reloads(ksr)) == 1
+    assert sys.modules["kemi.routing.router"] is core             # the compiled core stayed
+
+    copy.edit(("routing", "router.py"), IN_DIALOG_404, IN_DIALOG_404.replace("sip.NOT_FOUND", "sip.NOT_FOUND "))
+    ksr.cfg_vars["kemi_reload.generation"] = 2
+    assert in_dialog_reply(ksr, handler) == (404, "Site 2")        # the running code keeps answering
+    failed = [e for e in errors(ksr) if "reload failed" in e]
+    assert len(failed) == 1 and "python.compiled" in failed[0] and "make compile" in failed[0], failed
