@@ -59,6 +59,7 @@ class Net:
     guesser_ip: str
     sip_address: str                # where phones send (the registrar, or the SBC's private side)
     domain: str
+    attack_address: str             # where the scanner sends: the registrar, or the SBC's public side
     trunk_ns: Namespace | None = None       # SBC: the public side (trunk, public gateways)
     gateways_ns: Namespace | None = None    # SBC: the private side's gateways
 
@@ -77,14 +78,15 @@ def build(mode: str) -> Net:
             proxy, lan = topo.namespace("proxy"), topo.namespace("lan")
             topo.link(proxy, "lan0", [f"{PROXY_LAN}/24"], lan, "eth0",
                       [f"{a}/24" for a in (PHONES, LAN_SCANNER, LAN_GUESSER)])
-            return Net(mode, topo, proxy, lan, PHONES, lan, LAN_SCANNER, LAN_GUESSER, PROXY_LAN, PROXY_LAN)
+            return Net(mode, topo, proxy, lan, PHONES, lan, LAN_SCANNER, LAN_GUESSER, PROXY_LAN, PROXY_LAN,
+                       PROXY_LAN)
         proxy, pub, priv = topo.namespace("proxy"), topo.namespace("pub"), topo.namespace("priv")
         topo.link(proxy, "pub0", [f"{SBC_PUBLIC}/24"], pub, "eth0",
                   [f"{a}/24" for a in (*PUBLIC_GATEWAYS, PUBLIC_SCANNER, PUBLIC_GUESSER)])
         topo.link(proxy, "priv0", [f"{SBC_PRIVATE}/24"], priv, "eth0",
                   [f"{a}/24" for a in (*PRIVATE_GATEWAYS, PRIVATE_PHONES)])
         return Net(mode, topo, proxy, priv, PRIVATE_PHONES, pub, PUBLIC_SCANNER, PUBLIC_GUESSER,
-                   SBC_PRIVATE, SBC_PRIVATE, trunk_ns=pub, gateways_ns=priv)
+                   SBC_PRIVATE, SBC_PRIVATE, SBC_PUBLIC, trunk_ns=pub, gateways_ns=priv)
     except BaseException:
         topo.teardown()
         raise

@@ -87,7 +87,8 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
         for s in streams:
             if s.client:
                 s.start(workdir / "sipp", cfg.max_seconds)
-        scanner = Scanner(n.attack_ns, n.scanner_ip, (n.sip_address, soaknet.SIP_PORT), SCANNER_RATE * cfg.scale)
+        # (the SBC's scanner is on the public side: sent to the private address, it sent nothing)
+        scanner = Scanner(n.attack_ns, n.scanner_ip, (n.attack_address, soaknet.SIP_PORT), SCANNER_RATE * cfg.scale)
         scanner.start()
         started = time.monotonic()
         deadline = started + cfg.max_seconds
@@ -158,6 +159,8 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
         if answered_share < cfg.min_answered_share:
             result["notes"].append(f"only {answered_share:.1%} of the answered calls succeeded: the load did not "
                                    "go through as it should")
+        if scanner.sent == 0:      # it could not reach Kamailio: the "never answered" check proved nothing
+            result["notes"].append("the scanner sent nothing: its target was unreachable")
         failed = [v.series for v in verdicts if not v.ok]
         result.update(
             requests=int(x1 - x0), seconds=round(elapsed, 1), rate=round((x1 - x0) / elapsed, 1) if elapsed else 0,
@@ -169,6 +172,7 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
             python_top=sampler.python_tops(), kamailio_log=str(workdir / "kamailio.log"))
         result["ok"] = (not failed and not leftovers.problems and answered_share >= cfg.min_answered_share
                         and not any("Kamailio exited" in note for note in result["notes"])
+                        and scanner.sent > 0
                         and all(r["ok"] for r in reloads))
         log(f"{cfg.mode}: {result['requests']} requests in {elapsed:.0f} s ({result['rate']}/s), "
             f"{len(reloads)} reloads, answered calls {answered_share:.1%}; "
