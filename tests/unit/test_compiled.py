@@ -54,10 +54,13 @@ def test_missing_copy_other_interpreter_and_bad_manifest_are_named(tmp_path):
     build.mkdir()
     compiled.write_manifest(build, compiled.source_hashes(package), "mypy test")
     manifest = json.loads((build / compiled.MANIFEST).read_text())
-    manifest["interpreter"] = "cpython-313:.cpython-313-x86_64-linux-gnu.so:3.13.5"
+    # an interpreter no Debian has (3.13.5 is Debian 13's own: the copy would be current there)
+    other = "cpython-299:.cpython-299-x86_64-linux-gnu.so:2.99.0"
+    assert other != compiled.interpreter_tag()
+    manifest["interpreter"] = other
     (build / compiled.MANIFEST).write_text(json.dumps(manifest))
     assert compiled.staleness(build, package) == (
-        f"{build} was built for cpython-313:.cpython-313-x86_64-linux-gnu.so:3.13.5, "
+        f"{build} was built for {other}, "
         f"this is {compiled.interpreter_tag()}")
     (build / compiled.MANIFEST).write_text("{")
     assert "is not a manifest written by make compile" in compiled.staleness(build, package)
