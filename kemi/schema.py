@@ -254,6 +254,17 @@ def checked_address_port(key: str, text: str, example: str, source: str):
     return parsed
 
 
+def require_own_socket(key: str, text: str, addr, port: int, listens, socket_name: str, what: str, fix: str,
+                       source: str) -> None:
+    """A socket of its own (metrics, health) is no SIP socket's address and port, and no SBC
+    side's socket takes its name."""
+    for listen, name in listens:
+        require(not (listen.host == str(addr) and listen.port == port), key,
+                f"{text} is also the SIP socket {listen.socket}", fix, source)
+        require(name != socket_name, "sbc", f"a side's socket is named {name!r}",
+                f"rename the SBC side: {socket_name!r} names the {what}", source)
+
+
 def is_host(text: str) -> bool:
     try:
         ipaddress.ip_address(text.strip("[]"))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from kemi.names import DECISION_LOG_GROUP, DECISION_LOG_VAR, ENTRY_STATS, METRICS_SOCKET_NAME, OTHER_ENTRY_STAT
 from kemi.observe.decisions import DECISION_LEVELS
 from kemi.observe.metrics import COUNTERS, LIMIT_METRICS
-from kemi.schema import checked_address_port, require
+from kemi.schema import checked_address_port, require, require_own_socket
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -73,12 +73,8 @@ def validate_metrics(s: Settings, source: str) -> None:
             "network's address)", source)
     if not m.enabled:
         return
-    for listen, name in s.listens:
-        require(not (listen.host == str(addr) and listen.port == port), "metrics.listen",
-                f"{m.listen} is also the SIP socket {listen.socket}",
-                "give the metrics endpoint a port of its own (SIP never reaches it)", source)
-        require(name != METRICS_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",
-                f"rename the SBC side: {METRICS_SOCKET_NAME!r} names the metrics socket", source)
+    require_own_socket("metrics.listen", m.listen, addr, port, s.listens, METRICS_SOCKET_NAME, "metrics socket",
+                       "give the metrics endpoint a port of its own (SIP never reaches it)", source)
 
 
 # seconds between two Python memory reports (0 = off)

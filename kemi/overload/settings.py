@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kemi.names import HEALTH_SOCKET_NAME, OVERLOAD_PIPE
-from kemi.schema import checked_address_port, pipelimit_lines, require
+from kemi.schema import checked_address_port, pipelimit_lines, require, require_own_socket
 
 if TYPE_CHECKING:
     from kemi.settings.model import Settings
@@ -64,12 +64,8 @@ def validate_health(s: Settings, source: str) -> None:
     addr, port = parsed
     require(not addr.is_unspecified, "overload.health_listen", f"{listen!r} listens on every address",
             "name one address (loopback, or a management network's)", source)
-    for other, name in s.listens:
-        require(not (other.host == str(addr) and other.port == port), "overload.health_listen",
-                f"{listen} is also the SIP socket {other.socket}",
-                "give the health socket a port of its own", source)
-        require(name != HEALTH_SOCKET_NAME, "sbc", f"a side's socket is named {name!r}",
-                f"rename the SBC side: {HEALTH_SOCKET_NAME!r} names the health socket", source)
+    require_own_socket("overload.health_listen", listen, addr, port, s.listens, HEALTH_SOCKET_NAME, "health socket",
+                       "give the health socket a port of its own", source)
     if s.metrics.enabled:
         require(s.metrics.address != (str(addr), port), "overload.health_listen",
                 f"{listen} is also the metrics endpoint", "give the health socket a port of its own", source)
