@@ -44,6 +44,7 @@ from kemi.names import RELOAD_GENERATION_GROUP, RELOAD_GENERATION_PV, RELOAD_GEN
 
 if TYPE_CHECKING:
     from kemi.routing import Router
+    from kemi.settings import Settings
 
 PACKAGE = "kemi"
 # A .pyc beside its source is trusted when the source's size and mtime (whole seconds) match:
@@ -187,15 +188,14 @@ def check(settings_file: str | None) -> str | None:
     return "; ".join(problems) or None
 
 
-def compile_for_reload(settings_file: str | None) -> int:
-    """Compile the package and the site's python.path into the reload cache as checked
-    hash-based pycs (RELOAD_CACHE); returns how many. Best effort: a file not written is
-    compiled by each worker from its source, as before."""
-    from kemi.settings import load_settings
-    settings = load_settings(settings_file)
+def compile_for_reload(settings: Settings) -> int:
+    """Compile what the workers will re-import, the package (unless python.compiled keeps it)
+    and the site's python.path, into the reload cache as checked hash-based pycs
+    (RELOAD_CACHE); returns how many. Best effort: a file not written is compiled by each
+    worker from its source, as before."""
     cache = reload_cache(settings.runtime.dir)
     # the paths as imports see them (not resolved: a symlinked folder keeps its name there)
-    sources = list(Path(os.path.abspath(__file__)).parent.rglob("*.py"))
+    sources = list(Path(os.path.abspath(__file__)).parent.rglob("*.py")) if not settings.python.compiled else []
     for root in settings.python.path:
         sources += Path(os.path.abspath(root)).rglob("*.py")
     saved = sys.pycache_prefix
@@ -258,7 +258,7 @@ def main(argv: list[str]) -> int:
         print(f"kemi: no control socket at {ctl}: is Kamailio running with these settings? "
               "(make reload SETTINGS=... names the file make run used)", file=sys.stderr)
         return 1
-    compile_for_reload(settings_file)
+    compile_for_reload(settings)
     done = signal_reload(ctl)
     if done.returncode != 0:
         print(f"kemi: kamcmd cfg.seti {RELOAD_GENERATION_GROUP} {RELOAD_GENERATION_VAR} failed: "

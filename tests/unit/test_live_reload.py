@@ -313,7 +313,7 @@ def test_make_reload_compiles_once_for_every_worker_and_an_edit_after_it_is_stil
     copy.write_settings({"sip": {"domain": "127.0.0.1"}, "runtime": {"dir": str(tmp_path / "run")}})
     ksr = FakeKSR()
     first = copy.reload.load(ksr, str(copy.settings))
-    written = copy.reload.compile_for_reload(str(copy.settings))
+    written = copy.reload.compile_for_reload(first.router.settings)
     sources = list(copy.root.joinpath("kemi").rglob("*.py"))
     assert written == len(sources) > 50
     pyc = next((tmp_path / "run" / "reload-pycache").rglob("router.*.pyc")).read_bytes()
