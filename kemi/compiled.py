@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.machinery import EXTENSION_SUFFIXES
 import sys
 import sysconfig
 from pathlib import Path
@@ -112,6 +113,3 @@ def staleness(build_dir: Path = BUILD_DIR, package_dir: Path = PACKAGE_DIR) -> s
 def is_compiled(module) -> bool:
     """True when `module` was loaded from an extension module (a .so), not from its .py."""
     return str(getattr(module, "__file__", "") or "").endswith(tuple(EXTENSION_SUFFIXES))
-
-
-EXTENSION_SUFFIXES = (".so", ".pyd")
