@@ -13,7 +13,7 @@ from pathlib import Path
 from kemi.settings import PROJECT_ROOT
 
 from bench.soak import report
-from bench.soak.run import PhaseConfig, log, run_phase, workdir_for
+from bench.soak.run import PhaseConfig, log, rejudge, run_phase, workdir_for
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 MODES = ("registrar", "sbc")
@@ -39,7 +39,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-python-memory", action="store_true",
                     help="the Python memory hook off (tracemalloc slows the workers; no python.* series)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--rejudge", type=Path, metavar="SOAK_JSON",
+                    help="no run: judge a soak.json's samples again (the judge changed) and write OUT's files")
     args = ap.parse_args(argv)
+    if args.rejudge:
+        judged = json.loads(args.rejudge.read_text())
+        for phase in judged["phases"]:
+            rejudge(phase)
+        judged["ok"] = bool(judged["phases"]) and all(p.get("ok") for p in judged["phases"])
+        judged["rejudged"] = True
+        return write(judged, args.out)
     if os.geteuid() != 0:
         print("soak: run as root (network namespaces, Kamailio, MariaDB, rtpengine, SIPp)", file=sys.stderr)
         return 2
@@ -64,12 +73,16 @@ def main(argv: list[str]) -> int:
     doc["machine"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     doc["seconds"] = round(time.monotonic() - started)
     doc["ok"] = bool(doc["phases"]) and all(p.get("ok") for p in doc["phases"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (args.out / "soak.md").write_text(report.markdown(doc))
+    return write(doc, args.out)
+
+
+def write(doc: dict, out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "soak.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "soak.md").write_text(report.markdown(doc))
     for phase in doc["phases"]:
-        report.plot(phase, args.out / f"soak-{phase['mode']}.png")
-    log(f"{'PASS' if doc['ok'] else 'FAIL'} in {doc['seconds']} s; wrote {args.out / 'soak.json'}, soak.md, "
+        report.plot(phase, out / f"soak-{phase['mode']}.png")
+    log(f"{'PASS' if doc['ok'] else 'FAIL'} in {doc['seconds']} s; wrote {out / 'soak.json'}, soak.md, "
         + ", ".join(f"soak-{p['mode']}.png" for p in doc["phases"]))
     return 0 if doc["ok"] else 1
 

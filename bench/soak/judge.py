@@ -9,6 +9,18 @@ passes when that slope times the judged window (its growth over the window, in t
 unit) stays within its tolerance: max(relative x the series' median level, an absolute floor).
 A falling series always passes. The tolerances are per kind of series (TOLERANCES), stated
 in the report, and the same for the short run in make test and the long one.
+
+Reloads. A `make reload` re-imports the routing in every process at once: a worker's memory
+steps up there (new module objects, the old ones collected later) and is flat between
+reloads. One slope fitted through such steps is the steps' average, not a leak's. With at least
+STEPS_JUDGED_FROM reloads after warm-up the two are judged apart: the slope from pairs of
+samples between the same two reloads only (the sample right after a reload left out), its
+growth over the time between reloads; and the steps: the level (median) of the samples between
+two reloads minus that of the ones before, at each reload (the median, since for a few samples
+after a reload the old and the new modules are both alive). The later half of the steps must
+add up to no more than the same tolerance, i.e. the level after the last reload is at most that
+much above the level at the middle one: steps that shrink to nothing pass, a reload that leaks
+the same amount every time fails. With fewer reloads the steps count in the one slope.
 """
 from __future__ import annotations
 
@@ -35,6 +47,8 @@ TOLERANCES: dict[str, tuple[float, float, str]] = {
 # reported and drawn, not judged: VmRSS counts the shm pages a process has touched (it climbs
 # to the shm in use and stays), rtpengine's fds follow the calls up, htables the bans of the moment
 MIN_SAMPLES = 5
+STEPS_JUDGED_FROM = 4       # reloads after warm-up for the steps to be judged apart
+SETTLE_SAMPLES = 1          # samples right after a reload left out of the slope
 
 
 def tolerance_for(series: str) -> tuple[float, float, str] | None:
@@ -60,32 +74,71 @@ class SeriesVerdict:
     end: float              # last sample
     level: float            # median after warm-up
     slope_per_million: float    # units per 1,000,000 requests (Theil-Sen)
-    growth: float           # slope x the judged window
+    growth: float           # slope x the judged window (between reloads when they are judged apart)
     allowed: float
     ok: bool
+    steps: list[float] | None = None    # at each reload after warm-up, when judged apart
+    late_steps: float = 0.0             # the sum of their later half (judged against `allowed`)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def judge_series(series: str, xs: list[float], ys: list[float], warmup_x: float) -> SeriesVerdict | None:
-    """The verdict for one series, None when it is not judged or has too few samples."""
+def judge_series(series: str, xs: list[float], ys: list[float], warmup_x: float,
+                 reloads_x: list[float] | tuple[float, ...] = ()) -> SeriesVerdict | None:
+    """The verdict for one series, None when it is not judged or has too few samples.
+    `reloads_x`: where (x) each `make reload` was made."""
     tol = tolerance_for(series)
     pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x >= warmup_x]
     if tol is None or len(pairs) < MIN_SAMPLES:
         return None
     rel, floor, unit = tol
     px, py = [p[0] for p in pairs], [p[1] for p in pairs]
-    slope = theil_sen(px, py)
-    growth = slope * (px[-1] - px[0])
     level = statistics.median(py)
     allowed = max(rel * abs(level), floor)
+    inside = [r for r in reloads_x if px[0] < r <= px[-1]]
+    if len(inside) >= STEPS_JUDGED_FROM:
+        segments = split_at_reloads(pairs, inside)
+        slope = theil_sen_within(segments)
+        growth = slope * sum(seg[-1][0] - seg[0][0] for seg in segments if seg)
+        steps = reload_steps(segments)
+        late = sum(steps[(len(steps) + 1) // 2:])
+        return SeriesVerdict(series, unit, ys[0], py[0], py[-1], level, slope * 1_000_000, growth, allowed,
+                             growth <= allowed and late <= allowed, steps, late)
+    slope = theil_sen(px, py)
+    growth = slope * (px[-1] - px[0])
     return SeriesVerdict(series, unit, ys[0], py[0], py[-1], level, slope * 1_000_000, growth, allowed,
                          growth <= allowed)
 
 
-def judge(samples: list[dict], warmup_share: float) -> list[SeriesVerdict]:
-    """Every judged series of a run's samples (dicts from Sampler.sample)."""
+def split_at_reloads(pairs: list[tuple[float, float]], reloads_x: list[float]) -> list[list[tuple[float, float]]]:
+    """The samples between two reloads each (before the first, between, after the last), the
+    first SETTLE_SAMPLES after each reload left out; a segment may be empty."""
+    segments: list[list[tuple[float, float]]] = [[] for _ in range(len(reloads_x) + 1)]
+    for x, y in pairs:
+        segments[sum(1 for r in reloads_x if r < x)].append((x, y))
+    return [segments[0]] + [seg[SETTLE_SAMPLES:] for seg in segments[1:]]
+
+
+def theil_sen_within(segments: list[list[tuple[float, float]]]) -> float:
+    """Theil-Sen over pairs of samples inside the same segment only."""
+    slopes = [(b[1] - a[1]) / (b[0] - a[0]) for seg in segments for i, a in enumerate(seg) for b in seg[i + 1:]
+              if b[0] != a[0]]
+    return statistics.median(slopes) if slopes else 0.0
+
+
+def reload_steps(segments: list[list[tuple[float, float]]]) -> list[float]:
+    """At each reload, the level of the samples up to the next reload minus the level of those
+    since the one before (medians: the few samples in which old and new modules are both alive
+    move neither); an empty segment makes one step of two reloads."""
+    levels = [statistics.median([y for _, y in seg]) for seg in segments if seg]
+    return [after - before for before, after in zip(levels, levels[1:], strict=False)]
+
+
+def judge(samples: list[dict], warmup_share: float, reloads_x: list[float] | tuple[float, ...] = ()
+          ) -> list[SeriesVerdict]:
+    """Every judged series of a run's samples (dicts from Sampler.sample); `reloads_x`: the
+    requests received when each `make reload` was made."""
     if not samples:
         return []
     first_x, last_x = samples[0]["core.requests"], samples[-1]["core.requests"]
@@ -95,7 +148,7 @@ def judge(samples: list[dict], warmup_share: float) -> list[SeriesVerdict]:
     for name in names:
         xs = [s["core.requests"] for s in samples if name in s]
         ys = [s[name] for s in samples if name in s]
-        verdict = judge_series(name, xs, ys, warmup_x)
+        verdict = judge_series(name, xs, ys, warmup_x, reloads_x)
         if verdict:
             out.append(verdict)
     return out

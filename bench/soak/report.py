@@ -13,6 +13,14 @@ def _human(value: float, unit: str) -> str:
     return f"{value:.0f} {unit}" if abs(value) >= 10 or value == int(value) else f"{value:.2f} {unit}"
 
 
+def _steps(verdict: dict, unit: str) -> str:
+    """The steps at reloads when they were judged apart (bench/soak/judge.py), else '-'."""
+    steps = verdict.get("steps")
+    if not steps:
+        return "-"
+    return f"{', '.join(_human(s, unit) for s in steps)} ({_human(verdict['late_steps'], unit)})"
+
+
 def markdown(doc: dict) -> str:
     """The figures of a soak run (every phase): totals, the per-series verdicts, leftovers."""
     out = []
@@ -30,13 +38,14 @@ def markdown(doc: dict) -> str:
                 f"after warm-up), Kamailio processes lost: {lo.get('kamailio_processes_lost') or 'none'}."
                 + (f" Notes: {'; '.join(phase['notes'])}." if phase.get("notes") else ""),
                 "",
-                "| series | first | after warm-up | end | slope per 1M requests | growth over the window | allowed | |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| series | first | after warm-up | end | slope per 1M requests | growth over the window | "
+                "steps at reloads (their later half) | allowed | |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for v in phase.get("verdicts", []):
             unit = v["unit"]
             out.append(f"| {v['series']} | {_human(v['first'], unit)} | {_human(v['start'], unit)} | "
                        f"{_human(v['end'], unit)} | {_human(v['slope_per_million'], unit)} | "
-                       f"{_human(v['growth'], unit)} | {_human(v['allowed'], unit)} | "
+                       f"{_human(v['growth'], unit)} | {_steps(v, unit)} | {_human(v['allowed'], unit)} | "
                        f"{'ok' if v['ok'] else '**FAIL**'} |")
         out.append("")
     return "\n".join(out)

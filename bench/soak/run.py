@@ -47,6 +47,25 @@ class PhaseConfig:
     min_answered_share: float = MIN_ANSWERED_SHARE
 
 
+def phase_ok(phase: dict) -> bool:
+    """A phase passes: every judged series flat, nothing left, the calls answered, Kamailio never
+    exited, the scanner sent something, every reload went out."""
+    return (not phase["failed_series"] and not phase["leftovers"]["problems"]
+            and phase["answered_share"] >= phase["config"]["min_answered_share"]
+            and not any("Kamailio exited" in note for note in phase["notes"])
+            and phase["scanner"]["sent"] > 0
+            and all(r["ok"] for r in phase["reloads"]))
+
+
+def rejudge(phase: dict) -> dict:
+    """A phase's verdicts computed again from its samples (the judge changed, the run did not)."""
+    verdicts = judging.judge(phase["samples"][:phase["load_samples"]], phase["config"]["warmup"],
+                             [r["requests"] for r in phase["reloads"]])
+    phase.update(verdicts=[v.as_dict() for v in verdicts], failed_series=[v.series for v in verdicts if not v.ok])
+    phase["ok"] = phase_ok(phase)
+    return phase
+
+
 def make_reload(settings_file: Path) -> tuple[bool, str]:
     """`make reload SETTINGS=...` as an operator runs it."""
     done = subprocess.run(["make", "-s", "-C", str(PROJECT_ROOT), "reload", f"SETTINGS={settings_file}"],
@@ -93,7 +112,7 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
         started = time.monotonic()
         deadline = started + cfg.max_seconds
         samples = [sampler.sample()]
-        reloads = []
+        reloads: list[dict] = []
         next_reload = started + cfg.reload_every if cfg.reload_every else float("inf")
         next_sample = started + cfg.sample_every
         last_log = started
@@ -152,7 +171,7 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
             mysql_connections_at_start=int(warm.get("mysql.connections", 0)),
             kamailio_processes_lost=sorted(set(sampler.roles) - set(sampler.alive_pids())),
             scanner_replies=scanner.replies)
-        verdicts = judging.judge(load, cfg.warmup)
+        verdicts = judging.judge(load, cfg.warmup, [r["requests"] for r in reloads])
         counts = {s.name: s.counts() for s in streams if s.client}
         answered = counts.get("calls", {})
         answered_share = answered.get("successful", 0) / max(1, answered.get("created", 0))
@@ -170,10 +189,7 @@ def run_phase(cfg: PhaseConfig, workdir: Path) -> dict:
             scanner={"sent": scanner.sent, "replies": scanner.replies},
             roles={str(pid): name for pid, name in sampler.roles.items()},
             python_top=sampler.python_tops(), kamailio_log=str(workdir / "kamailio.log"))
-        result["ok"] = (not failed and not leftovers.problems and answered_share >= cfg.min_answered_share
-                        and not any("Kamailio exited" in note for note in result["notes"])
-                        and scanner.sent > 0
-                        and all(r["ok"] for r in reloads))
+        result["ok"] = phase_ok(result)
         log(f"{cfg.mode}: {result['requests']} requests in {elapsed:.0f} s ({result['rate']}/s), "
             f"{len(reloads)} reloads, answered calls {answered_share:.1%}; "
             + ("PASS" if result["ok"] else f"FAIL: series {failed}, leftovers {leftovers.problems}, "
