@@ -20,6 +20,8 @@
 # make bench-records  what call records and HEP capture cost: Kamailio CPU per call, A/B
 #             (BENCH_ARGS=--media: calls anchored by rtpengine), bench/results/records-cost*.json
 # make bench-topology  topology hiding's cost per call, hiding off vs on (bench/topology.py)
+# make bench-overload  1.5x and 3x make bench's clean rate, Python and native, refusal on and off
+#             (bench/overload.py, ~20 min): bench/results/overload.{json,md}, docs/reliability.md
 # make sipp   SCENARIO=register|call|options TARGET=HOST:PORT USERS=u:pw,u:pw [RATE COUNT DOMAIN KIT_ARGS]:
 #             the SIPp kit against any proxy (docs/sipp-kit.md); non-zero exit on any failed call
 # make reload check the edited Python, then the running Kamailio loads it (no restart, calls kept)
@@ -40,7 +42,7 @@ DB_RO_URL ?=
 KAMAILIO ?= kamailio
 KAMAILIO_MODULES ?=
 
-.PHONY: compile run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology soak
+.PHONY: compile run deps install uninstall lint deb test test-debian13 bench-debian13 bench-instructions bench-instructions-debian13 image unit e2e check install-test install-bench fuzz bench sipp reload cluster bench-records bench-topology soak bench-overload
 
 run: deps
 	$(PY) -m kemi_tools.stack $(SETTINGS)
@@ -105,6 +107,11 @@ bench-instructions-debian13:
 # part of make test (tests/e2e/test_soak.py runs a short one); docs/reliability.md
 soak: install-bench
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+# issue 21: 1.5x and 3x make bench's clean rate for 60 s, registrations and calls, Python and
+# native.cfg, the early refusal on and off (~20 min; test_overload_live.py runs a short one)
+bench-overload: install-bench
+	$(PY) -m bench.overload $(BENCH_ARGS)
 
 bench-records: install-bench
 	$(PY) -m bench.records_cost $(BENCH_ARGS)

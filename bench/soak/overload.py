@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -156,6 +157,65 @@ def offer(target: tuple[str, int], rate: float, seconds: float, local_ip: str = 
     finally:
         for s in socks:
             s.close()
+
+
+def options_latency(address: tuple[str, int], timeout: float = 2.0) -> float | None:
+    """Seconds until an OPTIONS to `address` was answered, or None when it was not within
+    `timeout` (a load balancer's health probe)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.bind(("127.0.0.1", 0))
+        started = time.monotonic()
+        port, tag = s.getsockname()[1], time.monotonic_ns()
+        host, hport = address
+        s.sendto((f"OPTIONS sip:{host}:{hport} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-h{tag}\r\n"
+                  f"Max-Forwards: 70\r\nFrom: <sip:health@127.0.0.1>;tag=h{tag}\r\nTo: <sip:{host}:{hport}>\r\n"
+                  f"Call-ID: health-{tag}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(), address)
+        try:
+            answered = s.recv(4096).startswith(b"SIP/2.0 ")
+        except OSError:
+            return None
+        return time.monotonic() - started if answered else None
+
+
+class Watcher:
+    """OPTIONS to `address` every `every` s in a thread until stop(), at most `limit` probes:
+    `latencies` holds each probe's seconds to its answer, or None."""
+
+    def __init__(self, address: tuple[str, int], every: float = 0.5, timeout: float = 2.0, limit: int = 400):
+        self.address, self.every, self.timeout, self.limit = address, every, timeout, limit
+        self.latencies: list[float | None] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._done.is_set() and len(self.latencies) < self.limit:
+            self.latencies.append(options_latency(self.address, self.timeout))
+            self._done.wait(self.every)
+
+    def stop(self) -> None:
+        """No new probe from now on (one under way still ends: result() waits for it)."""
+        self._done.set()
+
+    def result(self) -> list[float | None]:
+        self._done.set()
+        self._thread.join(self.timeout + 5)
+        return list(self.latencies)
+
+
+def answered_within(latencies: list[float | None], within: float) -> int:
+    return sum(1 for x in latencies if x is not None and x <= within)
+
+
+def describe_probes(latencies: list[float | None], prompt: float) -> str:
+    answered = sorted(x for x in latencies if x is not None)
+    slowest = f", slowest {answered[-1] * 1000:.0f} ms" if answered else ""
+    return (f"{len(answered)}/{len(latencies)} answered, {answered_within(latencies, prompt)} within "
+            f"{prompt * 1000:.0f} ms{slowest}")
 
 
 def probe(target: tuple[str, int], local_ip: str = "127.0.0.1", socket_factory=None,

@@ -11,8 +11,9 @@ On: nearly every caller gets an answer (the challenge or a 503 with Retry-After)
 answers OPTIONS nearly all along, the served are served fast, and within 5 s of the load
 stopping a new registration is served at normal latency. Not every caller: pipelimit looks at
 the queues once a second, so in the second after they drained everything is admitted and the
-kernel drops what overflows the socket buffer (measured: 8-12 % unanswered, 1-2 OPTIONS in 25). Off (CONTROL): no 503; callers go unanswered or
-wait in the socket queue: the collapse the refusal prevents.
+kernel drops what overflows the socket buffer (measured: 8-12 % unanswered, 1-2 OPTIONS in 25).
+Off (CONTROL): no 503; callers go unanswered or wait in the socket queue: the collapse the
+refusal prevents.
 
 The health socket (overload.health_listen, its own worker) is probed beside the SIP socket in
 both runs: it answers all but at most one probe promptly (within PROMPT_S), and in the run with
@@ -22,13 +23,12 @@ CONTROL: they wait in the socket queue behind the load, ~2 s), it still does.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 import pytest
 
-from bench.soak.overload import offer, probe
+from bench.soak.overload import Watcher, answered_within, describe_probes, offer, options_latency, probe
 from harness import stack as harness_stack
 
 CAPACITY = 200                  # new requests a second: 2 workers x (1 / 10 ms)
@@ -53,24 +53,6 @@ OPTIONS_TIMEOUT_S = 2.0
 PROMPT_S, PROMPT_OFF = 0.5, 0.5
 
 
-def _options_answered(address: tuple[str, int], timeout: float = OPTIONS_TIMEOUT_S) -> float | None:
-    """Seconds until the OPTIONS was answered, or None when it was not within `timeout`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.bind(("127.0.0.1", 0))
-        started = time.monotonic()
-        port, tag = s.getsockname()[1], time.monotonic_ns()
-        host, hport = address
-        s.sendto((f"OPTIONS sip:{host}:{hport} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-h{tag}\r\n"
-                  f"Max-Forwards: 70\r\nFrom: <sip:health@127.0.0.1>;tag=h{tag}\r\nTo: <sip:{host}:{hport}>\r\n"
-                  f"Call-ID: health-{tag}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(), address)
-        try:
-            answered = s.recv(4096).startswith(b"SIP/2.0 ")
-        except OSError:
-            return None
-        return time.monotonic() - started if answered else None
-
-
 def _overload_run(kamailio_factory, enabled: bool, results_dir) -> dict:
     routers = str(harness_stack.project_file("tests", "e2e", "routers"))
     health_address = ("127.0.0.1", harness_stack.kamailio_port())
@@ -79,22 +61,14 @@ def _overload_run(kamailio_factory, enabled: bool, results_dir) -> dict:
         # one source sends it all: pike's flood limit out of the way (make bench does the same)
         "security": {"flood_requests": 65535},
         # the health socket in both runs: its own worker, whatever the SIP socket's queue holds
-        "overload": {"enabled": enabled, "health_listen": "%s:%d" % health_address},
+        "overload": {"enabled": enabled, "health_listen": f"{health_address[0]}:{health_address[1]}"},
     }, name=f"overload-{'on' if enabled else 'off'}")
     before = probe(proxy.address)
     assert before is not None and before[0] == 401, f"an idle proxy must challenge a REGISTER: {before}"
-    assert _options_answered(health_address) is not None, "the idle proxy's health socket must answer OPTIONS"
-    health: list[float | None] = []          # OPTIONS to the SIP socket the load goes to: seconds
-    health_socket: list[float | None] = []   # OPTIONS to the health socket: seconds
-    done = threading.Event()
-
-    def watch(address, answers):
-        while not done.is_set() and len(answers) < 200:     # bounded: 200 probes at most
-            answers.append(_options_answered(address))
-            done.wait(HEALTH_EVERY_S)
-
-    watcher = threading.Thread(target=watch, args=(proxy.address, health), daemon=True)
-    health_watcher = threading.Thread(target=watch, args=(health_address, health_socket), daemon=True)
+    assert options_latency(health_address) is not None, "the idle proxy's health socket must answer OPTIONS"
+    # OPTIONS to the SIP socket the load goes to, and to the health socket: seconds to each answer
+    watcher = Watcher(proxy.address, HEALTH_EVERY_S, OPTIONS_TIMEOUT_S, limit=200)
+    health_watcher = Watcher(health_address, HEALTH_EVERY_S, OPTIONS_TIMEOUT_S, limit=200)
     result: dict = {}
     loader = threading.Thread(target=lambda: result.update(
         outcome=offer(proxy.address, CAPACITY * OVERLOAD, SECONDS, answer_wait=ANSWER_WAIT_S)), daemon=True)
@@ -103,7 +77,8 @@ def _overload_run(kamailio_factory, enabled: bool, results_dir) -> dict:
     started = time.monotonic()
     loader.start()
     time.sleep(SECONDS)
-    done.set()
+    watcher.stop()
+    health_watcher.stop()
     # recovery: from the moment the load stops, a new REGISTER every 0.25 s until one is served fast
     recovered_after = None
     deadline = started + SECONDS + 3 * RECOVERY_LIMIT_S
@@ -114,12 +89,12 @@ def _overload_run(kamailio_factory, enabled: bool, results_dir) -> dict:
             break
         time.sleep(0.25)
     loader.join(SECONDS + 30)
-    watcher.join(5)
-    health_watcher.join(5)
+    health, health_socket = watcher.result(), health_watcher.result()
     summary = result["outcome"].summary()
     summary.update(overload_enabled=enabled, capacity=CAPACITY,
                    recovered_after_s=None if recovered_after is None else round(recovered_after, 2),
-                   health_options=_describe(health), health_socket_options=_describe(health_socket),
+                   health_options=describe_probes(health, PROMPT_S),
+                   health_socket_options=describe_probes(health_socket, PROMPT_S),
                    alive=proxy.alive())
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"overload-{'on' if enabled else 'off'}.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -138,7 +113,8 @@ def results_dir(tmp_path):
 def test_three_times_capacity_is_refused_early_and_recovers_at_once(kamailio_factory, results_dir):
     s = _overload_run(kamailio_factory, True, results_dir)
     assert s["alive"], "Kamailio exited under overload"
-    assert _answered(s["_health"]) >= HEALTH_ON * len(s["_health"]), f"OPTIONS went unanswered: {s['health_options']}"
+    assert answered_within(s["_health"], OPTIONS_TIMEOUT_S) >= HEALTH_ON * len(s["_health"]), \
+        f"OPTIONS went unanswered: {s['health_options']}"
     assert _all_but_one(s["_health_socket"]), f"the health socket missed probes: {s['health_socket_options']}"
     assert s["refused_503"] > 0, f"nothing was refused at {OVERLOAD}x capacity: {s}"
     assert s["refused_503_without_retry_after"] == 0, s
@@ -160,22 +136,12 @@ def test_control_without_the_refusal_callers_time_out(kamailio_factory, results_
     assert collapsed, f"without the refusal the overload did no harm: the test proves nothing: {s}"
     # the health socket's own worker answers at once while the SIP socket's probes wait in its
     # queue behind the load or are dropped
-    assert _answered(s["_health"], PROMPT_S) <= PROMPT_OFF * len(s["_health"]), \
-        f"the SIP socket answered its probes promptly: the health socket's contrast proves nothing: {s['health_options']}"
+    assert answered_within(s["_health"], PROMPT_S) <= PROMPT_OFF * len(s["_health"]), \
+        f"the SIP socket answered its probes promptly: the health socket's contrast proves nothing: " \
+        f"{s['health_options']}"
     assert _all_but_one(s["_health_socket"]), f"the health socket missed probes: {s['health_socket_options']}"
-
-
-def _answered(latencies: list[float | None], within: float = OPTIONS_TIMEOUT_S) -> int:
-    return sum(1 for x in latencies if x is not None and x <= within)
 
 
 def _all_but_one(latencies: list[float | None]) -> bool:
     """All probes but at most one answered within PROMPT_S."""
-    return len(latencies) >= 10 and _answered(latencies, PROMPT_S) >= len(latencies) - 1
-
-
-def _describe(latencies: list[float | None]) -> str:
-    answered = sorted(x for x in latencies if x is not None)
-    slowest = f", slowest {answered[-1] * 1000:.0f} ms" if answered else ""
-    return (f"{len(answered)}/{len(latencies)} answered, {_answered(latencies, PROMPT_S)} within "
-            f"{PROMPT_S * 1000:.0f} ms{slowest}")
+    return len(latencies) >= 10 and answered_within(latencies, PROMPT_S) >= len(latencies) - 1

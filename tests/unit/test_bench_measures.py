@@ -135,3 +135,25 @@ def test_entries_per_call_from_a_runs_counters():
     run = RunResult("python", 100, 300, successful=300, entries={"request_route": 1200, "onreply_manage": 600})
     assert entries_per_call(run) == {"onreply_manage": 2.0, "request_route": 4.0, "total": 6.0}
     assert entries_per_call(RunResult("python", 100, 300)) == {}
+
+
+def test_overload_rates_are_the_higher_clean_rate_of_the_two_routings(tmp_path):
+    from bench.overload import clean_rates
+    bench_json = tmp_path / "bench.json"
+    bench_json.write_text('{"scenarios": [{"name": "call", "max_rate": {"native": 1300, "python": 1550}},'
+                          ' {"name": "register-db1", "max_rate": {"native": 2900, "python": 2400}},'
+                          ' {"name": "never-measured", "max_rate": {}}]}')
+    assert clean_rates(bench_json) == {"call": 1550.0, "register-db1": 2900.0}
+
+
+def test_an_overload_run_sorts_every_attempt_into_one_outcome():
+    from bench.overload import OverloadRun, markdown
+    run = OverloadRun("call", "python", True, 3.0, 4650, 10.0, created=1000, served=600, refused=350, other=10,
+                      unanswered=40, sip_options="3/4 answered", recovered_s=1.5)
+    s = run.summary()
+    assert s["goodput"] == 60.0 and s["unanswered_share"] == 0.04 and s["offered_rate"] == 100.0
+    assert run.served + run.refused + run.other + run.unanswered == run.created
+    table = markdown({"machine": {"pinning": {"kamailio": "1", "sipp": "0"}, "children": 4, "seconds": 10,
+                                  "max_retrans": 4, "answer_wait_s": 8, "rates_from": "bench.json",
+                                  "clean_rates": {"call": 1550}, "elapsed_s": 1}, "runs": [s]})
+    assert "| call | python | on | 100/s (3x) | 1,000 | 600 (60) | 350 | 10 | 40 (4.0%) |" in table
