@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -64,7 +63,6 @@ RECOVERY_GIVE_UP_S = 30.0
 HEALTH_EVERY_S, PROMPT_S = 0.5, 0.5
 PROBE_ATTEMPTS = 3              # the recovery's SIPp registration / call: attempts per try
 REFUSED = "503"
-STAT_5XX = re.compile(r"sl:5xx_replies\s*=\s*(\d+)")
 
 
 @dataclass
@@ -81,7 +79,6 @@ class OverloadRun:
     other: int = 0
     unanswered: int = 0
     retransmissions: int = 0
-    stateless_5xx: int = 0       # Kamailio's sl:5xx_replies during the run (pipelimit's 503s)
     served_p50_ms: float | None = None
     served_p99_ms: float | None = None
     sipp_busy: float = 0.0       # SIPp's CPU share (caller and callee): near 1, SIPp was the limit
@@ -114,11 +111,6 @@ def clean_rates(path: Path) -> dict[str, float]:
     return {s["name"]: float(max(s["max_rate"].values())) for s in doc["scenarios"] if s.get("max_rate")}
 
 
-def stateless_5xx(env: Env, label: str) -> int:
-    m = STAT_5XX.search(env.kamailios[label].kamcmd("stats.get_statistics", "sl:5xx_replies"))
-    return int(m.group(1)) if m else 0
-
-
 def run_overload(env: Env, load: Load, trials: dict[str, Load], label: str, rate: float, factor: float,
                  seconds: float, refusal: bool, health_port: int) -> OverloadRun:
     kam = env.kamailios[label]
@@ -133,7 +125,7 @@ def run_overload(env: Env, load: Load, trials: dict[str, Load], label: str, rate
     sipp.extra = [e for e in sipp.extra if e not in ("-default_behaviors", "all,-abortunexp")]
     sip = Watcher(("127.0.0.1", kam.port), HEALTH_EVERY_S, 2.0)
     health = Watcher(("127.0.0.1", health_port), HEALTH_EVERY_S, 2.0)
-    refused_before, cpu_before = stateless_5xx(env, label), kam.cpu_seconds()
+    cpu_before = kam.cpu_seconds()
     callee_cpu = env.callee.cpu_so_far() if env.callee else 0.0
     sip.start()
     health.start()
@@ -148,7 +140,6 @@ def run_overload(env: Env, load: Load, trials: dict[str, Load], label: str, rate
     run.kamailio_cpu_s = round(kam.cpu_seconds() - cpu_before, 2)
     sipp_cpu = out.cpu_s + ((env.callee.cpu_so_far() - callee_cpu) if env.callee else 0.0)
     run.sipp_busy = round(sipp_cpu / (time.monotonic() - started), 3)
-    run.stateless_5xx = stateless_5xx(env, label) - refused_before if run.alive else 0
     stats = out.stats
     run.created = int(stats.get("TotalCallCreated", 0) or 0)
     run.retransmissions = int(stats.get("Retransmissions(C)", 0) or 0)
@@ -324,7 +315,7 @@ def markdown(doc: dict) -> str:
             f"{r['refused']:,} | {r['other']:,} | {r['unanswered']:,} ({r['unanswered_share']:.1%}) | "
             f"{r['retransmissions']:,} | {r['served_p50_ms']} / {r['served_p99_ms']} | "
             f"{r['health_prompt']}/{r['health_probes']} | {r['sip_options']} | {recovered} | "
-            f"{r['sipp_busy']:.0%} |" + ("" if r["alive"] else " **Kamailio lost** |"))
+            f"{r['sipp_busy']:.0%}" + ("" if r["alive"] else " **Kamailio lost**") + " |")
     return "\n".join(lines) + "\n"
 
 
