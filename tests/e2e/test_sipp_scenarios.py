@@ -153,7 +153,7 @@ def test_control_without_ack_txn_sipp_aborts_on_the_retransmitted_200(db, proxy,
     answered = text.index('<label id="answered"/>')
     stripped = text[:answered] + text[answered:].replace('<send ack_txn="call">', "<send>", 1)
     assert stripped != text
-    scenario = tmp_path / "uac_call_no_ack_txn.xml"
+    scenario = tmp_path / "uac-call-without-ack-txn.xml"     # (not a name of the folder's)
     scenario.write_text(stripped)
     result, received = _call_with_a_retransmitted_200(db, proxy, tmp_path, str(scenario), RE_ACK["control"])
     assert result.rc != 0 and "Assertion" in result.stdout, (result.rc, result.stdout[-2000:], received)
