@@ -73,9 +73,14 @@ def write(s: Settings, path: Path) -> Path:
 
 
 def argv(conf: Path, rundir: Path) -> list[str]:
-    """keepalived in the foreground, VRRP only, its own pid files (several run on one host)."""
+    """keepalived in the foreground, VRRP only, its own pid files (several run on one host).
+    Every child's pid file, not only the VRRP one: keepalived 2.3 (Debian 13) checks the BFD
+    and checkers pid files at start even with --vrrp, and a node started while another held
+    the default /run/bfd.pid exited at once ("Another process has pid file /run/bfd.pid
+    locked ... daemon is already running"), leaving its node without VRRP."""
     return ["keepalived", "--dont-fork", "--log-console", "--no-syslog", "--vrrp", "--log-detail",
-            f"--use-file={conf}", f"--pid={rundir / 'keepalived.pid'}", f"--vrrp_pid={rundir / 'vrrp.pid'}"]
+            f"--use-file={conf}", f"--pid={rundir / 'keepalived.pid'}", f"--vrrp_pid={rundir / 'vrrp.pid'}",
+            f"--checkers_pid={rundir / 'checkers.pid'}", f"--bfd_pid={rundir / 'bfd.pid'}"]
 
 
 def start(s: Settings, workdir: Path, spawn=None) -> Daemon:

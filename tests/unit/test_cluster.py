@@ -225,3 +225,13 @@ def test_the_demo_cluster_settings_are_valid_and_render_keepalived(tmp_path):
         assert all(f"        {p}\n" in conf for p in s.cluster.peers)
         assert f"{demo.FLOATING}/24 dev eth0" in conf
         assert "WITH_DB_CLUSTER" in render_kamailio_defines(s)
+
+
+def test_every_keepalived_child_has_its_own_pid_file(tmp_path):
+    """Several keepalived run on one host (one per node): a pid file at keepalived's default
+    path (/run/...) is shared, and keepalived 2.3 exits at start when another holds it."""
+    from kemi_tools.stack import keepalived
+    argv = keepalived.argv(tmp_path / "keepalived.conf", tmp_path / "node1")
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--") and "pid=" in a}
+    assert given == {"--pid", "--vrrp_pid", "--checkers_pid", "--bfd_pid"}
+    assert all(a.split("=", 1)[1].startswith(str(tmp_path / "node1")) for a in argv if "pid=" in a)
