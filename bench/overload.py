@@ -287,8 +287,9 @@ def main(argv: list[str]) -> int:
     doc = {"machine": info, "runs": [r.summary() for r in runs]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "overload.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (args.out / "overload.md").write_text(markdown(doc))
-    log("\n" + markdown(doc))
+    table = markdown(doc)
+    (args.out / "overload.md").write_text(table)
+    log("\n" + table)
     log(f"bench.overload: {info['elapsed_s']}s; wrote {args.out / 'overload.json'}, {args.out / 'overload.md'}")
     return 0
 
